@@ -1,0 +1,16 @@
+//! The analysis core of actiscope: pure functions on plain `f32` matrices and labels.
+//!
+//! Owns: activation patterns (bit-packed) and their unique counts, Activation Pattern Diagrams
+//! (APD), flows with strength and purity and their histograms. Later: mapper graphs, coupled
+//! NMF, spectra, SVCCA/CKA. Does not own: tensors, training, I/O, networking or rendering; it
+//! never sees burn, tokio or axum types (a test checks this), so every result here can be
+//! tested against hand-computed answers.
+
+pub mod apd;
+pub mod flows;
+pub mod hash;
+pub mod matrix;
+pub mod patterns;
+
+pub use matrix::{Matrix, MatrixError};
+pub use patterns::{LayerPatterns, PatternMatrix};

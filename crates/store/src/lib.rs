@@ -1,0 +1,390 @@
+//! Run persistence for actiscope.
+//!
+//! Owns: the SQLite database file (WAL mode), its schema and migrations, and the typed reads
+//! and writes of runs. Does not own: training, analysis or any network code; it stores what the
+//! server and the `train` command hand it, as opaque but versioned blobs where needed.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Version of the schema this build writes. Each entry of [`MIGRATIONS`] raises it by one.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Schema migrations, applied in order; entry `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_unix_secs INTEGER NOT NULL
+    );",
+    "ALTER TABLE runs ADD COLUMN device TEXT NOT NULL DEFAULT '';
+     CREATE TABLE epochs (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, epoch)
+     );
+     CREATE TABLE snapshots (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        blob BLOB NOT NULL,
+        PRIMARY KEY (run_id, epoch, kind)
+     );",
+];
+
+/// Errors of the run store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer actiscope whose schema this build does not know.
+    #[error("the store has schema version {found}, newer than this build's {SCHEMA_VERSION}")]
+    NewerSchema {
+        /// Version found in the file.
+        found: i64,
+    },
+}
+
+/// Lifecycle state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Training is in progress.
+    Running,
+    /// All epochs finished.
+    Completed,
+    /// Stopped on request (Ctrl-C, or the stop button) after a whole epoch.
+    Stopped,
+    /// The loss became NaN or infinite.
+    Diverged,
+    /// The process died while the run was in progress.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Stopped => "stopped",
+            Self::Diverged => "diverged",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One row of the runs table, with the number of stored epochs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Configuration as JSON.
+    pub config_json: String,
+    /// Status name.
+    pub status: String,
+    /// Device description.
+    pub device: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_unix_secs: i64,
+    /// Epochs stored.
+    pub epochs_stored: u32,
+}
+
+const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, \
+     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id)";
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        config_json: row.get(2)?,
+        status: row.get(3)?,
+        device: row.get(4)?,
+        created_unix_secs: row.get(5)?,
+        epochs_stored: row.get(6)?,
+    })
+}
+
+/// A handle on one store file.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// Opens a private in-memory store, for tests and throw-away runs.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found });
+        }
+        let tx = conn.transaction()?;
+        for (version, migration) in (1..).zip(MIGRATIONS).skip(usize::try_from(found).unwrap_or(0)) {
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", version)?;
+        }
+        tx.commit()?;
+        Ok(Self { conn })
+    }
+
+    /// Schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+    }
+
+    /// Records a new run and returns its id.
+    pub fn create_run(&self, name: &str, config_json: &str) -> Result<i64, StoreError> {
+        let now_unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.conn.execute(
+            "INSERT INTO runs (name, config_json, status, created_unix_secs) VALUES (?1, ?2, ?3, ?4)",
+            params![name, config_json, RunStatus::Running.as_str(), now_unix_secs],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Sets the status of a run; returns whether the run exists.
+    pub fn set_status(&self, run_id: i64, status: RunStatus) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE runs SET status = ?1 WHERE id = ?2",
+            params![status.as_str(), run_id],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// The status of a run, or `None` when no run has that id.
+    pub fn status(&self, run_id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Records the device a run trains on.
+    pub fn set_device(&self, run_id: i64, device: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE runs SET device = ?1 WHERE id = ?2", params![device, run_id])?;
+        Ok(())
+    }
+
+    /// Stores one epoch: its metrics (JSON) and its snapshot blobs, all or nothing.
+    pub fn put_epoch(
+        &mut self,
+        run_id: i64,
+        epoch: u32,
+        metrics_json: &str,
+        snapshots: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO epochs (run_id, epoch, metrics_json) VALUES (?1, ?2, ?3)",
+            params![run_id, epoch, metrics_json],
+        )?;
+        for (kind, blob) in snapshots {
+            tx.execute(
+                "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, epoch, kind, blob],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The metrics JSON of every stored epoch of a run, in epoch order.
+    pub fn epochs(&self, run_id: i64) -> Result<Vec<(u32, String)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT epoch, metrics_json FROM epochs WHERE run_id = ?1 ORDER BY epoch")?;
+        let rows = statement.query_map([run_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One snapshot blob, or `None` when absent.
+    pub fn snapshot(&self, run_id: i64, epoch: u32, kind: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT blob FROM snapshots WHERE run_id = ?1 AND epoch = ?2 AND kind = ?3",
+                params![run_id, epoch, kind],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Marks every run still `running` as `interrupted` (called when a server starts: nothing
+    /// can be running in a store no process has open). Returns how many were marked.
+    pub fn mark_interrupted(&self) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET status = 'interrupted' WHERE status = 'running'",
+            [],
+        )?)
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.id DESC"))?;
+        let rows = statement.query_map([], run_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One run, or `None` for an unknown id.
+    pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"),
+                [run_id],
+                run_row,
+            )
+            .optional()?)
+    }
+
+    /// Stores one snapshot blob outside an epoch's metrics (e.g. a run's probe images).
+    pub fn put_snapshot(&self, run_id: i64, epoch: u32, kind: &str, blob: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, epoch, kind, blob],
+        )?;
+        Ok(())
+    }
+
+    /// The blobs of `kind` for epochs `from_epoch..` of a run, in epoch order.
+    pub fn snapshots_from(
+        &self,
+        run_id: i64,
+        kind: &str,
+        from_epoch: u32,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT epoch, blob FROM snapshots WHERE run_id = ?1 AND kind = ?2 AND epoch >= ?3 \
+             ORDER BY epoch",
+        )?;
+        let rows = statement.query_map(params![run_id, kind, from_epoch], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Number of runs stored.
+    pub fn run_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM runs", [], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("runs.db");
+        let run_id = {
+            let store = Store::open(&path)?;
+            assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+            let run_id = store.create_run("first", "{}")?;
+            assert!(store.set_status(run_id, RunStatus::Completed)?);
+            run_id
+        };
+        let store = Store::open(&path)?;
+        assert_eq!(store.run_count()?, 1);
+        assert_eq!(store.status(run_id)?.as_deref(), Some("completed"));
+        assert_eq!(store.status(run_id + 1)?, None);
+        assert!(!store.set_status(run_id + 1, RunStatus::Running)?);
+        Ok(())
+    }
+
+    #[test]
+    fn epochs_and_snapshots_round_trip_and_replace() -> Result<(), Box<dyn std::error::Error>> {
+        let mut store = Store::open_in_memory()?;
+        let run = store.create_run("r", "{}")?;
+        store.put_epoch(run, 1, "{\"loss\":1}", &[("apd", &[1, 2, 3])])?;
+        store.put_epoch(run, 2, "{\"loss\":0.5}", &[("apd", &[4]), ("flows", &[5])])?;
+        store.put_epoch(run, 2, "{\"loss\":0.4}", &[("apd", &[6])])?;
+        assert_eq!(
+            store.epochs(run)?,
+            vec![(1, "{\"loss\":1}".to_owned()), (2, "{\"loss\":0.4}".to_owned())]
+        );
+        assert_eq!(store.snapshot(run, 1, "apd")?, Some(vec![1, 2, 3]));
+        assert_eq!(store.snapshot(run, 2, "apd")?, Some(vec![6]));
+        assert_eq!(store.snapshot(run, 2, "flows")?, Some(vec![5]));
+        assert_eq!(store.snapshot(run, 3, "apd")?, None);
+        assert_eq!(store.mark_interrupted()?, 1);
+        assert_eq!(store.status(run)?.as_deref(), Some("interrupted"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("runs.db");
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(MIGRATIONS[0])?;
+            conn.pragma_update(None, "user_version", 1)?;
+            conn.execute(
+                "INSERT INTO runs (name, config_json, status, created_unix_secs) VALUES ('old', '{}', 'completed', 0)",
+                [],
+            )?;
+        }
+        let store = Store::open(&path)?;
+        assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+        assert_eq!(store.run_count()?, 1);
+        assert_eq!(store.epochs(1)?, vec![]);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("runs.db");
+        {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+        }
+        match Store::open(&path) {
+            Err(StoreError::NewerSchema { found }) => assert_eq!(found, SCHEMA_VERSION + 1),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a newer schema must be refused"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("runs.db");
+        std::fs::write(&path, b"this is not a sqlite database, just some bytes....")?;
+        assert!(Store::open(&path).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! The training engine of actiscope.
+//!
+//! Owns: datasets (the built-in digits, IDX files, synthetic 2-D sets), burn models, the
+//! training loop, devices, and the capture of per-layer activations after each epoch, handed
+//! to `actiscope-analysis` as plain matrices. Does not own: the analyses themselves, storage,
+//! networking or anything the browser shows.
+
+pub mod capture;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod training;
+
+pub use config::{OptimizerKind, ProbeSource, ProbeSpec, TrainConfig};
+pub use training::{EpochMetrics, EpochReport, TrainError, Trainer};

@@ -1,0 +1,306 @@
+//! The training loop: one call to [`Trainer::run_epoch`] trains an epoch and captures what
+//! every layer does to the data afterwards.
+
+use std::time::Instant;
+
+use actiscope_analysis::patterns::count_unique;
+use actiscope_analysis::{Matrix, PatternMatrix};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+
+use crate::capture::{Evaluation, Keep, ReadbackError, evaluate};
+use crate::config::{ConfigError, OptimizerKind, ProbeSource, TrainConfig};
+use crate::data::rng::SplitMix64;
+use crate::data::{DataError, Dataset, Splits, load_splits};
+use crate::device::{ChosenDevice, DeviceError, choose};
+use crate::model::{ModelSpec, Network};
+pub use actiscope_protocol::EpochMetrics;
+
+/// Errors that stop a run from starting or going on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data could not be loaded.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// No usable device.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The device failed while reading results.
+    #[error(transparent)]
+    Readback(#[from] ReadbackError),
+    /// The probe filter selects nothing.
+    #[error("the probe filter {0} matches no instance")]
+    EmptyProbe(String),
+    /// The model does not fit the data.
+    #[error("{0}")]
+    Incompatible(String),
+}
+
+/// What the probe set looked like after an epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeCapture {
+    /// Index of each probe instance in its source set.
+    pub indices: Vec<usize>,
+    /// True labels.
+    pub labels: Vec<u32>,
+    /// Predicted labels.
+    pub predictions: Vec<u32>,
+    /// Per-instance cross-entropy.
+    pub losses: Vec<f32>,
+    /// Pre-activations of every hidden layer (instances x units).
+    pub pre_activations: Vec<Matrix>,
+}
+
+/// Everything one epoch produced.
+#[derive(Debug, Clone)]
+pub struct EpochReport {
+    /// The metrics.
+    pub metrics: EpochMetrics,
+    /// Patterns of every hidden layer over the training set.
+    pub train_patterns: Vec<PatternMatrix>,
+    /// Predictions over the training set.
+    pub train_predictions: Vec<u32>,
+    /// The probe set's capture.
+    pub probe: ProbeCapture,
+}
+
+/// A run in progress.
+pub struct Trainer {
+    config: TrainConfig,
+    splits: Splits,
+    chosen: ChosenDevice,
+    train_device: Device,
+    network: Option<Network>,
+    optimizer: ModuleOptimizer,
+    probe_indices: Vec<usize>,
+    probe: Dataset,
+    order_rng: SplitMix64,
+    epochs_done: usize,
+}
+
+impl Trainer {
+    /// Validates the config, loads the data, picks the device and initialises the network.
+    pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
+        config.validate()?;
+        let splits = load_splits(&config.dataset, config.seed)?;
+        let chosen = choose(config.device)?;
+        Self::with_device(config, splits, chosen)
+    }
+
+    /// As [`new`](Self::new) with data and device already chosen (tests, benchmarks).
+    pub fn with_device(
+        config: TrainConfig,
+        splits: Splits,
+        chosen: ChosenDevice,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        if let ModelSpec::Cnn { .. } = config.model {
+            match splits.train.image_shape {
+                Some((rows, cols)) if rows == cols && rows >= 12 => {}
+                _ => {
+                    return Err(TrainError::Incompatible(format!(
+                        "the CNN needs square images of at least 12x12; {} has none",
+                        splits.spec.name()
+                    )));
+                }
+            }
+        }
+        let source = match config.probe.source {
+            ProbeSource::Test => &splits.test,
+            ProbeSource::Train => &splits.train,
+        };
+        let probe_indices: Vec<usize> = (0..source.len())
+            .filter(|&i| {
+                config
+                    .probe
+                    .label
+                    .is_none_or(|l| source.labels.get(i) == Some(&l))
+            })
+            .take(config.probe.count)
+            .collect();
+        if probe_indices.is_empty() {
+            return Err(TrainError::EmptyProbe(format!("{:?}", config.probe)));
+        }
+        let probe = source.subset(&probe_indices);
+        let train_device = chosen.device.clone().autodiff();
+        train_device.seed(config.seed);
+        let network = Network::init(&config.model, splits.train.dim, splits.classes, &train_device);
+        let optimizer = match config.optimizer {
+            OptimizerKind::Sgd => SgdConfig::new().init(),
+            OptimizerKind::Adam => AdamConfig::new().init(),
+        };
+        Ok(Self {
+            order_rng: SplitMix64::new(config.seed ^ 0xba7c_0de5),
+            config,
+            splits,
+            chosen,
+            train_device,
+            network: Some(network),
+            optimizer,
+            probe_indices,
+            probe,
+            epochs_done: 0,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The data.
+    pub fn splits(&self) -> &Splits {
+        &self.splits
+    }
+
+    /// The device in use, described for people.
+    pub fn device(&self) -> &ChosenDevice {
+        &self.chosen
+    }
+
+    /// Epochs trained so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// The probe instances (their indices in the probe's source set).
+    pub fn probe_indices(&self) -> &[usize] {
+        &self.probe_indices
+    }
+
+    /// Trains one epoch (reporting `(batches_done, batches_total)` to `on_batch`), then
+    /// captures the training and probe sets and evaluates the validation set.
+    pub fn run_epoch(
+        &mut self,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Result<EpochReport, TrainError> {
+        let train_started = Instant::now();
+        let minibatch_loss = self.train_one_epoch(on_batch)?;
+        let train_secs = train_started.elapsed().as_secs_f64();
+
+        let capture_started = Instant::now();
+        let network = self
+            .network
+            .as_ref()
+            .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?
+            .valid();
+        let device = self.chosen.device.clone();
+        let train_eval = evaluate(
+            &network,
+            &self.splits.train,
+            &device,
+            Keep {
+                patterns: true,
+                activations: false,
+            },
+        )?;
+        let unique_patterns: Vec<usize> = train_eval.patterns.iter().map(count_unique).collect();
+        let validation = evaluate(
+            &network,
+            &self.splits.validation,
+            &device,
+            Keep {
+                patterns: false,
+                activations: false,
+            },
+        )?;
+        let probe_eval = evaluate(
+            &network,
+            &self.probe,
+            &device,
+            Keep {
+                patterns: false,
+                activations: true,
+            },
+        )?;
+        let capture_secs = capture_started.elapsed().as_secs_f64();
+        self.epochs_done += 1;
+
+        let train_loss = train_eval.mean_loss();
+        let metrics = EpochMetrics {
+            epoch: self.epochs_done,
+            train_loss,
+            val_loss: validation.mean_loss(),
+            train_accuracy: train_eval.accuracy(&self.splits.train.labels),
+            val_accuracy: validation.accuracy(&self.splits.validation.labels),
+            minibatch_loss,
+            unique_patterns,
+            train_secs,
+            capture_secs,
+            diverged: !(train_loss.is_finite() && minibatch_loss.is_finite()),
+        };
+        let Evaluation {
+            predictions,
+            losses,
+            pre_activations,
+            ..
+        } = probe_eval;
+        Ok(EpochReport {
+            metrics,
+            train_patterns: train_eval.patterns,
+            train_predictions: train_eval.predictions,
+            probe: ProbeCapture {
+                indices: self.probe_indices.clone(),
+                labels: self.probe.labels.clone(),
+                predictions,
+                losses,
+                pre_activations,
+            },
+        })
+    }
+
+    /// One pass over the shuffled training set; returns the mean minibatch loss.
+    fn train_one_epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize)) -> Result<f64, TrainError> {
+        let train = &self.splits.train;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        self.order_rng.shuffle(&mut order);
+        let batch = self.config.batch_size;
+        let total = order.len().div_ceil(batch);
+        let loss_fn = CrossEntropyLossConfig::new().init(&self.train_device);
+        let mut network = self
+            .network
+            .take()
+            .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?;
+        let mut loss_sum: Option<Tensor<1>> = None;
+        for (done, indices) in order.chunks(batch).enumerate() {
+            let mut features = Vec::with_capacity(indices.len() * train.dim);
+            let mut labels = Vec::with_capacity(indices.len());
+            for &i in indices {
+                features.extend_from_slice(train.row(i).unwrap_or(&[]));
+                labels.push(i64::from(train.labels.get(i).copied().unwrap_or(0)));
+            }
+            let input = Tensor::<2>::from_data(
+                TensorData::new(features, [indices.len(), train.dim]),
+                &self.train_device,
+            );
+            let targets = Tensor::<1, Int>::from_data(
+                TensorData::new(labels, [indices.len()]),
+                &self.train_device,
+            );
+            let output = network.forward(input);
+            let loss = loss_fn.forward(output.logits, targets);
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum + loss.clone().detach(),
+                None => loss.clone().detach(),
+            });
+            let grads = GradientsParams::from_grads(loss.backward(), &network);
+            network = self.optimizer.step(self.config.learning_rate, network, grads);
+            on_batch(done + 1, total);
+        }
+        self.network = Some(network);
+        let mean = match loss_sum {
+            Some(sum) => f64::from(
+                sum.try_into_scalar::<f32>()
+                    .map_err(|e| ReadbackError(format!("{e:?}")))?,
+            ) / total.max(1) as f64,
+            None => f64::NAN,
+        };
+        Ok(mean)
+    }
+}

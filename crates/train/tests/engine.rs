@@ -1,0 +1,119 @@
+//! The training engine end to end on the CPU (flex): hand-computed capture, determinism,
+//! learning, divergence and bad input.
+
+use actiscope_train::config::ProbeSpec;
+use actiscope_train::data::synthetic::Planar;
+use actiscope_train::data::{DatasetSpec, load_splits};
+use actiscope_train::device::{DeviceChoice, choose};
+use actiscope_train::model::{Activation, ForwardOutput, ModelSpec, Network};
+use actiscope_train::{OptimizerKind, TrainConfig, TrainError, Trainer};
+use burn::prelude::*;
+
+mod common;
+
+#[test]
+fn capture_matches_a_hand_computed_network_on_flex() {
+    common::check_tiny_capture(&Device::flex());
+}
+
+#[test]
+fn forward_shapes_of_both_models() {
+    let device = Device::flex();
+    let mlp = Network::init(&ModelSpec::paper_mlp(), 784, 10, &device);
+    let ForwardOutput {
+        logits,
+        pre_activations,
+    } = mlp.forward(Tensor::<2>::zeros([5, 784], &device));
+    assert_eq!(logits.dims(), [5, 10]);
+    assert_eq!(pre_activations.iter().map(|p| p.dims()).collect::<Vec<_>>(), [[5, 40]; 3]);
+    let cnn = Network::init(&ModelSpec::Cnn { activation: Activation::Relu }, 784, 10, &device);
+    let out = cnn.forward(Tensor::<2>::zeros([3, 784], &device));
+    assert_eq!(out.logits.dims(), [3, 10]);
+    let dims: Vec<[usize; 2]> = out.pre_activations.iter().map(|p| p.dims()).collect();
+    assert_eq!(dims, [[3, 10 * 12 * 12], [3, 20 * 4 * 4]]);
+}
+
+fn moons_config(seed: u64) -> TrainConfig {
+    TrainConfig {
+        dataset: DatasetSpec::Planar(Planar::Moons),
+        model: ModelSpec::Mlp {
+            hidden: vec![16, 16],
+            activation: Activation::Relu,
+        },
+        optimizer: OptimizerKind::Adam,
+        learning_rate: 0.01,
+        batch_size: 32,
+        epochs: 3,
+        seed,
+        probe: ProbeSpec::parse("label=1,n=50").unwrap(),
+        device: DeviceChoice::Flex,
+    }
+}
+
+#[test]
+fn same_seed_same_run_and_it_learns() {
+    let run = |seed| {
+        let mut trainer = Trainer::new(moons_config(seed)).unwrap();
+        let mut batches = 0;
+        let reports: Vec<_> = (0..3)
+            .map(|_| trainer.run_epoch(&mut |_, _| batches += 1).unwrap())
+            .collect();
+        assert_eq!(batches, 3 * 1_800usize.div_ceil(32));
+        reports
+    };
+    let a = run(5);
+    let b = run(5);
+    let c = run(6);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.metrics.train_loss, y.metrics.train_loss);
+        assert_eq!(x.metrics.unique_patterns, y.metrics.unique_patterns);
+        assert_eq!(x.train_patterns, y.train_patterns);
+        assert_eq!(x.probe.predictions, y.probe.predictions);
+    }
+    assert_ne!(a[2].metrics.train_loss, c[2].metrics.train_loss);
+    let last = &a[2].metrics;
+    assert_eq!(last.epoch, 3);
+    assert!(last.val_accuracy > 0.8, "moons should be learnt: {last:?}");
+    assert!(last.train_loss < a[0].metrics.train_loss || a[0].metrics.train_loss < 0.3);
+    assert!(!last.diverged);
+    // Capture contents: probe of 50 instances of label 1 with 2 layers of 16 raw activations.
+    let probe = &a[2].probe;
+    assert_eq!(probe.labels, vec![1; 50]);
+    assert_eq!(probe.pre_activations.len(), 2);
+    assert_eq!((probe.pre_activations[0].rows(), probe.pre_activations[0].cols()), (50, 16));
+    assert_eq!(a[2].train_patterns[0].instances(), 1_800);
+    assert!(last.unique_patterns.iter().all(|&u| (1..=1_800).contains(&u)));
+}
+
+#[test]
+fn a_nan_loss_marks_the_epoch_diverged() {
+    let config = TrainConfig {
+        epochs: 1,
+        probe: ProbeSpec::parse("n=10").unwrap(),
+        ..moons_config(1)
+    };
+    let mut splits = load_splits(&config.dataset, 1).unwrap();
+    splits.train.features[7] = f32::NAN;
+    let mut trainer = Trainer::with_device(config, splits, choose(DeviceChoice::Flex).unwrap()).unwrap();
+    let report = trainer.run_epoch(&mut |_, _| {}).unwrap();
+    assert!(report.metrics.diverged, "{:?}", report.metrics);
+}
+
+#[test]
+fn bad_probe_and_incompatible_models_are_refused() {
+    let config = TrainConfig {
+        probe: ProbeSpec::parse("label=7").unwrap(),
+        ..moons_config(1)
+    };
+    match Trainer::new(config) {
+        Err(TrainError::EmptyProbe(_)) => {}
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("a probe of label 7 on moons must be refused"),
+    }
+    let config = TrainConfig {
+        model: ModelSpec::Cnn { activation: Activation::Relu },
+        ..moons_config(1)
+    };
+    let err = Trainer::new(config).err().expect("CNN on 2-D points is refused").to_string();
+    assert!(err.contains("CNN"), "{err}");
+}

@@ -1,0 +1,426 @@
+//! The root component: connection, run header, epoch slider, and the views that follow it.
+
+use actiscope_protocol::apd::Apd;
+use actiscope_protocol::{
+    ClientMessage, EpochMetrics, EpochSnapshot, ProbeImages, RunSummary, ServerInfo,
+    ServerMessage,
+};
+use leptos::prelude::*;
+use web_sys::WebSocket;
+
+use crate::charts::{FlowHeatmap, LineChart, loss_series, pattern_series};
+use crate::inspector::Inspector;
+use crate::sankey::Sankey;
+use crate::socket::{SocketEvent, connect, send, socket_url};
+use crate::url_state::UrlState;
+
+/// State of the link to the server, as shown in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Waiting for the socket to open.
+    Connecting,
+    /// The socket is open.
+    Connected,
+    /// The socket closed; reconnecting.
+    Disconnected,
+}
+
+impl LinkState {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Default most nodes per APD layer (the rest merge into "other").
+pub const DEFAULT_MAX_NODES: usize = 40;
+
+/// The single source of truth of the dashboard.
+#[derive(Clone, Copy)]
+struct Dashboard {
+    link: RwSignal<LinkState>,
+    info: RwSignal<Option<ServerInfo>>,
+    runs: RwSignal<Vec<RunSummary>>,
+    run: RwSignal<Option<RunSummary>>,
+    /// Run the user picked (from the URL or the run list); `None` follows the newest.
+    chosen_run: RwSignal<Option<i64>>,
+    images: RwSignal<Option<ProbeImages>>,
+    /// Snapshots of the subscribed run, `epochs[e - 1]` for epoch `e`.
+    epochs: RwSignal<Vec<EpochSnapshot>>,
+    /// Epoch the user picked; `None` follows the latest.
+    chosen_epoch: RwSignal<Option<u32>>,
+    max_nodes: RwSignal<usize>,
+    selection: RwSignal<Vec<u32>>,
+    selection_label: RwSignal<String>,
+    progress: RwSignal<Option<(u32, u32, u32)>>,
+    playing: RwSignal<bool>,
+    last_error: RwSignal<Option<String>>,
+    round_trip_ms: RwSignal<Option<f64>>,
+    socket: StoredValue<Option<WebSocket>, LocalStorage>,
+}
+
+impl Dashboard {
+    fn new(url: &UrlState) -> Self {
+        Self {
+            link: RwSignal::new(LinkState::Connecting),
+            info: RwSignal::new(None),
+            runs: RwSignal::new(Vec::new()),
+            run: RwSignal::new(None),
+            chosen_run: RwSignal::new(url.run),
+            images: RwSignal::new(None),
+            epochs: RwSignal::new(Vec::new()),
+            chosen_epoch: RwSignal::new(url.epoch),
+            max_nodes: RwSignal::new(url.max_nodes.unwrap_or(DEFAULT_MAX_NODES)),
+            selection: RwSignal::new(url.selection.clone()),
+            selection_label: RwSignal::new(if url.selection.is_empty() {
+                String::new()
+            } else {
+                "shared selection".to_owned()
+            }),
+            progress: RwSignal::new(None),
+            playing: RwSignal::new(false),
+            last_error: RwSignal::new(None),
+            round_trip_ms: RwSignal::new(None),
+            socket: StoredValue::new_local(None),
+        }
+    }
+
+    /// The epoch on screen: the chosen one, or the latest.
+    fn shown_epoch(&self) -> Option<u32> {
+        let stored = self.epochs.with(Vec::len) as u32;
+        match self.chosen_epoch.get() {
+            Some(e) if e >= 1 && e <= stored => Some(e),
+            _ if stored > 0 => Some(stored),
+            _ => None,
+        }
+    }
+
+    fn subscribe(&self, run_id: i64) {
+        self.epochs.set(Vec::new());
+        self.images.set(None);
+        self.progress.set(None);
+        self.socket.with_value(|socket| {
+            if let Some(socket) = socket {
+                let _ = send(socket, &ClientMessage::Subscribe { run_id, from_epoch: 1 });
+            }
+        });
+    }
+
+    fn on_message(&self, message: ServerMessage) {
+        match message {
+            ServerMessage::Hello(server) => self.info.set(Some(server)),
+            ServerMessage::Pong { nonce } => {
+                self.round_trip_ms.set(Some(js_sys::Date::now() - nonce as f64));
+            }
+            ServerMessage::Error { reason } => self.last_error.set(Some(reason)),
+            ServerMessage::Runs(runs) => {
+                let target = self.chosen_run.get_untracked().or_else(|| runs.first().map(|r| r.run_id));
+                let current = self.run.get_untracked().map(|r| r.run_id);
+                self.runs.set(runs);
+                if let Some(run_id) = target
+                    && current != Some(run_id)
+                {
+                    self.subscribe(run_id);
+                }
+            }
+            ServerMessage::Run(summary) => self.run.set(Some(summary)),
+            ServerMessage::Images { images, .. } => self.images.set(Some(images)),
+            ServerMessage::Epoch { snapshot, .. } => {
+                let epoch = snapshot.metrics.epoch;
+                self.epochs.update(|epochs| {
+                    if epoch == epochs.len() + 1 {
+                        epochs.push(*snapshot);
+                    }
+                });
+            }
+            ServerMessage::Progress {
+                epoch,
+                batches_done,
+                batches_total,
+                ..
+            } => self.progress.set(Some((epoch, batches_done, batches_total))),
+        }
+    }
+}
+
+/// The dashboard root.
+#[component]
+pub fn App() -> impl IntoView {
+    let initial = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .map(|q| UrlState::parse(&q))
+        .unwrap_or_default();
+    let dash = Dashboard::new(&initial);
+
+    // The websocket: every message goes through `Dashboard::on_message`.
+    if let Some(url) = socket_url() {
+        let on_event = move |event: SocketEvent| match event {
+            SocketEvent::Open => dash.link.set(LinkState::Connected),
+            SocketEvent::Closed => dash.link.set(LinkState::Disconnected),
+            SocketEvent::BadFrame(reason) => dash.last_error.set(Some(reason)),
+            SocketEvent::Message(message) => dash.on_message(message),
+        };
+        let on_open = move |socket: &WebSocket| {
+            dash.socket.set_value(Some(socket.clone()));
+            let nonce = js_sys::Date::now() as u64;
+            let _ = send(socket, &ClientMessage::Ping { nonce });
+            // After a reconnect, resume the run from the epoch after the last one held.
+            if let Some(run) = dash.run.get_untracked() {
+                let from_epoch = dash.epochs.with_untracked(Vec::len) as u32 + 1;
+                let _ = send(socket, &ClientMessage::Subscribe { run_id: run.run_id, from_epoch });
+            }
+        };
+        connect(url, on_event, on_open);
+    }
+
+    // Mirror the shareable state in the URL.
+    Effect::new(move |_| {
+        let state = UrlState {
+            run: dash.run.get().map(|r| r.run_id),
+            epoch: dash.chosen_epoch.get(),
+            max_nodes: Some(dash.max_nodes.get()).filter(|&n| n != DEFAULT_MAX_NODES),
+            selection: dash.selection.get(),
+        };
+        if let Some(window) = web_sys::window()
+            && let Ok(history) = window.history()
+        {
+            let path = window.location().pathname().unwrap_or_else(|_| "/".to_owned());
+            let _ = history.replace_state_with_url(
+                &wasm_bindgen::JsValue::NULL,
+                "",
+                Some(&format!("{path}{}", state.to_query())),
+            );
+        }
+    });
+
+    // Keyboard: arrows step through epochs, space plays and pauses.
+    let step = move |delta: i64| {
+        let stored = dash.epochs.with(Vec::len) as i64;
+        if stored == 0 {
+            return;
+        }
+        let current = i64::from(dash.shown_epoch().unwrap_or(1));
+        let next = (current + delta).clamp(1, stored);
+        dash.chosen_epoch.set(Some(next as u32));
+    };
+    let _keys = window_event_listener(leptos::ev::keydown, move |event| {
+        let in_input = event
+            .target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(t).ok())
+            .is_some_and(|input| input.type_() != "range");
+        if in_input {
+            return;
+        }
+        match event.key().as_str() {
+            "ArrowLeft" => {
+                event.prevent_default();
+                step(-1);
+            }
+            "ArrowRight" => {
+                event.prevent_default();
+                step(1);
+            }
+            _ => {}
+        }
+    });
+    // Play: advance one epoch every 700 ms, stop at the last one.
+    let _player = set_interval_with_handle(
+        move || {
+            if dash.playing.get_untracked() {
+                let stored = dash.epochs.with_untracked(Vec::len) as u32;
+                let current = dash.shown_epoch().unwrap_or(1);
+                if current >= stored {
+                    dash.playing.set(false);
+                } else {
+                    dash.chosen_epoch.set(Some(current + 1));
+                }
+            }
+        },
+        std::time::Duration::from_millis(700),
+    );
+
+    let snapshot = Signal::derive(move || {
+        let epoch = dash.shown_epoch()?;
+        dash.epochs.with(|e| e.get(epoch as usize - 1).cloned())
+    });
+    let apd = Memo::new(move |_| -> Option<Apd> {
+        let max = dash.max_nodes.get();
+        snapshot.with(|s| s.as_ref().map(|s| if max == 0 { s.apd.clone() } else { s.apd.merge_rare(max) }))
+    });
+    let metrics = Memo::new(move |_| -> Vec<EpochMetrics> {
+        dash.epochs.with(|e| e.iter().map(|s| s.metrics.clone()).collect())
+    });
+    let (render_ms, set_render_ms) = signal(0.0f64);
+    let on_select = Callback::new(move |(label, instances): (String, Vec<u32>)| {
+        dash.selection_label.set(label);
+        dash.selection.set(instances);
+    });
+    let on_clear = Callback::new(move |()| {
+        dash.selection.set(Vec::new());
+        dash.selection_label.set(String::new());
+    });
+
+    view! {
+        <header>
+            <h1>"actiscope"</h1>
+            <RunHeader dash=dash />
+            <span class="status" id="link-state" data-state=move || dash.link.get().label()>
+                {move || dash.link.get().label()}
+            </span>
+        </header>
+        <main>
+            <section class="controls panel">
+                <label>
+                    "run "
+                    <select id="run-select" on:change=move |ev| {
+                        if let Ok(run_id) = event_target_value(&ev).parse::<i64>() {
+                            dash.chosen_run.set(Some(run_id));
+                            dash.chosen_epoch.set(None);
+                            dash.selection.set(Vec::new());
+                            dash.subscribe(run_id);
+                        }
+                    }>
+                        {move || dash.runs.get().into_iter().map(|r| {
+                            let selected = dash.run.get().is_some_and(|x| x.run_id == r.run_id);
+                            view! { <option value=r.run_id.to_string() selected=selected>{format!("#{} {} ({})", r.run_id, r.name, r.status)}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
+                <button id="play" on:click=move |_| dash.playing.update(|p| *p = !*p)>
+                    {move || if dash.playing.get() { "pause" } else { "play" }}
+                </button>
+                <input
+                    id="epoch-slider"
+                    type="range"
+                    min="1"
+                    max=move || dash.epochs.with(Vec::len).max(1).to_string()
+                    prop:value=move || dash.shown_epoch().unwrap_or(1).to_string()
+                    on:input=move |ev| {
+                        if let Ok(epoch) = event_target_value(&ev).parse::<u32>() {
+                            dash.chosen_epoch.set(Some(epoch));
+                        }
+                    }
+                />
+                <span id="epoch-label">
+                    {move || match dash.shown_epoch() {
+                        Some(e) => format!("epoch {e} of {}", dash.epochs.with(Vec::len)),
+                        None => "no epoch yet".to_owned(),
+                    }}
+                </span>
+                <button id="follow-live" on:click=move |_| dash.chosen_epoch.set(None)
+                    disabled=move || dash.chosen_epoch.get().is_none()>"follow live"</button>
+                <label>
+                    " nodes per layer "
+                    <select id="max-nodes" on:change=move |ev| {
+                        if let Ok(n) = event_target_value(&ev).parse::<usize>() {
+                            dash.max_nodes.set(n);
+                        }
+                    }>
+                        {[10usize, 20, 40, 80, 0].into_iter().map(|n| {
+                            let text = if n == 0 { "all".to_owned() } else { n.to_string() };
+                            view! { <option value=n.to_string() selected=move || dash.max_nodes.get() == n>{text}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
+            </section>
+            <section class="panel">
+                <h2>"Activation pattern diagram of the probe set"</h2>
+                <Sankey apd=apd selection=dash.selection.into() on_select=on_select render_ms=set_render_ms />
+                <p class="note" id="render-ms" data-ms=move || format!("{:.1}", render_ms.get())>
+                    {move || format!("drawn in {:.1} ms", render_ms.get())}
+                </p>
+            </section>
+            <Inspector
+                label=dash.selection_label.into()
+                selection=dash.selection.into()
+                snapshot=snapshot
+                images=dash.images.into()
+                on_clear=on_clear
+            />
+            <section class="panel charts">
+                <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"
+                    series=Signal::derive(move || pattern_series(&metrics.get()))
+                    current=Signal::derive(move || dash.shown_epoch().map(|e| e as usize)) />
+                <LineChart id="chart-loss" title="Loss"
+                    series=Signal::derive(move || loss_series(&metrics.get()))
+                    current=Signal::derive(move || dash.shown_epoch().map(|e| e as usize)) />
+                <FlowHeatmap id="hist-errors" title="Flows: misclassified instances by strength and purity"
+                    histogram=Signal::derive(move || snapshot.get().map(|s| s.flows.histogram)) errors=true />
+                <FlowHeatmap id="hist-all" title="Flows: all instances by strength and purity"
+                    histogram=Signal::derive(move || snapshot.get().map(|s| s.flows.histogram)) errors=false />
+            </section>
+            <Show when=move || dash.last_error.get().is_some()>
+                <p id="last-error" class="status" data-state="disconnected">
+                    {move || dash.last_error.get().unwrap_or_default()}
+                </p>
+            </Show>
+            <ServerFacts info=dash.info.into() round_trip_ms=dash.round_trip_ms.into() />
+        </main>
+    }
+}
+
+/// Dataset, model, device, epoch, losses, accuracy and progress of the subscribed run.
+#[component]
+fn RunHeader(dash: Dashboard) -> impl IntoView {
+    let latest = move || {
+        let epoch = dash.shown_epoch()?;
+        dash.epochs.with(|e| e.get(epoch as usize - 1).map(|s| s.metrics.clone()))
+    };
+    let progress_value = move || {
+        let run = dash.run.get()?;
+        let planned = f64::from(run.epochs_planned.max(1));
+        let stored = dash.epochs.with(Vec::len) as f64;
+        let partial = dash
+            .progress
+            .get()
+            .filter(|(epoch, _, _)| f64::from(*epoch) > stored)
+            .map(|(_, done, total)| f64::from(done) / f64::from(total.max(1)))
+            .unwrap_or(0.0);
+        Some(((stored + partial) / planned).min(1.0))
+    };
+    view! {
+        <div class="run-header" id="run-header">
+            {move || match dash.run.get() {
+                None => view! { <span>"no run yet"</span> }.into_any(),
+                Some(run) => view! {
+                    <span id="run-name">{run.name.clone()}</span>
+                    <span id="run-dataset">{format!("data {}", run.dataset)}</span>
+                    <span id="run-device">{format!("device {}", run.device)}</span>
+                    <span id="run-status">{run.status.clone()}</span>
+                }.into_any(),
+            }}
+            <span id="run-metrics">
+                {move || latest().map(|m| format!(
+                    "epoch {}: loss {:.3} / val {:.3} · accuracy {:.1}% / val {:.1}%",
+                    m.epoch, m.train_loss, m.val_loss, 100.0 * m.train_accuracy, 100.0 * m.val_accuracy
+                ))}
+            </span>
+            <progress id="run-progress" max="1" value=move || progress_value().unwrap_or(0.0).to_string()></progress>
+        </div>
+    }
+}
+
+/// What the server said about itself in its `Hello`.
+#[component]
+fn ServerFacts(info: Signal<Option<ServerInfo>>, round_trip_ms: Signal<Option<f64>>) -> impl IntoView {
+    let field = move |pick: fn(&ServerInfo) -> String| {
+        move || info.get().map(|i| pick(&i)).unwrap_or_else(|| "…".to_owned())
+    };
+    view! {
+        <footer class="facts">
+            "server " <span id="server-version">{field(|i| i.version.clone())}</span>
+            " · protocol " <span id="protocol-version">{field(|i| i.protocol_version.to_string())}</span>
+            " · " <span id="server-build">{field(|i| i.build.clone())}</span>
+            " · " <span id="run-count">{field(|i| i.run_count.to_string())}</span> " runs stored · "
+            <span id="round-trip">
+                {move || match round_trip_ms.get() {
+                    Some(ms) => format!("pong after {ms:.0} ms"),
+                    None => "waiting".to_owned(),
+                }}
+            </span>
+        </footer>
+    }
+}

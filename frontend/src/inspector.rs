@@ -1,0 +1,154 @@
+//! The inspector: the selected instances with their images, labels, predictions and losses,
+//! and export of the selection as CSV or JSON.
+
+use actiscope_protocol::{EpochSnapshot, ProbeImages};
+use leptos::prelude::*;
+
+use crate::images::grey_bmp_data_url;
+
+/// Instances listed at most (the export always holds all of them).
+const MAX_LISTED: usize = 240;
+
+/// One row of the selection.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InstanceRow {
+    /// Index in the probe set.
+    pub instance: u32,
+    /// Index in the probe's source set (test or train).
+    pub source_index: u32,
+    /// True label.
+    pub label: u32,
+    /// Predicted label at the shown epoch.
+    pub prediction: u32,
+    /// Cross-entropy at the shown epoch.
+    pub loss: f32,
+}
+
+/// Rows of `instances` at `snapshot`.
+pub fn rows(snapshot: &EpochSnapshot, instances: &[u32]) -> Vec<InstanceRow> {
+    let probe = &snapshot.probe;
+    instances
+        .iter()
+        .filter_map(|&i| {
+            let at = i as usize;
+            Some(InstanceRow {
+                instance: i,
+                source_index: *probe.indices.get(at)?,
+                label: *probe.labels.get(at)?,
+                prediction: *probe.predictions.get(at)?,
+                loss: *probe.losses.get(at)?,
+            })
+        })
+        .collect()
+}
+
+/// The selection as CSV, header first.
+pub fn to_csv(rows: &[InstanceRow]) -> String {
+    let mut csv = String::from("instance,source_index,label,prediction,loss\n");
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            r.instance, r.source_index, r.label, r.prediction, r.loss
+        ));
+    }
+    csv
+}
+
+fn data_url(mime: &str, text: &str) -> String {
+    format!("data:{mime};charset=utf-8,{}", js_sys::encode_uri_component(text))
+}
+
+/// The inspector panel.
+#[component]
+pub fn Inspector(
+    /// Description of what was clicked.
+    label: Signal<String>,
+    /// The selected probe instances.
+    selection: Signal<Vec<u32>>,
+    /// The shown epoch's snapshot.
+    snapshot: Signal<Option<EpochSnapshot>>,
+    /// The probe images.
+    images: Signal<Option<ProbeImages>>,
+    /// Clears the selection.
+    on_clear: Callback<()>,
+) -> impl IntoView {
+    let table = Memo::new(move |_| {
+        snapshot
+            .get()
+            .map(|s| rows(&s, &selection.get()))
+            .unwrap_or_default()
+    });
+    let list = move || {
+        let images = images.get();
+        table
+            .get()
+            .into_iter()
+            .take(MAX_LISTED)
+            .map(|row| {
+                let picture = images.as_ref().and_then(|im| {
+                    let (r, c) = (im.rows as usize, im.cols as usize);
+                    if r == 0 {
+                        let at = row.instance as usize * 2;
+                        let (x, y) = (im.points.get(at)?, im.points.get(at + 1)?);
+                        return Some(view! { <span class="point">{format!("({x:.2}, {y:.2})")}</span> }.into_any());
+                    }
+                    let start = row.instance as usize * r * c;
+                    let pixels = im.pixels.get(start..start + r * c)?;
+                    Some(view! { <img class="digit" width="28" height="28" alt="instance" src=grey_bmp_data_url(pixels, r, c) /> }.into_any())
+                });
+                let wrong = row.label != row.prediction;
+                view! {
+                    <li data-instance=row.instance.to_string() class:wrong=wrong>
+                        {picture}
+                        <span class="meta">
+                            {format!("#{} true {} pred {} loss {:.3}", row.instance, row.label, row.prediction, row.loss)}
+                        </span>
+                    </li>
+                }
+            })
+            .collect_view()
+    };
+    let csv_href = move || data_url("text/csv", &to_csv(&table.get()));
+    let json_href = move || {
+        data_url(
+            "application/json",
+            &serde_json::to_string(&table.get()).unwrap_or_else(|_| "[]".to_owned()),
+        )
+    };
+    view! {
+        <section id="inspector" class="panel">
+            <h2>"Inspector"</h2>
+            <Show
+                when=move || !selection.get().is_empty()
+                fallback=|| view! { <p class="empty">"Click a node or a flow in the diagram to list its instances."</p> }
+            >
+                <p id="inspector-label">{move || label.get()}</p>
+                <p>
+                    <span id="inspector-count">{move || selection.get().len()}</span>" instances · "
+                    <span>{move || table.get().iter().filter(|r| r.label != r.prediction).count()}</span>" misclassified · "
+                    <a id="export-csv" download="selection.csv" href=csv_href>"CSV"</a>" · "
+                    <a id="export-json" download="selection.json" href=json_href>"JSON"</a>" · "
+                    <button id="clear-selection" on:click=move |_| on_clear.run(())>"clear"</button>
+                </p>
+                <ul class="instances">{list}</ul>
+            </Show>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_a_header_and_one_line_per_row() {
+        let rows = vec![InstanceRow {
+            instance: 3,
+            source_index: 40,
+            label: 1,
+            prediction: 7,
+            loss: 2.5,
+        }];
+        assert_eq!(to_csv(&rows), "instance,source_index,label,prediction,loss\n3,40,1,7,2.5\n");
+    }
+}

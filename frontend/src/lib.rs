@@ -1,0 +1,14 @@
+//! The actiscope browser dashboard, a Leptos client-side app built by Trunk.
+//!
+//! Owns: the components, the websocket client and the browser-side state (one source of
+//! truth for the selected run, epoch, node limit and selection, mirrored in the URL). Does not
+//! own: any analysis, training or storage; it only renders what the server sends, in the
+//! shapes of `actiscope-protocol`. It must never depend on tokio, axum or burn (a test checks).
+
+pub mod app;
+pub mod charts;
+pub mod images;
+pub mod inspector;
+pub mod sankey;
+pub mod socket;
+pub mod url_state;

@@ -1,0 +1,82 @@
+//! The dashboard's shareable state in the page URL: `?run=3&epoch=12&nodes=40&sel=4,17,230`.
+
+/// What the URL says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlState {
+    /// Selected run.
+    pub run: Option<i64>,
+    /// Selected epoch (absent: follow the latest).
+    pub epoch: Option<u32>,
+    /// Most nodes per APD layer (absent: the default).
+    pub max_nodes: Option<usize>,
+    /// Selected probe instances.
+    pub selection: Vec<u32>,
+}
+
+impl UrlState {
+    /// Parses a query string with or without the leading `?`; unknown keys and bad values are
+    /// ignored.
+    pub fn parse(query: &str) -> Self {
+        let mut state = Self::default();
+        for pair in query.trim_start_matches('?').split('&') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            match key {
+                "run" => state.run = value.parse().ok(),
+                "epoch" => state.epoch = value.parse().ok(),
+                "nodes" => state.max_nodes = value.parse().ok(),
+                "sel" => {
+                    state.selection = value
+                        .split([',', '%'])
+                        .filter_map(|v| v.trim_start_matches("2C").parse().ok())
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// The query string, starting with `?` (or empty).
+    pub fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(run) = self.run {
+            parts.push(format!("run={run}"));
+        }
+        if let Some(epoch) = self.epoch {
+            parts.push(format!("epoch={epoch}"));
+        }
+        if let Some(nodes) = self.max_nodes {
+            parts.push(format!("nodes={nodes}"));
+        }
+        if !self.selection.is_empty() {
+            let list: Vec<String> = self.selection.iter().map(u32::to_string).collect();
+            parts.push(format!("sel={}", list.join(",")));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_ignores_junk() {
+        let state = UrlState {
+            run: Some(3),
+            epoch: Some(12),
+            max_nodes: Some(40),
+            selection: vec![4, 17, 230],
+        };
+        assert_eq!(UrlState::parse(&state.to_query()), state);
+        assert_eq!(UrlState::parse("?run=x&epoch=-1&foo=bar"), UrlState::default());
+        assert_eq!(UrlState::parse("sel=1%2C2").selection, vec![1, 2]);
+        assert_eq!(UrlState::default().to_query(), "");
+    }
+}

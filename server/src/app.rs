@@ -1,0 +1,194 @@
+//! The HTTP surface: [`app`] builds the whole router so tests can call it without a socket.
+
+use actiscope_protocol::{EpochMetrics, EpochSnapshot, MAX_FRAME_BYTES, RunSummary, ServerInfo};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::state::AppState;
+use crate::ws::serve_session;
+
+/// Page served at `/` when no frontend build was given to the server.
+const NO_FRONTEND_PAGE: &str = "<!doctype html><html><head><title>actiscope</title></head><body>\
+<h1>actiscope server</h1><p>The dashboard has not been built. Run <code>cargo xtask run</code> \
+from the repository, or pass <code>--dist DIR</code> with a Trunk build.</p>\
+<p>API: <a href=\"/api/health\">/api/health</a></p></body></html>";
+
+/// Builds the router: the JSON API under `/api`, the websocket at `/ws`, and the frontend.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/health", get(health))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{run_id}", get(get_run))
+        .route("/api/runs/{run_id}/epochs", get(get_epochs))
+        .route("/api/runs/{run_id}/epochs/{epoch}", get(get_snapshot))
+        .route("/ws", get(websocket));
+    let router = match state.dist_dir() {
+        Some(dist) => {
+            let index = ServeFile::new(dist.join("index.html"));
+            api.fallback_service(ServeDir::new(dist).fallback(index))
+        }
+        None => api.fallback(get(|| async { Html(NO_FRONTEND_PAGE) })),
+    };
+    router.with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(state.info())
+}
+
+/// A JSON error body with a status code.
+type ApiError = (StatusCode, Json<serde_json::Value>);
+
+fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    (status, Json(serde_json::json!({ "error": message.into() })))
+}
+
+fn internal(err: impl std::fmt::Display) -> ApiError {
+    api_error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+}
+
+async fn list_runs(State(state): State<AppState>) -> Result<Json<Vec<RunSummary>>, ApiError> {
+    state.hub().runs().map(Json).map_err(internal)
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+) -> Result<Json<RunSummary>, ApiError> {
+    state
+        .hub()
+        .run(run_id)
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, format!("there is no run {run_id}")))
+}
+
+async fn get_epochs(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+) -> Result<Json<Vec<EpochMetrics>>, ApiError> {
+    let _known = get_run(State(state.clone()), Path(run_id)).await?;
+    let rows = state
+        .hub()
+        .with_store(|s| s.epochs(run_id))
+        .map_err(internal)?;
+    rows.iter()
+        .map(|(_, json)| serde_json::from_str(json).map_err(internal))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Json)
+}
+
+async fn get_snapshot(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+) -> Result<Json<EpochSnapshot>, ApiError> {
+    let snapshot = state.hub().stored_epoch(run_id, epoch).map_err(internal)?;
+    snapshot.map(Json).ok_or_else(|| {
+        api_error(
+            StatusCode::NOT_FOUND,
+            format!("run {run_id} has no stored epoch {epoch}"),
+        )
+    })
+}
+
+async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            let hub = state.hub().clone();
+            let end = serve_session(sink, stream, hub, || state.info()).await;
+            tracing::debug!(?end, "websocket session ended");
+        })
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    fn state(dist: Option<std::path::PathBuf>) -> AppState {
+        AppState::new(
+            actiscope_store::Store::open_in_memory().expect("store"),
+            dist,
+        )
+    }
+
+    async fn get_path(app: Router, path: &str) -> (StatusCode, String) {
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_reports_version_and_protocol() {
+        let (status, body) = get_path(app(state(None)), "/api/health").await;
+        assert_eq!(status, StatusCode::OK);
+        let info: ServerInfo = serde_json::from_str(&body).expect("json");
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(info.protocol_version, actiscope_protocol::PROTOCOL_VERSION);
+        assert_eq!(info.run_count, 0);
+    }
+
+    #[tokio::test]
+    async fn serves_the_frontend_and_falls_back_to_index() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("index.html"), "<p>the app</p>").expect("write");
+        std::fs::write(dir.path().join("app.js"), "let x = 1;").expect("write");
+        let dist = Some(dir.path().to_path_buf());
+        assert_eq!(get_path(app(state(dist.clone())), "/").await.1, "<p>the app</p>");
+        assert_eq!(get_path(app(state(dist.clone())), "/app.js").await.1, "let x = 1;");
+        // Client-side routes get the app, never a 404.
+        assert_eq!(get_path(app(state(dist.clone())), "/runs/3").await.1, "<p>the app</p>");
+    }
+
+    #[tokio::test]
+    async fn path_traversal_never_leaves_dist() {
+        let root = tempfile::tempdir().expect("dir");
+        let dist = root.path().join("dist");
+        std::fs::create_dir(&dist).expect("mkdir");
+        std::fs::write(dist.join("index.html"), "index").expect("write");
+        std::fs::write(root.path().join("secret.txt"), "secret").expect("write");
+        for path in ["/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt"] {
+            let (_, body) = get_path(app(state(Some(dist.clone()))), path).await;
+            assert!(!body.contains("secret"), "{path} leaked {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_build_the_root_explains_itself() {
+        let (status, body) = get_path(app(state(None)), "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("cargo xtask run"));
+    }
+
+    #[tokio::test]
+    async fn unknown_runs_and_absurd_epochs_are_404s_with_a_reason() {
+        for path in ["/api/runs/42", "/api/runs/42/epochs", "/api/runs/42/epochs/3", "/api/runs/1/epochs/4294967295"] {
+            let (status, body) = get_path(app(state(None)), path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+            assert!(body.contains("error"), "{path}: {body}");
+        }
+        let (status, _) = get_path(app(state(None)), "/api/runs/not-a-number").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, body) = get_path(app(state(None)), "/api/runs").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
+    }
+}

@@ -1,0 +1,102 @@
+//! The `actiscope` command line: argument parsing and the `serve` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::app;
+use crate::state::AppState;
+
+/// actiscope: see how a neural network learns, epoch by epoch.
+#[derive(Debug, Parser)]
+#[command(name = "actiscope", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the dashboard and the API for the runs in a store.
+    Serve(ServeArgs),
+    /// Train a network headless, storing every epoch in a run store.
+    Train(crate::train_cmd::TrainArgs),
+}
+
+/// Arguments of `actiscope serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to bind. Only loopback is safe without further protection.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to bind; 0 picks a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// SQLite file holding the runs (created when missing).
+    #[arg(long, default_value = "runs.db")]
+    pub store: PathBuf,
+    /// Trunk build of the dashboard to serve (the folder holding index.html).
+    #[arg(long)]
+    pub dist: Option<PathBuf>,
+    /// When the store holds no run, start the default one (the APD paper's MLP on the
+    /// built-in digits) so the dashboard fills in at once.
+    #[arg(long)]
+    pub default_run: bool,
+    /// Epochs of the default run.
+    #[arg(long, default_value_t = 30)]
+    pub default_epochs: usize,
+}
+
+/// Runs `actiscope serve` until Ctrl-C.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = actiscope_store::Store::open(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let interrupted = store
+        .mark_interrupted()
+        .context("marking runs left running by a previous process")?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "runs left running by a previous process marked interrupted");
+    }
+    if let Some(dist) = &args.dist
+        && !dist.join("index.html").is_file()
+    {
+        anyhow::bail!(
+            "{} holds no index.html; build the dashboard with `trunk build` first",
+            dist.display()
+        );
+    }
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    println!("actiscope listening on http://{local}/");
+    let has_runs = store.run_count().context("counting stored runs")? > 0;
+    let state = AppState::new(store, args.dist);
+    if args.default_run && !has_runs {
+        let config = actiscope_train::TrainConfig {
+            epochs: args.default_epochs,
+            ..actiscope_train::TrainConfig::default()
+        };
+        let run_id = state
+            .hub()
+            .start_run(config)
+            .await
+            .context("starting the default run")?;
+        println!("started the default run {run_id} (paper MLP on the built-in digits)");
+    }
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            // If the signal handler cannot be installed the server simply runs until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .context("serving HTTP")
+}

@@ -1,0 +1,298 @@
+//! The run hub: starts runs on blocking threads, stores every epoch, and fans events out to
+//! websocket sessions through one broadcast channel (a slow session lags and catches up from
+//! the store; it never slows training).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actiscope_protocol::{EpochSnapshot, ProbeImages, RunSummary};
+use actiscope_store::{RunStatus, Store, StoreError};
+use actiscope_train::{TrainConfig, TrainError, Trainer};
+use tokio::sync::broadcast;
+
+use crate::runner::{SNAPSHOT_KIND, run_to_completion};
+
+/// Kind under which a run's probe images are stored (at epoch 0).
+pub const IMAGES_KIND: &str = "probe_images";
+/// Events buffered per session before it lags and must catch up from the store.
+const EVENT_BUFFER: usize = 256;
+
+/// What happens in the hub, as seen by sessions.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// A run stored an epoch.
+    Epoch {
+        /// The run.
+        run_id: i64,
+        /// The snapshot just stored.
+        snapshot: Arc<EpochSnapshot>,
+    },
+    /// Progress inside the epoch in flight.
+    Progress {
+        /// The run.
+        run_id: i64,
+        /// 1-based epoch.
+        epoch: u32,
+        /// Batches done.
+        batches_done: u32,
+        /// Batches in the epoch.
+        batches_total: u32,
+    },
+    /// A run started, ended or changed status.
+    RunChanged {
+        /// The run.
+        run_id: i64,
+    },
+}
+
+/// Errors of the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run could not start (bad configuration or data).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Decoding a stored blob failed (a corrupt store).
+    #[error("stored snapshot of run {run_id} epoch {epoch} is unreadable: {reason}")]
+    Corrupt {
+        /// The run.
+        run_id: i64,
+        /// The epoch.
+        epoch: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The store lock was poisoned by a panic.
+    #[error("the run store is unavailable after an earlier failure")]
+    Poisoned,
+}
+
+/// The hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    store: Arc<Mutex<Store>>,
+    events: broadcast::Sender<HubEvent>,
+    stops: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
+}
+
+impl Hub {
+    /// A hub over an open store.
+    pub fn new(store: Store) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            store: Arc::new(Mutex::new(store)),
+            events,
+            stops: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Runs `f` with the store locked.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, HubError> {
+        let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+        Ok(f(&store)?)
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.events.subscribe()
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunSummary>, HubError> {
+        self.with_store(|s| s.runs())?
+            .into_iter()
+            .map(|row| Ok(summary(&row)))
+            .collect()
+    }
+
+    /// One run's summary, or `None` for an unknown id.
+    pub fn run(&self, run_id: i64) -> Result<Option<RunSummary>, HubError> {
+        Ok(self.with_store(|s| s.run(run_id))?.as_ref().map(summary))
+    }
+
+    /// The stored snapshots of `run_id` for epochs `from_epoch..`, in order.
+    pub fn stored_epochs(&self, run_id: i64, from_epoch: u32) -> Result<Vec<EpochSnapshot>, HubError> {
+        let blobs = self.with_store(|s| s.snapshots_from(run_id, SNAPSHOT_KIND, from_epoch))?;
+        blobs
+            .into_iter()
+            .map(|(epoch, blob)| {
+                actiscope_protocol::decode::<EpochSnapshot>(&blob).map_err(|e| HubError::Corrupt {
+                    run_id,
+                    epoch,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// One stored snapshot, or `None` when the run has no such epoch.
+    pub fn stored_epoch(&self, run_id: i64, epoch: u32) -> Result<Option<EpochSnapshot>, HubError> {
+        match self.with_store(|s| s.snapshot(run_id, epoch, SNAPSHOT_KIND))? {
+            Some(blob) => actiscope_protocol::decode(&blob)
+                .map(Some)
+                .map_err(|e| HubError::Corrupt {
+                    run_id,
+                    epoch,
+                    reason: e.to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// The probe images of a run, when stored.
+    pub fn images(&self, run_id: i64) -> Result<Option<ProbeImages>, HubError> {
+        match self.with_store(|s| s.snapshot(run_id, 0, IMAGES_KIND))? {
+            Some(blob) => actiscope_protocol::decode(&blob)
+                .map(Some)
+                .map_err(|e| HubError::Corrupt {
+                    run_id,
+                    epoch: 0,
+                    reason: e.to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Validates `config`, loads its data, records the run and trains it on a blocking
+    /// thread. Returns the new run's id once it is recorded.
+    pub async fn start_run(&self, config: TrainConfig) -> Result<i64, HubError> {
+        let hub = self.clone();
+        let started = tokio::task::spawn_blocking(move || hub.prepare_run(config))
+            .await
+            .map_err(|_| HubError::Poisoned)??;
+        let (run_id, mut trainer, stop) = started;
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let events = hub.events.clone();
+            let result = run_to_completion(
+                &mut trainer,
+                &hub.store,
+                run_id,
+                &stop,
+                &mut |epoch, done, total| {
+                    // Progress is best effort: report about 50 times an epoch.
+                    if done == total || done % total.div_ceil(50).max(1) == 0 {
+                        let _ = events.send(HubEvent::Progress {
+                            run_id,
+                            epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
+                            batches_done: u32::try_from(done).unwrap_or(u32::MAX),
+                            batches_total: u32::try_from(total).unwrap_or(u32::MAX),
+                        });
+                    }
+                },
+                &mut |snapshot| {
+                    let _ = events.send(HubEvent::Epoch {
+                        run_id,
+                        snapshot: Arc::new(snapshot.clone()),
+                    });
+                },
+            );
+            if let Err(err) = result {
+                tracing::error!(run_id, %err, "run failed");
+                if let Ok(store) = hub.store.lock() {
+                    let _ = store.set_status(run_id, RunStatus::Interrupted);
+                }
+            }
+            if let Ok(mut stops) = hub.stops.lock() {
+                stops.remove(&run_id);
+            }
+            let _ = hub.events.send(HubEvent::RunChanged { run_id });
+        });
+        Ok(run_id)
+    }
+
+    fn prepare_run(&self, config: TrainConfig) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
+        let trainer = Trainer::new(config.clone())?;
+        let images = probe_images(&trainer);
+        let config_json = serde_json::to_string(&config).unwrap_or_else(|_| "{}".to_owned());
+        let name = format!("{} on {}", config.model.describe(), config.dataset.name());
+        let images_blob = actiscope_protocol::encode(&images).map_err(|e| HubError::Corrupt {
+            run_id: 0,
+            epoch: 0,
+            reason: e.to_string(),
+        })?;
+        let run_id = {
+            let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+            let run_id = store.create_run(&name, &config_json)?;
+            store.set_device(run_id, &trainer.device().description)?;
+            store.put_snapshot(run_id, 0, IMAGES_KIND, &images_blob)?;
+            run_id
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.insert(run_id, Arc::clone(&stop));
+        }
+        let _ = self.events.send(HubEvent::RunChanged { run_id });
+        Ok((run_id, trainer, stop))
+    }
+
+    /// Asks a running run to stop after its epoch in flight; returns whether it was running.
+    pub fn stop_run(&self, run_id: i64) -> bool {
+        self.stops
+            .lock()
+            .ok()
+            .and_then(|stops| stops.get(&run_id).map(|flag| flag.store(true, Ordering::SeqCst)))
+            .is_some()
+    }
+}
+
+/// The probe set's images (or points), from the trainer's data.
+fn probe_images(trainer: &Trainer) -> ProbeImages {
+    let splits = trainer.splits();
+    let source = match trainer.config().probe.source {
+        actiscope_train::ProbeSource::Test => &splits.test,
+        actiscope_train::ProbeSource::Train => &splits.train,
+    };
+    let rows_of = |i: usize| source.row(i).unwrap_or(&[]);
+    match source.image_shape {
+        Some((rows, cols)) => ProbeImages {
+            rows: u32::try_from(rows).unwrap_or(0),
+            cols: u32::try_from(cols).unwrap_or(0),
+            pixels: trainer
+                .probe_indices()
+                .iter()
+                .flat_map(|&i| rows_of(i).iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
+                .collect(),
+            points: Vec::new(),
+        },
+        None => ProbeImages {
+            rows: 0,
+            cols: 0,
+            pixels: Vec::new(),
+            points: trainer
+                .probe_indices()
+                .iter()
+                .flat_map(|&i| rows_of(i).iter().copied())
+                .collect(),
+        },
+    }
+}
+
+fn summary(row: &actiscope_store::RunRow) -> RunSummary {
+    let config: Option<TrainConfig> = serde_json::from_str(&row.config_json).ok();
+    RunSummary {
+        run_id: row.id,
+        name: row.name.clone(),
+        dataset: config.as_ref().map(|c| c.dataset.name()).unwrap_or_default(),
+        model: config.as_ref().map(|c| c.model.describe()).unwrap_or_default(),
+        device: row.device.clone(),
+        status: row.status.clone(),
+        epochs_planned: config
+            .as_ref()
+            .map(|c| u32::try_from(c.epochs).unwrap_or(u32::MAX))
+            .unwrap_or(0),
+        epochs_stored: row.epochs_stored,
+        hidden_layers: config
+            .as_ref()
+            .map(|c| match &c.model {
+                actiscope_train::model::ModelSpec::Mlp { hidden, .. } => {
+                    u32::try_from(hidden.len()).unwrap_or(0)
+                }
+                actiscope_train::model::ModelSpec::Cnn { .. } => 2,
+            })
+            .unwrap_or(0),
+    }
+}

@@ -1,0 +1,14 @@
+//! The actiscope server: HTTP routes, websocket streaming and the command-line tool.
+//!
+//! Owns: the axum [`Router`](axum::Router) built by [`app::app`], the websocket loop in [`ws`],
+//! serving the frontend's `dist/` folder, and the `actiscope` CLI in [`cli`]. Does not own:
+//! analysis maths (`actiscope-analysis`), training (`actiscope-train`), storage
+//! (`actiscope-store`) or wire formats (`actiscope-protocol`); it glues them together.
+
+pub mod app;
+pub mod cli;
+pub mod hub;
+pub mod runner;
+pub mod state;
+pub mod train_cmd;
+pub mod ws;

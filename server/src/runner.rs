@@ -1,0 +1,149 @@
+//! Drives a [`Trainer`] epoch by epoch: analyses each epoch, stores it atomically, and stops on
+//! request, on divergence or at the last epoch. Shared by `actiscope train` and the server.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actiscope_analysis::apd::{ApdOptions, build_apd};
+use actiscope_analysis::flows::flow_table;
+use actiscope_analysis::{LayerPatterns, PatternMatrix};
+use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeInstances, WireMatrix};
+use actiscope_store::{RunStatus, Store};
+use actiscope_train::{EpochReport, TrainError, Trainer};
+
+/// Kind under which the epoch snapshot blob is stored.
+pub const SNAPSHOT_KIND: &str = "epoch";
+/// Kind under which the probe set's raw activations are stored.
+pub const PROBE_ACTIVATIONS_KIND: &str = "probe_activations";
+
+/// Errors that end a run early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Storing failed.
+    #[error(transparent)]
+    Store(#[from] actiscope_store::StoreError),
+    /// An analysis failed (a bug: the inputs come from the trainer).
+    #[error("analysis failed: {0}")]
+    Analysis(String),
+    /// Encoding a snapshot failed.
+    #[error(transparent)]
+    Encode(#[from] actiscope_protocol::ProtocolError),
+    /// The store's lock was poisoned by a panic elsewhere.
+    #[error("the run store is unavailable after an earlier failure")]
+    Poisoned,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// Final status (completed, stopped or diverged).
+    pub status: RunStatus,
+    /// Metrics of every stored epoch.
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// Builds the stored snapshot of one epoch from the trainer's report.
+pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
+    let layers: Vec<LayerPatterns> = report
+        .probe
+        .pre_activations
+        .iter()
+        .map(|m| LayerPatterns::from_patterns(&PatternMatrix::from_preactivations(m)))
+        .collect();
+    let apd = build_apd(
+        &layers,
+        &report.probe.predictions,
+        &report.probe.labels,
+        ApdOptions::default(),
+    )
+    .map_err(|e| RunError::Analysis(e.to_string()))?;
+    let last = layers.len().saturating_sub(1);
+    let first = last.saturating_sub(1);
+    let flows = flow_table(
+        &layers,
+        first,
+        last,
+        &report.probe.predictions,
+        &report.probe.labels,
+    )
+    .map_err(|e| RunError::Analysis(e.to_string()))?;
+    Ok(EpochSnapshot {
+        metrics: report.metrics.clone(),
+        apd,
+        flows,
+        probe: ProbeInstances {
+            indices: report
+                .probe
+                .indices
+                .iter()
+                .map(|&i| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect(),
+            labels: report.probe.labels.clone(),
+            predictions: report.probe.predictions.clone(),
+            losses: report.probe.losses.clone(),
+        },
+    })
+}
+
+/// Trains the remaining epochs of `trainer` into run `run_id` of `store`. Each epoch is stored
+/// in one transaction before the next starts, so a killed process loses only the epoch in
+/// flight. `stop` is checked between epochs.
+pub fn run_to_completion(
+    trainer: &mut Trainer,
+    store: &Mutex<Store>,
+    run_id: i64,
+    stop: &AtomicBool,
+    on_batch: &mut dyn FnMut(usize, usize, usize),
+    on_epoch: &mut dyn FnMut(&EpochSnapshot),
+) -> Result<RunOutcome, RunError> {
+    let total_epochs = trainer.config().epochs;
+    let mut epochs = Vec::new();
+    let mut status = RunStatus::Completed;
+    while trainer.epochs_done() < total_epochs {
+        if stop.load(Ordering::SeqCst) {
+            status = RunStatus::Stopped;
+            break;
+        }
+        let epoch = trainer.epochs_done() + 1;
+        let report = trainer.run_epoch(&mut |done, total| on_batch(epoch, done, total))?;
+        let snap = snapshot(&report)?;
+        let metrics_json = serde_json::to_string(&report.metrics)
+            .map_err(|e| RunError::Analysis(e.to_string()))?;
+        let activations: Vec<WireMatrix> = report
+            .probe
+            .pre_activations
+            .iter()
+            .map(|m| WireMatrix {
+                rows: u32::try_from(m.rows()).unwrap_or(u32::MAX),
+                cols: u32::try_from(m.cols()).unwrap_or(u32::MAX),
+                values: m.as_slice().to_vec(),
+            })
+            .collect();
+        let snapshot_blob = actiscope_protocol::encode(&snap)?;
+        let activations_blob = actiscope_protocol::encode(&activations)?;
+        store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
+            run_id,
+            u32::try_from(epoch).unwrap_or(u32::MAX),
+            &metrics_json,
+            &[
+                (SNAPSHOT_KIND, &snapshot_blob),
+                (PROBE_ACTIVATIONS_KIND, &activations_blob),
+            ],
+        )?;
+        on_epoch(&snap);
+        let diverged = report.metrics.diverged;
+        epochs.push(report.metrics);
+        if diverged {
+            status = RunStatus::Diverged;
+            break;
+        }
+    }
+    store
+        .lock()
+        .map_err(|_| RunError::Poisoned)?
+        .set_status(run_id, status)?;
+    Ok(RunOutcome { status, epochs })
+}

@@ -1,0 +1,70 @@
+//! Shared state handed to every request handler.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actiscope_protocol::{PROTOCOL_VERSION, ServerInfo};
+use actiscope_store::Store;
+
+use crate::hub::Hub;
+
+/// State shared by all handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: Instant,
+    hub: Hub,
+    dist_dir: Option<PathBuf>,
+}
+
+impl AppState {
+    /// Builds the state around an open store. `dist_dir` is the frontend build to serve, if any.
+    pub fn new(store: Store, dist_dir: Option<PathBuf>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                hub: Hub::new(store),
+                dist_dir,
+            }),
+        }
+    }
+
+    /// The frontend build folder, when one is served.
+    pub fn dist_dir(&self) -> Option<&PathBuf> {
+        self.inner.dist_dir.as_ref()
+    }
+
+    /// The run hub.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// A snapshot of what the server knows about itself.
+    pub fn info(&self) -> ServerInfo {
+        ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            uptime_secs: self.inner.started.elapsed().as_secs_f64(),
+            build: build_description(),
+            run_count: self.inner.hub.with_store(|s| s.run_count()).unwrap_or(0),
+        }
+    }
+}
+
+/// Target and profile of this build, e.g. `x86_64-linux (debug)`.
+pub fn build_description() -> String {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!(
+        "{}-{} ({profile})",
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}

@@ -1,0 +1,173 @@
+//! A real server on port 0 and a real websocket client.
+
+use std::time::Duration;
+
+use actiscope_e2e::{TestServer, http_get};
+use actiscope_protocol::{ClientMessage, ServerInfo, ServerMessage, decode, encode};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_message(socket: &mut Socket) -> ServerMessage {
+    let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame within 10 s")
+        .expect("the socket stays open")
+        .expect("a valid frame");
+    match frame {
+        Message::Binary(bytes) => decode(&bytes).expect("server frames decode"),
+        other => panic!("expected a binary frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hello_ping_pong_and_garbage_over_a_real_socket() {
+    let server = TestServer::start(None).await.expect("server starts");
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("websocket connects");
+
+    match next_message(&mut socket).await {
+        ServerMessage::Hello(info) => {
+            assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+            assert_eq!(info.protocol_version, actiscope_protocol::PROTOCOL_VERSION);
+        }
+        other => panic!("expected Hello first, got {other:?}"),
+    }
+    assert_eq!(next_message(&mut socket).await, ServerMessage::Runs(vec![]));
+
+    let ping = encode(&ClientMessage::Ping { nonce: 42 }).expect("encode");
+    socket.send(Message::Binary(ping.clone().into())).await.expect("send");
+    assert_eq!(next_message(&mut socket).await, ServerMessage::Pong { nonce: 42 });
+
+    // Garbage, a wrong version and text: each answered with an error, the session goes on.
+    socket.send(Message::Binary(vec![0xff; 64].into())).await.expect("send");
+    assert!(matches!(next_message(&mut socket).await, ServerMessage::Error { .. }));
+    socket.send(Message::Binary(vec![0x09, 0x00].into())).await.expect("send");
+    match next_message(&mut socket).await {
+        ServerMessage::Error { reason } => assert!(reason.contains("version"), "{reason}"),
+        other => panic!("expected a version error, got {other:?}"),
+    }
+    socket.send(Message::Text("{\"ping\":1}".into())).await.expect("send");
+    assert!(matches!(next_message(&mut socket).await, ServerMessage::Error { .. }));
+    socket.send(Message::Binary(ping.into())).await.expect("send");
+    assert_eq!(next_message(&mut socket).await, ServerMessage::Pong { nonce: 42 });
+
+    // A second client is served while the first is connected.
+    let (mut second, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("second websocket connects");
+    assert!(matches!(next_message(&mut second).await, ServerMessage::Hello(_)));
+}
+
+#[tokio::test]
+async fn oversized_frames_close_that_socket_only() {
+    let server = TestServer::start(None).await.expect("server starts");
+    let (mut greedy, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    let _hello = next_message(&mut greedy).await;
+    let _runs = next_message(&mut greedy).await;
+    let huge = vec![0u8; actiscope_protocol::MAX_FRAME_BYTES + 1024];
+    // The server may drop the connection while the frame is still being written.
+    let _ = greedy.send(Message::Binary(huge.into())).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), greedy.next())
+        .await
+        .expect("the server reacts within 10 s");
+    assert!(
+        !matches!(end, Some(Ok(Message::Binary(_)))),
+        "an oversized frame must not be answered: {end:?}"
+    );
+
+    let (status, body) = http_get(server.addr, "/api/health").await.expect("GET");
+    assert_eq!(status, 200, "{body}");
+    let info: ServerInfo = serde_json::from_str(&body).expect("health is JSON");
+    assert_eq!(info.run_count, 0);
+}
+
+#[tokio::test]
+async fn unknown_api_paths_and_traversal_do_not_escape() {
+    let server = TestServer::start(None).await.expect("server starts");
+    let (status, body) = http_get(server.addr, "/../../etc/passwd").await.expect("GET");
+    assert!(!body.contains("root:"), "{status} {body}");
+}
+
+fn quick_run(epochs: usize) -> actiscope_train::TrainConfig {
+    use actiscope_train::data::DatasetSpec;
+    use actiscope_train::data::synthetic::Planar;
+    use actiscope_train::device::DeviceChoice;
+    use actiscope_train::model::{Activation, ModelSpec};
+    actiscope_train::TrainConfig {
+        dataset: DatasetSpec::Planar(Planar::Moons),
+        model: ModelSpec::Mlp {
+            hidden: vec![8, 8],
+            activation: Activation::Relu,
+        },
+        optimizer: actiscope_train::OptimizerKind::Adam,
+        learning_rate: 0.01,
+        batch_size: 64,
+        epochs,
+        seed: 1,
+        probe: actiscope_train::ProbeSpec::parse("n=40").expect("probe"),
+        device: DeviceChoice::Flex,
+    }
+}
+
+/// Reads frames until `count` epochs of `run_id` arrived; returns their numbers.
+async fn collect_epochs(socket: &mut Socket, run_id: i64, count: usize) -> Vec<u32> {
+    let mut epochs = Vec::new();
+    while epochs.len() < count {
+        match tokio::time::timeout(Duration::from_secs(120), next_message(socket))
+            .await
+            .expect("epochs keep coming")
+        {
+            ServerMessage::Epoch { run_id: id, snapshot } => {
+                assert_eq!(id, run_id);
+                let apd = &snapshot.apd;
+                assert_eq!(apd.instance_count, 40);
+                assert_eq!(apd.levels.len(), 3, "two hidden layers and the labels");
+                epochs.push(snapshot.metrics.epoch as u32);
+            }
+            ServerMessage::Error { reason } => panic!("server error: {reason}"),
+            _ => {}
+        }
+    }
+    epochs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
+    let epochs_planned = 6;
+    let (server, run_id) = actiscope_e2e::TestServer::start_with_run(None, Some(quick_run(epochs_planned)))
+        .await
+        .expect("server and run start");
+    let run_id = run_id.expect("a run id");
+
+    let (mut first, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let subscribe = |from_epoch| {
+        Message::Binary(encode(&ClientMessage::Subscribe { run_id, from_epoch }).expect("encode").into())
+    };
+    first.send(subscribe(1)).await.expect("subscribe");
+    let seen = collect_epochs(&mut first, run_id, 2).await;
+    assert_eq!(seen, [1, 2]);
+    drop(first);
+
+    // Reconnect asking for what it has not seen; the run goes on meanwhile.
+    let (mut second, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("reconnects");
+    second.send(subscribe(3)).await.expect("subscribe again");
+    let rest = collect_epochs(&mut second, run_id, epochs_planned - 2).await;
+    assert_eq!(rest, (3..=epochs_planned as u32).collect::<Vec<_>>());
+
+    // A late client gets the whole history.
+    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    late.send(subscribe(1)).await.expect("subscribe");
+    let all = collect_epochs(&mut late, run_id, epochs_planned).await;
+    assert_eq!(all, (1..=epochs_planned as u32).collect::<Vec<_>>());
+
+    let (status, body) = http_get(server.addr, &format!("/api/runs/{run_id}/epochs/2")).await.expect("GET");
+    assert_eq!(status, 200, "{body}");
+    let snapshot: actiscope_protocol::EpochSnapshot = serde_json::from_str(&body).expect("snapshot JSON");
+    assert_eq!(snapshot.metrics.epoch, 2);
+}

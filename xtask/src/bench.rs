@@ -1,0 +1,86 @@
+//! `cargo xtask bench-train`: actiscope against PyTorch (CPU) on the paper's MLP, side by side
+//! in one run, same data, batch size and threads. Prints seconds per epoch and the ratio, and
+//! the share of an epoch spent on capture and pattern counting.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::shell::{cargo, repo_root, run};
+
+/// Options of `cargo xtask bench-train`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Epochs per side (the first is reported but left out of the means: warm-up).
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    /// CPU threads for both sides.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Skip PyTorch (measure actiscope only).
+    #[arg(long)]
+    no_torch: bool,
+}
+
+fn mean_after_first(values: &[f64]) -> f64 {
+    let tail = values.get(1..).filter(|t| !t.is_empty()).unwrap_or(values);
+    tail.iter().sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// Runs both sides and prints the comparison.
+pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
+    let root = repo_root();
+    run(cargo().args(["build", "--release", "--package", "actiscope-server", "--bin", "actiscope"]))?;
+    let store = std::env::temp_dir().join(format!("actiscope-bench-{}.db", std::process::id()));
+    let output = Command::new(root.join("target/release/actiscope"))
+        .args(["train", "--store"])
+        .arg(&store)
+        .args(["--dataset", "digits", "--hidden", "40,40,40", "--optimizer", "sgd", "--lr", "0.001"])
+        .args(["--batch", "64", "--device", "flex", "--json", "--epochs", &args.epochs.to_string()])
+        .env("RAYON_NUM_THREADS", args.threads.to_string())
+        .output()
+        .context("running actiscope train")?;
+    let _ = std::fs::remove_file(&store);
+    if !output.status.success() {
+        bail!("actiscope train failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let epochs = summary["epochs"].as_array().cloned().unwrap_or_default();
+    let field = |key: &str| -> Vec<f64> { epochs.iter().filter_map(|e| e[key].as_f64()).collect() };
+    let train_secs = mean_after_first(&field("train_secs"));
+    let capture_secs = mean_after_first(&field("capture_secs"));
+    println!("actiscope (flex, {} threads): {train_secs:.3} s/epoch training, {capture_secs:.3} s/epoch capture + patterns ({:.1}% of training)", args.threads, 100.0 * capture_secs / train_secs);
+
+    if args.no_torch {
+        return Ok(());
+    }
+    let venv = root.join("target/bench-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    if !Command::new(&python).args(["-c", "import torch"]).status().is_ok_and(|s| s.success()) {
+        println!("installing torch from PyPI into {} (large, once)", venv.display());
+        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "torch"]))?;
+    }
+    let torch = Command::new(&python)
+        .arg(root.join("xtask/bench/torch_mlp.py"))
+        .arg("--data")
+        .arg(Path::new(&root).join("assets/digits-10k.bin.gz"))
+        .args(["--epochs", &args.epochs.to_string(), "--threads", &args.threads.to_string()])
+        .output()
+        .context("running the PyTorch peer")?;
+    if !torch.status.success() {
+        bail!("PyTorch peer failed: {}", String::from_utf8_lossy(&torch.stderr));
+    }
+    let torch_secs: Vec<f64> = String::from_utf8_lossy(&torch.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["train_secs"].as_f64())
+        .collect();
+    let torch_mean = mean_after_first(&torch_secs);
+    println!("pytorch  (cpu,  {} threads): {torch_mean:.3} s/epoch training", args.threads);
+    println!("ratio actiscope / pytorch: {:.2}x (goal: at most 1.0x)", train_secs / torch_mean);
+    Ok(())
+}

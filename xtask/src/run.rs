@@ -1,0 +1,40 @@
+//! `cargo xtask run`: build the dashboard and the server, then serve.
+
+use anyhow::Context;
+
+use crate::prereqs::ensure_for_run;
+use crate::shell::{cargo, repo_root, run as run_command};
+
+/// Options of `cargo xtask run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Port to serve on.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// SQLite file that holds the runs.
+    #[arg(long, default_value = "runs.db")]
+    store: String,
+}
+
+/// Builds everything and runs `actiscope serve` in the foreground.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    ensure_for_run()?;
+    build_dashboard()?;
+    println!("starting the server on http://127.0.0.1:{}/", args.port);
+    run_command(
+        cargo()
+            .args(["run", "--package", "actiscope-server", "--bin", "actiscope", "--"])
+            .args(["serve", "--port", &args.port.to_string(), "--store", &args.store])
+            .args(["--dist", "dist", "--default-run"]),
+    )
+    .context("running the actiscope server")
+}
+
+/// Builds the dashboard with Trunk into `dist/`, offline (every tool is already installed).
+pub fn build_dashboard() -> anyhow::Result<()> {
+    run_command(
+        std::process::Command::new("trunk")
+            .current_dir(repo_root())
+            .args(["build", "--offline"]),
+    )
+}

@@ -1,0 +1,80 @@
+//! `cargo xtask test`: every check the project has, in the order that fails fastest.
+
+use std::time::Instant;
+
+use crate::prereqs::ensure_for_test;
+use crate::run::build_dashboard;
+use crate::shell::{cargo, repo_root, run};
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Skip the browser tests (for a machine without Chromium).
+    #[arg(long)]
+    no_browser: bool,
+}
+
+/// Runs fmt, clippy (host and wasm32), all tests, then the browser tests.
+pub fn test(args: &TestArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut timings: Vec<(&str, f64)> = Vec::new();
+    let mut step = |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<()>| {
+        println!("\n=== {name}");
+        let step_started = Instant::now();
+        let result = f();
+        timings.push((name, step_started.elapsed().as_secs_f64()));
+        result
+    };
+
+    step("prerequisites", &mut || {
+        if args.no_browser {
+            crate::prereqs::ensure_for_run()
+        } else {
+            ensure_for_test()
+        }
+    })?;
+    step("rustfmt", &mut || run(cargo().args(["fmt", "--all", "--check"])))?;
+    step("clippy (host)", &mut || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "actiscope-frontend",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("clippy (wasm32 frontend)", &mut || {
+        run(cargo().args([
+            "clippy",
+            "--package",
+            "actiscope-frontend",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("dashboard build (trunk)", &mut build_dashboard)?;
+    step("unit and integration tests", &mut || {
+        run(cargo().args(["test", "--workspace", "--exclude", "actiscope-frontend"]))
+    })?;
+    if !args.no_browser {
+        step("browser tests (headless Chromium)", &mut || {
+            run(cargo()
+                .args(["test", "--package", "actiscope-e2e", "--test", "browser"])
+                .args(["--", "--ignored", "--test-threads", "1"])
+                .env("ACTISCOPE_DIST", repo_root().join("dist")))
+        })?;
+    }
+
+    println!("\n=== summary");
+    for (name, secs) in &timings {
+        println!("{secs:>8.1} s  {name}");
+    }
+    println!("{:>8.1} s  total", started.elapsed().as_secs_f64());
+    Ok(())
+}

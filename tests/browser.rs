@@ -4,6 +4,14 @@
 //! `chromium` + `chromium-driver`. `cargo xtask test` installs both, builds the dashboard and
 //! runs these with `--ignored`, setting `ACTISCOPE_DIST`.
 
+// Tests fail by panicking, helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,8 +56,14 @@ async fn start_driver() -> Driver {
         url: format!("http://127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start listening");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not start listening"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     driver
@@ -83,7 +97,11 @@ fn dist_dir() -> PathBuf {
     let dist = std::env::var_os("ACTISCOPE_DIST")
         .map(PathBuf::from)
         .expect("ACTISCOPE_DIST must name the Trunk build; run `cargo xtask test`");
-    assert!(dist.join("index.html").is_file(), "{} has no index.html", dist.display());
+    assert!(
+        dist.join("index.html").is_file(),
+        "{} has no index.html",
+        dist.display()
+    );
     dist
 }
 
@@ -119,7 +137,9 @@ fn artifacts_dir() -> PathBuf {
 #[tokio::test]
 #[ignore = "needs Chromium and the Trunk build; run by `cargo xtask test`"]
 async fn dashboard_renders_what_the_websocket_delivered() {
-    let server = TestServer::start(Some(dist_dir())).await.expect("server starts");
+    let server = TestServer::start(Some(dist_dir()))
+        .await
+        .expect("server starts");
     let driver = start_driver().await;
     let client = browser(&driver).await;
     client.goto(&server.url("/")).await.expect("page loads");
@@ -201,9 +221,18 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
 
     // Epochs stream in live; the view follows the latest.
     let last = format!("epoch {epochs} of {epochs}");
-    wait_for_text(&client, "#epoch-label", Duration::from_secs(240), |t| t == last).await;
-    let header = wait_for_text(&client, "#run-header", Duration::from_secs(5), |t| t.contains("device")).await;
-    assert!(header.contains("digits") && header.contains("flex"), "{header}");
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(240), |t| {
+        t == last
+    })
+    .await;
+    let header = wait_for_text(&client, "#run-header", Duration::from_secs(5), |t| {
+        t.contains("device")
+    })
+    .await;
+    assert!(
+        header.contains("digits") && header.contains("flex"),
+        "{header}"
+    );
     let at_last = sankey_signature(&client).await;
     assert!(!at_last.is_empty());
 
@@ -217,7 +246,10 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
             .await
             .expect("key");
     }
-    wait_for_text(&client, "#epoch-label", Duration::from_secs(10), |t| t == format!("epoch 1 of {epochs}")).await;
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(10), |t| {
+        t == format!("epoch 1 of {epochs}")
+    })
+    .await;
     let at_first = sankey_signature(&client).await;
     assert_ne!(at_first, at_last, "the Sankey must change with the epoch");
     let url = client.current_url().await.expect("url");
@@ -234,7 +266,10 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     .await;
     let picked: Vec<u32> = serde_json::from_value(clicked).expect("link coordinates");
     let (level, from, to, size) = (picked[0] as usize, picked[1], picked[2], picked[3] as usize);
-    let count = wait_for_text(&client, "#inspector-count", Duration::from_secs(10), |t| !t.is_empty()).await;
+    let count = wait_for_text(&client, "#inspector-count", Duration::from_secs(10), |t| {
+        !t.is_empty()
+    })
+    .await;
     assert_eq!(count, size.to_string());
     let listed: Vec<u32> = serde_json::from_value(
         js(&client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
@@ -242,14 +277,19 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     .expect("instance list");
 
     // What the server says belongs to that flow.
-    let (status, body) = actiscope_e2e::http_get(server.addr, &format!("/api/runs/{run_id}/epochs/1"))
-        .await
-        .expect("GET snapshot");
+    let (status, body) =
+        actiscope_e2e::http_get(server.addr, &format!("/api/runs/{run_id}/epochs/1"))
+            .await
+            .expect("GET snapshot");
     assert_eq!(status, 200);
-    let snapshot: actiscope_protocol::EpochSnapshot = serde_json::from_str(&body).expect("snapshot");
+    let snapshot: actiscope_protocol::EpochSnapshot =
+        serde_json::from_str(&body).expect("snapshot");
     let shown = snapshot.apd.merge_rare(40);
     let expected = shown.edge_instances(level, from, to);
-    assert_eq!(listed, expected, "the inspector must list exactly the flow's instances");
+    assert_eq!(
+        listed, expected,
+        "the inspector must list exactly the flow's instances"
+    );
     // When both ends are single patterns, it is exactly one row of the server's flow table.
     use actiscope_protocol::apd::ApdNodeKind;
     let pattern = |lvl: usize, node: u32| match shown.levels[lvl][node as usize].kind {
@@ -265,40 +305,78 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
             .expect("the flow is in the server's table");
         assert_eq!(flow.instances, expected);
     }
-    let images = js(&client, "return document.querySelectorAll('#inspector img.digit').length;").await;
-    assert_eq!(images.as_u64(), Some(listed.len().min(240) as u64), "each instance shows its digit");
-    std::fs::write(artifacts_dir().join("apd-flow-selected.png"), client.screenshot().await.expect("png"))
-        .expect("save screenshot");
+    let images = js(
+        &client,
+        "return document.querySelectorAll('#inspector img.digit').length;",
+    )
+    .await;
+    assert_eq!(
+        images.as_u64(),
+        Some(listed.len().min(240) as u64),
+        "each instance shows its digit"
+    );
+    std::fs::write(
+        artifacts_dir().join("apd-flow-selected.png"),
+        client.screenshot().await.expect("png"),
+    )
+    .expect("save screenshot");
 
     // The selection is in the URL: reloading the shared view restores it.
     let url = client.current_url().await.expect("url");
     assert!(url.as_str().contains("sel="), "{url}");
     client.goto(url.as_str()).await.expect("reload");
-    let restored = wait_for_text(&client, "#inspector-count", Duration::from_secs(60), |t| !t.is_empty()).await;
+    let restored = wait_for_text(&client, "#inspector-count", Duration::from_secs(60), |t| {
+        !t.is_empty()
+    })
+    .await;
     assert_eq!(restored, size.to_string());
-    wait_for_text(&client, "#epoch-label", Duration::from_secs(30), |t| t == format!("epoch 1 of {epochs}")).await;
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(30), |t| {
+        t == format!("epoch 1 of {epochs}")
+    })
+    .await;
 
     // Rendering cost of an epoch change with every pattern drawn (no merging).
     js(&client, "const m = document.getElementById('max-nodes'); m.value = '0'; m.dispatchEvent(new Event('change', {bubbles: true})); return 0;").await;
-    let timing = js(
-        &client,
-        "const s = document.getElementById('epoch-slider'); const times = []; let nodes = 0; \
-         for (const e of ['2', '3', '1', '2']) { const t0 = performance.now(); s.value = e; \
-           s.dispatchEvent(new Event('input', {bubbles: true})); \
-           const svg = document.getElementById('apd-sankey'); svg.getBBox(); \
-           times.push(performance.now() - t0); nodes = Math.max(nodes, Number(svg.dataset.nodes)); } \
-         return {times: times, nodes: nodes};",
-    )
-    .await;
+    let timing = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             const slider = document.getElementById('epoch-slider'); \
+             const svg = () => document.getElementById('apd-sankey'); \
+             const sig = () => { const s = svg(); if (!s) return ''; const p = s.querySelector('path.apd-link'); \
+               return s.dataset.nodes + ':' + s.dataset.edges + ':' + (p ? p.getAttribute('d') : ''); }; \
+             (async () => { const times = []; const parts = []; let nodes = 0; \
+               for (const e of ['2', '3', '1', '2']) { const before = sig(); const t0 = performance.now(); \
+                 slider.value = e; slider.dispatchEvent(new Event('input', {bubbles: true})); \
+                 while (sig() === before && performance.now() - t0 < 5000) { await new Promise(r => setTimeout(r, 0)); } \
+                 const t1 = performance.now(); svg().getBBox(); times.push(performance.now() - t0); \
+                 parts.push([t1 - t0, Number(document.getElementById('render-ms').dataset.ms)]); \
+                 nodes = Math.max(nodes, Number(svg().dataset.nodes)); } \
+               done({times: times, nodes: nodes, parts: parts}); })();",
+            vec![],
+        )
+        .await
+        .expect("timing script");
     let nodes = timing["nodes"].as_u64().unwrap_or(0);
     let times: Vec<f64> = serde_json::from_value(timing["times"].clone()).expect("times");
     let worst = times.iter().copied().fold(0.0, f64::max);
-    println!("sankey re-render on an epoch change: {nodes} nodes, {times:?} ms (worst {worst:.1} ms)");
+    println!(
+        "sankey re-render on an epoch change: {nodes} nodes, {times:?} ms (worst {worst:.1} ms); \
+         [until the DOM changed, markup build] per change: {}",
+        timing["parts"]
+    );
     std::fs::write(
         artifacts_dir().join("sankey-render.json"),
-        serde_json::json!({"nodes": nodes, "epoch_change_ms": times}).to_string(),
+        serde_json::json!({
+            "nodes": nodes,
+            "epoch_change_ms": times,
+            "dom_changed_and_markup_ms": timing["parts"],
+        })
+        .to_string(),
     )
     .expect("save timing");
-    assert!(nodes > 100, "the unmerged APD of 500 digits has many nodes: {nodes}");
+    assert!(
+        nodes > 100,
+        "the unmerged APD of 500 digits has many nodes: {nodes}"
+    );
     client.close().await.expect("close session");
 }

@@ -2,12 +2,28 @@
 //! tokio, axum or burn, and the analysis core and the protocol know nothing of burn, axum or
 //! tokio.
 
+// Tests fail by panicking, helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::process::Command;
 
 fn dependencies(package: &str, target: Option<&str>) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command.args(["tree", "--package", package, "--edges", "normal", "--prefix", "none"]);
+    command.args([
+        "tree",
+        "--package",
+        package,
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+    ]);
     command.args(["--format", "{p}"]);
     if let Some(target) = target {
         command.args(["--target", target]);
@@ -27,7 +43,10 @@ fn dependencies(package: &str, target: Option<&str>) -> Vec<String> {
 
 fn assert_free_of(package: &str, target: Option<&str>, forbidden: &[&str]) {
     let deps = dependencies(package, target);
-    assert!(deps.len() > 1, "{package} should have dependencies: {deps:?}");
+    assert!(
+        deps.len() > 1,
+        "{package} should have dependencies: {deps:?}"
+    );
     let found: Vec<&String> = deps
         .iter()
         .filter(|dep| {
@@ -60,6 +79,9 @@ fn the_check_itself_sees_forbidden_crates() {
     // Guards the test above against passing vacuously: the server does depend on all three.
     let deps = dependencies("actiscope-server", None);
     for expected in ["tokio", "axum", "burn"] {
-        assert!(deps.iter().any(|d| d == expected), "{expected} missing from {deps:?}");
+        assert!(
+            deps.iter().any(|d| d == expected),
+            "{expected} missing from {deps:?}"
+        );
     }
 }

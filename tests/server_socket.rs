@@ -1,5 +1,13 @@
 //! A real server on port 0 and a real websocket client.
 
+// Tests fail by panicking, helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::time::Duration;
 
 use actiscope_e2e::{TestServer, http_get};
@@ -39,27 +47,57 @@ async fn hello_ping_pong_and_garbage_over_a_real_socket() {
     assert_eq!(next_message(&mut socket).await, ServerMessage::Runs(vec![]));
 
     let ping = encode(&ClientMessage::Ping { nonce: 42 }).expect("encode");
-    socket.send(Message::Binary(ping.clone().into())).await.expect("send");
-    assert_eq!(next_message(&mut socket).await, ServerMessage::Pong { nonce: 42 });
+    socket
+        .send(Message::Binary(ping.clone().into()))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_message(&mut socket).await,
+        ServerMessage::Pong { nonce: 42 }
+    );
 
     // Garbage, a wrong version and text: each answered with an error, the session goes on.
-    socket.send(Message::Binary(vec![0xff; 64].into())).await.expect("send");
-    assert!(matches!(next_message(&mut socket).await, ServerMessage::Error { .. }));
-    socket.send(Message::Binary(vec![0x09, 0x00].into())).await.expect("send");
+    socket
+        .send(Message::Binary(vec![0xff; 64].into()))
+        .await
+        .expect("send");
+    assert!(matches!(
+        next_message(&mut socket).await,
+        ServerMessage::Error { .. }
+    ));
+    socket
+        .send(Message::Binary(vec![0x09, 0x00].into()))
+        .await
+        .expect("send");
     match next_message(&mut socket).await {
         ServerMessage::Error { reason } => assert!(reason.contains("version"), "{reason}"),
         other => panic!("expected a version error, got {other:?}"),
     }
-    socket.send(Message::Text("{\"ping\":1}".into())).await.expect("send");
-    assert!(matches!(next_message(&mut socket).await, ServerMessage::Error { .. }));
-    socket.send(Message::Binary(ping.into())).await.expect("send");
-    assert_eq!(next_message(&mut socket).await, ServerMessage::Pong { nonce: 42 });
+    socket
+        .send(Message::Text("{\"ping\":1}".into()))
+        .await
+        .expect("send");
+    assert!(matches!(
+        next_message(&mut socket).await,
+        ServerMessage::Error { .. }
+    ));
+    socket
+        .send(Message::Binary(ping.into()))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_message(&mut socket).await,
+        ServerMessage::Pong { nonce: 42 }
+    );
 
     // A second client is served while the first is connected.
     let (mut second, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("second websocket connects");
-    assert!(matches!(next_message(&mut second).await, ServerMessage::Hello(_)));
+    assert!(matches!(
+        next_message(&mut second).await,
+        ServerMessage::Hello(_)
+    ));
 }
 
 #[tokio::test]
@@ -90,7 +128,9 @@ async fn oversized_frames_close_that_socket_only() {
 #[tokio::test]
 async fn unknown_api_paths_and_traversal_do_not_escape() {
     let server = TestServer::start(None).await.expect("server starts");
-    let (status, body) = http_get(server.addr, "/../../etc/passwd").await.expect("GET");
+    let (status, body) = http_get(server.addr, "/../../etc/passwd")
+        .await
+        .expect("GET");
     assert!(!body.contains("root:"), "{status} {body}");
 }
 
@@ -123,7 +163,10 @@ async fn collect_epochs(socket: &mut Socket, run_id: i64, count: usize) -> Vec<u
             .await
             .expect("epochs keep coming")
         {
-            ServerMessage::Epoch { run_id: id, snapshot } => {
+            ServerMessage::Epoch {
+                run_id: id,
+                snapshot,
+            } => {
                 assert_eq!(id, run_id);
                 let apd = &snapshot.apd;
                 assert_eq!(apd.instance_count, 40);
@@ -140,14 +183,20 @@ async fn collect_epochs(socket: &mut Socket, run_id: i64, count: usize) -> Vec<u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
     let epochs_planned = 6;
-    let (server, run_id) = actiscope_e2e::TestServer::start_with_run(None, Some(quick_run(epochs_planned)))
+    let (server, run_id) = TestServer::start_with_run(None, Some(quick_run(epochs_planned)))
         .await
         .expect("server and run start");
     let run_id = run_id.expect("a run id");
 
-    let (mut first, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let (mut first, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
     let subscribe = |from_epoch| {
-        Message::Binary(encode(&ClientMessage::Subscribe { run_id, from_epoch }).expect("encode").into())
+        Message::Binary(
+            encode(&ClientMessage::Subscribe { run_id, from_epoch })
+                .expect("encode")
+                .into(),
+        )
     };
     first.send(subscribe(1)).await.expect("subscribe");
     let seen = collect_epochs(&mut first, run_id, 2).await;
@@ -155,19 +204,26 @@ async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
     drop(first);
 
     // Reconnect asking for what it has not seen; the run goes on meanwhile.
-    let (mut second, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("reconnects");
+    let (mut second, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("reconnects");
     second.send(subscribe(3)).await.expect("subscribe again");
     let rest = collect_epochs(&mut second, run_id, epochs_planned - 2).await;
     assert_eq!(rest, (3..=epochs_planned as u32).collect::<Vec<_>>());
 
     // A late client gets the whole history.
-    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
     late.send(subscribe(1)).await.expect("subscribe");
     let all = collect_epochs(&mut late, run_id, epochs_planned).await;
     assert_eq!(all, (1..=epochs_planned as u32).collect::<Vec<_>>());
 
-    let (status, body) = http_get(server.addr, &format!("/api/runs/{run_id}/epochs/2")).await.expect("GET");
+    let (status, body) = http_get(server.addr, &format!("/api/runs/{run_id}/epochs/2"))
+        .await
+        .expect("GET");
     assert_eq!(status, 200, "{body}");
-    let snapshot: actiscope_protocol::EpochSnapshot = serde_json::from_str(&body).expect("snapshot JSON");
+    let snapshot: actiscope_protocol::EpochSnapshot =
+        serde_json::from_str(&body).expect("snapshot JSON");
     assert_eq!(snapshot.metrics.epoch, 2);
 }

@@ -21,7 +21,9 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the real router on port 0, serving `dist` when given.
     pub async fn start(dist: Option<PathBuf>) -> std::io::Result<Self> {
-        Self::start_with_run(dist, None).await.map(|(server, _)| server)
+        Self::start_with_run(dist, None)
+            .await
+            .map(|(server, _)| server)
     }
 
     /// As [`start`](Self::start), then starts a run of `config` when given; returns its id.

@@ -2,14 +2,14 @@
 
 use actiscope_protocol::apd::Apd;
 use actiscope_protocol::{
-    ClientMessage, EpochMetrics, EpochSnapshot, ProbeImages, RunSummary, ServerInfo,
-    ServerMessage,
+    ClientMessage, EpochMetrics, EpochSnapshot, ProbeImages, RunSummary, ServerInfo, ServerMessage,
 };
 use leptos::prelude::*;
 use web_sys::WebSocket;
 
 use crate::charts::{FlowHeatmap, LineChart, loss_series, pattern_series};
 use crate::inspector::Inspector;
+use crate::new_run::NewRun;
 use crate::sankey::Sankey;
 use crate::socket::{SocketEvent, connect, send, socket_url};
 use crate::url_state::UrlState;
@@ -104,7 +104,13 @@ impl Dashboard {
         self.progress.set(None);
         self.socket.with_value(|socket| {
             if let Some(socket) = socket {
-                let _ = send(socket, &ClientMessage::Subscribe { run_id, from_epoch: 1 });
+                let _ = send(
+                    socket,
+                    &ClientMessage::Subscribe {
+                        run_id,
+                        from_epoch: 1,
+                    },
+                );
             }
         });
     }
@@ -113,11 +119,15 @@ impl Dashboard {
         match message {
             ServerMessage::Hello(server) => self.info.set(Some(server)),
             ServerMessage::Pong { nonce } => {
-                self.round_trip_ms.set(Some(js_sys::Date::now() - nonce as f64));
+                self.round_trip_ms
+                    .set(Some(js_sys::Date::now() - nonce as f64));
             }
             ServerMessage::Error { reason } => self.last_error.set(Some(reason)),
             ServerMessage::Runs(runs) => {
-                let target = self.chosen_run.get_untracked().or_else(|| runs.first().map(|r| r.run_id));
+                let target = self
+                    .chosen_run
+                    .get_untracked()
+                    .or_else(|| runs.first().map(|r| r.run_id));
                 let current = self.run.get_untracked().map(|r| r.run_id);
                 self.runs.set(runs);
                 if let Some(run_id) = target
@@ -141,7 +151,9 @@ impl Dashboard {
                 batches_done,
                 batches_total,
                 ..
-            } => self.progress.set(Some((epoch, batches_done, batches_total))),
+            } => self
+                .progress
+                .set(Some((epoch, batches_done, batches_total))),
         }
     }
 }
@@ -156,7 +168,8 @@ pub fn App() -> impl IntoView {
     let dash = Dashboard::new(&initial);
 
     // The websocket: every message goes through `Dashboard::on_message`.
-    if let Some(url) = socket_url() {
+    let token = initial.token.clone();
+    if let Some(url) = socket_url(token.as_deref()) {
         let on_event = move |event: SocketEvent| match event {
             SocketEvent::Open => dash.link.set(LinkState::Connected),
             SocketEvent::Closed => dash.link.set(LinkState::Disconnected),
@@ -170,24 +183,35 @@ pub fn App() -> impl IntoView {
             // After a reconnect, resume the run from the epoch after the last one held.
             if let Some(run) = dash.run.get_untracked() {
                 let from_epoch = dash.epochs.with_untracked(Vec::len) as u32 + 1;
-                let _ = send(socket, &ClientMessage::Subscribe { run_id: run.run_id, from_epoch });
+                let _ = send(
+                    socket,
+                    &ClientMessage::Subscribe {
+                        run_id: run.run_id,
+                        from_epoch,
+                    },
+                );
             }
         };
         connect(url, on_event, on_open);
     }
 
     // Mirror the shareable state in the URL.
+    let url_token = token.clone();
     Effect::new(move |_| {
         let state = UrlState {
             run: dash.run.get().map(|r| r.run_id),
             epoch: dash.chosen_epoch.get(),
             max_nodes: Some(dash.max_nodes.get()).filter(|&n| n != DEFAULT_MAX_NODES),
             selection: dash.selection.get(),
+            token: url_token.clone(),
         };
         if let Some(window) = web_sys::window()
             && let Ok(history) = window.history()
         {
-            let path = window.location().pathname().unwrap_or_else(|_| "/".to_owned());
+            let path = window
+                .location()
+                .pathname()
+                .unwrap_or_else(|_| "/".to_owned());
             let _ = history.replace_state_with_url(
                 &wasm_bindgen::JsValue::NULL,
                 "",
@@ -248,15 +272,30 @@ pub fn App() -> impl IntoView {
     });
     let apd = Memo::new(move |_| -> Option<Apd> {
         let max = dash.max_nodes.get();
-        snapshot.with(|s| s.as_ref().map(|s| if max == 0 { s.apd.clone() } else { s.apd.merge_rare(max) }))
+        snapshot.with(|s| {
+            s.as_ref().map(|s| {
+                if max == 0 {
+                    s.apd.clone()
+                } else {
+                    s.apd.merge_rare(max)
+                }
+            })
+        })
     });
     let metrics = Memo::new(move |_| -> Vec<EpochMetrics> {
-        dash.epochs.with(|e| e.iter().map(|s| s.metrics.clone()).collect())
+        dash.epochs
+            .with(|e| e.iter().map(|s| s.metrics.clone()).collect())
     });
     let (render_ms, set_render_ms) = signal(0.0f64);
     let on_select = Callback::new(move |(label, instances): (String, Vec<u32>)| {
         dash.selection_label.set(label);
         dash.selection.set(instances);
+    });
+    let on_started = Callback::new(move |run_id: i64| {
+        dash.chosen_run.set(Some(run_id));
+        dash.chosen_epoch.set(None);
+        dash.selection.set(Vec::new());
+        dash.subscribe(run_id);
     });
     let on_clear = Callback::new(move |()| {
         dash.selection.set(Vec::new());
@@ -289,6 +328,7 @@ pub fn App() -> impl IntoView {
                         }).collect_view()}
                     </select>
                 </label>
+                <NewRun token=token.clone() on_started=on_started />
                 <button id="play" on:click=move |_| dash.playing.update(|p| *p = !*p)>
                     {move || if dash.playing.get() { "pause" } else { "play" }}
                 </button>
@@ -367,7 +407,8 @@ pub fn App() -> impl IntoView {
 fn RunHeader(dash: Dashboard) -> impl IntoView {
     let latest = move || {
         let epoch = dash.shown_epoch()?;
-        dash.epochs.with(|e| e.get(epoch as usize - 1).map(|s| s.metrics.clone()))
+        dash.epochs
+            .with(|e| e.get(epoch as usize - 1).map(|s| s.metrics.clone()))
     };
     let progress_value = move || {
         let run = dash.run.get()?;
@@ -405,9 +446,16 @@ fn RunHeader(dash: Dashboard) -> impl IntoView {
 
 /// What the server said about itself in its `Hello`.
 #[component]
-fn ServerFacts(info: Signal<Option<ServerInfo>>, round_trip_ms: Signal<Option<f64>>) -> impl IntoView {
+fn ServerFacts(
+    info: Signal<Option<ServerInfo>>,
+    round_trip_ms: Signal<Option<f64>>,
+) -> impl IntoView {
     let field = move |pick: fn(&ServerInfo) -> String| {
-        move || info.get().map(|i| pick(&i)).unwrap_or_else(|| "…".to_owned())
+        move || {
+            info.get()
+                .map(|i| pick(&i))
+                .unwrap_or_else(|| "…".to_owned())
+        }
     };
     view! {
         <footer class="facts">

@@ -13,7 +13,9 @@ const PAD_T: f64 = 12.0;
 const PAD_B: f64 = 28.0;
 
 /// Colours of successive series.
-pub const SERIES_COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+pub const SERIES_COLOURS: [&str; 6] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+];
 
 /// Points of one series as an SVG `points` attribute, x = epoch (1-based).
 pub fn polyline_points(values: &[f64], epochs: usize, max_value: f64) -> String {
@@ -103,7 +105,11 @@ fn format_value(v: f64) -> String {
 
 /// Series of the unique-pattern chart from the metrics of every epoch.
 pub fn pattern_series(metrics: &[EpochMetrics]) -> Vec<(String, Vec<f64>)> {
-    let layers = metrics.iter().map(|m| m.unique_patterns.len()).max().unwrap_or(0);
+    let layers = metrics
+        .iter()
+        .map(|m| m.unique_patterns.len())
+        .max()
+        .unwrap_or(0);
     (0..layers)
         .map(|layer| {
             (
@@ -120,8 +126,14 @@ pub fn pattern_series(metrics: &[EpochMetrics]) -> Vec<(String, Vec<f64>)> {
 /// Series of the loss chart.
 pub fn loss_series(metrics: &[EpochMetrics]) -> Vec<(String, Vec<f64>)> {
     vec![
-        ("train".to_owned(), metrics.iter().map(|m| m.train_loss).collect()),
-        ("validation".to_owned(), metrics.iter().map(|m| m.val_loss).collect()),
+        (
+            "train".to_owned(),
+            metrics.iter().map(|m| m.train_loss).collect(),
+        ),
+        (
+            "validation".to_owned(),
+            metrics.iter().map(|m| m.val_loss).collect(),
+        ),
     ]
 }
 

@@ -55,7 +55,10 @@ pub fn to_csv(rows: &[InstanceRow]) -> String {
 }
 
 fn data_url(mime: &str, text: &str) -> String {
-    format!("data:{mime};charset=utf-8,{}", js_sys::encode_uri_component(text))
+    format!(
+        "data:{mime};charset=utf-8,{}",
+        js_sys::encode_uri_component(text)
+    )
 }
 
 /// The inspector panel.
@@ -149,6 +152,9 @@ mod tests {
             prediction: 7,
             loss: 2.5,
         }];
-        assert_eq!(to_csv(&rows), "instance,source_index,label,prediction,loss\n3,40,1,7,2.5\n");
+        assert_eq!(
+            to_csv(&rows),
+            "instance,source_index,label,prediction,loss\n3,40,1,7,2.5\n"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod charts;
 pub mod images;
 pub mod inspector;
+pub mod new_run;
 pub mod sankey;
 pub mod socket;
 pub mod url_state;

@@ -55,11 +55,19 @@ pub fn layout(apd: &Apd) -> Layout {
     let levels = apd.levels.len();
     let total = f64::from(apd.instance_count.max(1));
     let inner_height = HEIGHT - 2.0 * MARGIN_Y;
-    let gap_for = |n: usize| if n > 1 { (inner_height * 0.25 / (n - 1) as f64).min(6.0) } else { 0.0 };
+    let gap_for = |n: usize| {
+        if n > 1 {
+            (inner_height * 0.25 / (n - 1) as f64).min(6.0)
+        } else {
+            0.0
+        }
+    };
     let scale = apd
         .levels
         .iter()
-        .map(|level| (inner_height - gap_for(level.len()) * (level.len().saturating_sub(1)) as f64) / total)
+        .map(|level| {
+            (inner_height - gap_for(level.len()) * (level.len().saturating_sub(1)) as f64) / total
+        })
         .fold(f64::INFINITY, f64::min)
         .max(0.0);
     let column_x = |level: usize| {
@@ -73,7 +81,10 @@ pub fn layout(apd: &Apd) -> Layout {
     let mut node_index: Vec<Vec<usize>> = Vec::with_capacity(levels);
     for (level_idx, level) in apd.levels.iter().enumerate() {
         let gap = gap_for(level.len());
-        let used: f64 = level.iter().map(|n| f64::from(n.instances) * scale).sum::<f64>()
+        let used: f64 = level
+            .iter()
+            .map(|n| f64::from(n.instances) * scale)
+            .sum::<f64>()
             + gap * level.len().saturating_sub(1) as f64;
         let mut y = MARGIN_Y + (inner_height - used).max(0.0) / 2.0;
         let mut indices = Vec::with_capacity(level.len());
@@ -112,7 +123,9 @@ pub fn layout(apd: &Apd) -> Layout {
     });
     let mut links: Vec<Option<LinkBand>> = vec![None; apd.edges.len()];
     for &i in &order {
-        let Some(edge) = apd.edges.get(i) else { continue };
+        let Some(edge) = apd.edges.get(i) else {
+            continue;
+        };
         let (Some(s), Some(t)) = (
             lookup(edge.from_level, edge.from_node),
             lookup(edge.from_level + 1, edge.to_node),
@@ -152,9 +165,18 @@ pub fn layout(apd: &Apd) -> Layout {
 
 /// Colour of a link with `errors` of `instances` misclassified: blue (none) to red (all).
 pub fn error_colour(errors: u32, instances: u32) -> String {
-    let share = if instances == 0 { 0.0 } else { f64::from(errors) / f64::from(instances) };
+    let share = if instances == 0 {
+        0.0
+    } else {
+        f64::from(errors) / f64::from(instances)
+    };
     let mix = |a: f64, b: f64| (a + (b - a) * share).round() as u8;
-    format!("rgb({},{},{})", mix(110.0, 214.0), mix(160.0, 39.0), mix(220.0, 40.0))
+    format!(
+        "rgb({},{},{})",
+        mix(110.0, 214.0),
+        mix(160.0, 39.0),
+        mix(220.0, 40.0)
+    )
 }
 
 /// A description of a node for the hover panel and the inspector.
@@ -167,7 +189,10 @@ pub fn describe_node(apd: &Apd, level: usize, node: usize) -> String {
             layer_idx,
             pattern_id,
             bits,
-        } => format!("layer {} pattern #{pattern_id} (bits {bits})", layer_idx + 1),
+        } => format!(
+            "layer {} pattern #{pattern_id} (bits {bits})",
+            layer_idx + 1
+        ),
         ApdNodeKind::Other {
             layer_idx,
             merged_patterns,
@@ -190,12 +215,18 @@ pub fn purity_of(apd: &Apd, level: usize, node: usize) -> f64 {
         if let Some(path) = apd.path(i)
             && path.get(level) == Some(&(node as u32))
         {
-            *counts.entry(path.get(last).copied().unwrap_or(0)).or_default() += 1;
+            *counts
+                .entry(path.get(last).copied().unwrap_or(0))
+                .or_default() += 1;
             total += 1;
         }
     }
     let top = counts.values().copied().max().unwrap_or(0);
-    if total == 0 { 0.0 } else { f64::from(top) / f64::from(total) }
+    if total == 0 {
+        0.0
+    } else {
+        f64::from(top) / f64::from(total)
+    }
 }
 
 /// What the pointer is over.
@@ -207,6 +238,161 @@ pub enum Hovered {
     Link(usize),
 }
 
+/// Escapes text for SVG markup.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The whole diagram as SVG markup. Built as one string and handed to the browser's parser:
+/// with thousands of nodes and links that is several times faster than creating the elements
+/// one by one, and events are handled once on the `<svg>` (see [`Sankey`]).
+pub fn markup(apd: &Apd, selection: &HashSet<u32>) -> String {
+    use std::fmt::Write;
+    let geometry = layout(apd);
+    let has_selection = !selection.is_empty();
+    let levels = apd.levels.len();
+    let mut edge_hits = HashSet::<(u32, u32, u32)>::new();
+    let mut node_hits = HashSet::<(usize, u32)>::new();
+    for &i in selection {
+        if let Some(path) = apd.path(i as usize) {
+            for (level, pair) in path.windows(2).enumerate() {
+                if let [a, b] = *pair {
+                    edge_hits.insert((level as u32, a, b));
+                }
+            }
+            for (level, &n) in path.iter().enumerate() {
+                node_hits.insert((level, n));
+            }
+        }
+    }
+    let mut out = String::with_capacity(256 * (geometry.links.len() + geometry.nodes.len()));
+    for level in 0..levels {
+        let x = if levels <= 1 {
+            MARGIN_X
+        } else {
+            MARGIN_X + level as f64 * (WIDTH - 2.0 * MARGIN_X - NODE_WIDTH) / (levels - 1) as f64
+        };
+        let text = if level + 1 == levels {
+            "predicted".to_owned()
+        } else {
+            format!(
+                "layer {} ({})",
+                level + 1,
+                apd.levels.get(level).map_or(0, Vec::len)
+            )
+        };
+        let _ = write!(
+            out,
+            r#"<text class="column-label" x="{x:.1}" y="14">{text}</text>"#
+        );
+    }
+    out.push_str(r#"<g class="links">"#);
+    for band in &geometry.links {
+        let Some(edge) = apd.edges.get(band.edge) else {
+            continue;
+        };
+        let hit = edge_hits.contains(&(edge.from_level, edge.from_node, edge.to_node));
+        let class = match (has_selection, hit) {
+            (false, _) => "apd-link",
+            (true, true) => "apd-link hl",
+            (true, false) => "apd-link dim",
+        };
+        let is_flow = edge.from_level as usize + 2 == levels.saturating_sub(1);
+        let _ = write!(
+            out,
+            r#"<path class="{class}" d="{}" stroke="{}" stroke-width="{:.2}" fill="none" data-edge="{}" data-from-level="{}" data-from="{}" data-to="{}" data-instances="{}" data-flow="{is_flow}"></path>"#,
+            band.path,
+            error_colour(edge.errors, edge.instances),
+            band.width,
+            band.edge,
+            edge.from_level,
+            edge.from_node,
+            edge.to_node,
+            edge.instances,
+        );
+    }
+    out.push_str(r#"</g><g class="nodes">"#);
+    let max_instances = apd
+        .levels
+        .iter()
+        .flatten()
+        .map(|n| n.instances)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    for b in &geometry.nodes {
+        let Some(node) = apd.levels.get(b.level).and_then(|l| l.get(b.node)) else {
+            continue;
+        };
+        let opacity = 0.35 + 0.65 * f64::from(node.instances) / f64::from(max_instances);
+        let hit = node_hits.contains(&(b.level, b.node as u32));
+        let class = match (has_selection, hit) {
+            (false, _) => "apd-node",
+            (true, true) => "apd-node hl",
+            (true, false) => "apd-node dim",
+        };
+        let kind = match node.kind {
+            ApdNodeKind::Pattern { .. } => "pattern",
+            ApdNodeKind::Other { .. } => "other",
+            ApdNodeKind::Label { .. } => "label",
+        };
+        let _ = write!(
+            out,
+            r#"<rect class="{class}" x="{:.1}" y="{:.2}" width="{NODE_WIDTH}" height="{:.2}" fill-opacity="{opacity:.2}" data-level="{}" data-node="{}" data-kind="{kind}" data-instances="{}"></rect>"#,
+            b.x, b.y, b.height, b.level, b.node, node.instances
+        );
+        if let ApdNodeKind::Label { label } = node.kind {
+            let _ = write!(
+                out,
+                r#"<text class="node-label" x="{:.1}" y="{:.1}">{}</text>"#,
+                b.x + NODE_WIDTH + 4.0,
+                b.y + b.height / 2.0 + 4.0,
+                escape(&label.to_string())
+            );
+        }
+    }
+    out.push_str("</g>");
+    out
+}
+
+/// What an element of the diagram stands for, read back from its data attributes.
+fn target_of(event: &web_sys::Event) -> Option<Hovered> {
+    use wasm_bindgen::JsCast;
+    let element = event.target()?.dyn_into::<web_sys::Element>().ok()?;
+    let number = |name: &str| element.get_attribute(name)?.parse::<usize>().ok();
+    if let Some(edge) = number("data-edge") {
+        return Some(Hovered::Link(edge));
+    }
+    Some(Hovered::Node(number("data-level")?, number("data-node")?))
+}
+
+/// The instances and a description of a node or link.
+pub fn resolve(apd: &Apd, target: &Hovered) -> Option<(String, Vec<u32>)> {
+    match *target {
+        Hovered::Node(level, node) => Some((
+            describe_node(apd, level, node),
+            apd.node_instances(level, u32::try_from(node).ok()?),
+        )),
+        Hovered::Link(index) => {
+            let edge = apd.edges.get(index)?;
+            let instances =
+                apd.edge_instances(edge.from_level as usize, edge.from_node, edge.to_node);
+            Some((
+                format!(
+                    "flow level {}→{}: {}",
+                    edge.from_level + 1,
+                    edge.from_level + 2,
+                    instances.len()
+                ),
+                instances,
+            ))
+        }
+    }
+}
+
 /// The Sankey view. `on_select` receives a label and the instances of a clicked node or link.
 #[component]
 pub fn Sankey(
@@ -216,7 +402,7 @@ pub fn Sankey(
     selection: Signal<Vec<u32>>,
     /// Called with a description and the instances of what was clicked.
     on_select: Callback<(String, Vec<u32>)>,
-    /// Milliseconds the last re-render took, for the performance check.
+    /// Milliseconds the last markup build took.
     render_ms: WriteSignal<f64>,
 ) -> impl IntoView {
     let (hovered, set_hovered) = signal(None::<Hovered>);
@@ -225,156 +411,32 @@ pub fn Sankey(
         let Some(apd) = apd.get() else {
             return view! { <p class="empty">"Waiting for the first epoch…"</p> }.into_any();
         };
-        let geometry = layout(&apd);
         let selected: HashSet<u32> = selection.get().into_iter().collect();
-        let has_selection = !selected.is_empty();
-        let levels = apd.levels.len();
-        // Selected instances per edge and per node, through the instances' paths.
-        let mut edge_hits = std::collections::HashMap::<(u32, u32, u32), u32>::new();
-        let mut node_hits = std::collections::HashSet::<(usize, u32)>::new();
-        for &i in &selected {
-            if let Some(path) = apd.path(i as usize) {
-                for (level, pair) in path.windows(2).enumerate() {
-                    if let [a, b] = *pair {
-                        *edge_hits.entry((level as u32, a, b)).or_default() += 1;
-                    }
-                }
-                for (level, &n) in path.iter().enumerate() {
-                    node_hits.insert((level, n));
-                }
-            }
-        }
-        let links = geometry
-            .links
-            .iter()
-            .filter_map(|band| {
-                let edge = apd.edges.get(band.edge)?.clone();
-                let hits = edge_hits
-                    .get(&(edge.from_level, edge.from_node, edge.to_node))
-                    .copied()
-                    .unwrap_or(0);
-                let class = match (has_selection, hits > 0) {
-                    (false, _) => "apd-link",
-                    (true, true) => "apd-link hl",
-                    (true, false) => "apd-link dim",
-                };
-                let instances = apd.edge_instances(edge.from_level as usize, edge.from_node, edge.to_node);
-                let label = format!(
-                    "flow level {}→{}: {}",
-                    edge.from_level + 1,
-                    edge.from_level + 2,
-                    instances.len()
-                );
-                let is_flow = edge.from_level as usize + 2 == levels.saturating_sub(1);
-                let index = band.edge;
-                Some(view! {
-                    <path
-                        class=class
-                        d=band.path.clone()
-                        stroke=error_colour(edge.errors, edge.instances)
-                        stroke-width=format!("{:.2}", band.width)
-                        fill="none"
-                        data-from-level=edge.from_level.to_string()
-                        data-from=edge.from_node.to_string()
-                        data-to=edge.to_node.to_string()
-                        data-instances=edge.instances.to_string()
-                        data-flow=is_flow.to_string()
-                        on:mouseenter=move |_| set_hovered.set(Some(Hovered::Link(index)))
-                        on:mouseleave=move |_| set_hovered.set(None)
-                        on:click=move |_| on_select.run((label.clone(), instances.clone()))
-                    ></path>
-                })
-            })
-            .collect_view();
-        let max_instances = apd
-            .levels
-            .iter()
-            .flatten()
-            .map(|n| n.instances)
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let nodes = geometry
-            .nodes
-            .iter()
-            .filter_map(|b| {
-                let node = apd.levels.get(b.level)?.get(b.node)?.clone();
-                let opacity = 0.35 + 0.65 * f64::from(node.instances) / f64::from(max_instances);
-                let hit = node_hits.contains(&(b.level, b.node as u32));
-                let class = match (has_selection, hit) {
-                    (false, _) => "apd-node",
-                    (true, true) => "apd-node hl",
-                    (true, false) => "apd-node dim",
-                };
-                let kind = match node.kind {
-                    ApdNodeKind::Pattern { .. } => "pattern",
-                    ApdNodeKind::Other { .. } => "other",
-                    ApdNodeKind::Label { .. } => "label",
-                };
-                let (level, index) = (b.level, b.node);
-                let instances = apd.node_instances(level, index as u32);
-                let description = describe_node(&apd, level, index);
-                let label_text = match node.kind {
-                    ApdNodeKind::Label { label } => Some(label.to_string()),
-                    _ => None,
-                };
-                let (x, y, h) = (b.x, b.y, b.height);
-                Some(view! {
-                    <g>
-                        <rect
-                            class=class
-                            x=format!("{x:.1}")
-                            y=format!("{y:.2}")
-                            width=NODE_WIDTH.to_string()
-                            height=format!("{h:.2}")
-                            fill-opacity=format!("{opacity:.2}")
-                            data-level=level.to_string()
-                            data-node=index.to_string()
-                            data-kind=kind
-                            on:mouseenter=move |_| set_hovered.set(Some(Hovered::Node(level, index)))
-                            on:mouseleave=move |_| set_hovered.set(None)
-                            on:click=move |_| on_select.run((description.clone(), instances.clone()))
-                        ></rect>
-                        {label_text.map(|t| view! {
-                            <text x=format!("{:.1}", x + NODE_WIDTH + 4.0) y=format!("{:.1}", y + h / 2.0 + 4.0) class="node-label">{t}</text>
-                        })}
-                    </g>
-                })
-            })
-            .collect_view();
-        let headers = (0..levels)
-            .map(|level| {
-                let x = if levels <= 1 {
-                    MARGIN_X
-                } else {
-                    MARGIN_X + level as f64 * (WIDTH - 2.0 * MARGIN_X - NODE_WIDTH) / (levels - 1) as f64
-                };
-                let text = if level + 1 == levels {
-                    "predicted".to_owned()
-                } else {
-                    format!("layer {} ({})", level + 1, apd.levels.get(level).map_or(0, Vec::len))
-                };
-                view! { <text class="column-label" x=format!("{x:.1}") y="14">{text}</text> }
-            })
-            .collect_view();
+        let svg = markup(&apd, &selected);
         let node_count: usize = apd.levels.iter().map(Vec::len).sum();
-        let view = view! {
+        render_ms.set(js_sys::Date::now() - started);
+        let clicked = std::rc::Rc::new(apd);
+        let edges = clicked.edges.len();
+        view! {
             <svg
                 id="apd-sankey"
                 viewBox=format!("0 0 {WIDTH} {HEIGHT}")
                 data-nodes=node_count.to_string()
-                data-edges=apd.edges.len().to_string()
+                data-edges=edges.to_string()
                 role="img"
                 aria-label="Activation pattern diagram"
-            >
-                {headers}
-                <g class="links">{links}</g>
-                <g class="nodes">{nodes}</g>
-            </svg>
+                inner_html=svg
+                on:click=move |ev| {
+                    let chosen = target_of(&ev).and_then(|t| resolve(&clicked, &t));
+                    if let Some(choice) = chosen {
+                        on_select.run(choice);
+                    }
+                }
+                on:mouseover=move |ev| set_hovered.set(target_of(&ev))
+                on:mouseleave=move |_| set_hovered.set(None)
+            ></svg>
         }
-        .into_any();
-        render_ms.set(js_sys::Date::now() - started);
-        view
+        .into_any()
     };
     let hover_text = move || {
         let apd = apd.get()?;
@@ -456,9 +518,26 @@ mod tests {
         assert_eq!(l.links.len(), 2);
         let label = &l.nodes[2];
         let sum: f64 = l.links.iter().map(|b| b.width).sum();
-        assert!((sum - label.height).abs() < 1e-6, "{sum} vs {}", label.height);
+        assert!(
+            (sum - label.height).abs() < 1e-6,
+            "{sum} vs {}",
+            label.height
+        );
         assert!((l.nodes[0].height / l.nodes[1].height - 3.0).abs() < 1e-6);
         assert_eq!(error_colour(0, 5), "rgb(110,160,220)");
         assert_eq!(error_colour(5, 5), "rgb(214,39,40)");
+        let svg = markup(&apd, &HashSet::from([3]));
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert_eq!(svg.matches("<path").count(), 2);
+        assert_eq!(
+            svg.matches("apd-link hl").count(),
+            1,
+            "instance 3 runs along edge 1 only"
+        );
+        assert_eq!(resolve(&apd, &Hovered::Link(1)).map(|r| r.1), Some(vec![3]));
+        assert_eq!(
+            resolve(&apd, &Hovered::Node(0, 0)).map(|r| r.1),
+            Some(vec![0, 1, 2])
+        );
     }
 }

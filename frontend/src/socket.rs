@@ -22,15 +22,17 @@ pub enum SocketEvent {
 /// Delay before reconnecting after the socket closed, in milliseconds.
 const RECONNECT_DELAY_MS: i32 = 1_000;
 
-/// The `ws://` or `wss://` URL of the server's socket, derived from the page's own location.
-pub fn socket_url() -> Option<String> {
+/// The `ws://` or `wss://` URL of the server's socket, derived from the page's own location
+/// (carrying the page's `token`, if any).
+pub fn socket_url(token: Option<&str>) -> Option<String> {
     let location = web_sys::window()?.location();
     let protocol = if location.protocol().ok()? == "https:" {
         "wss:"
     } else {
         "ws:"
     };
-    Some(format!("{protocol}//{}/ws", location.host().ok()?))
+    let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
+    Some(format!("{protocol}//{}/ws{query}", location.host().ok()?))
 }
 
 /// Sends one client message on an open socket.
@@ -98,6 +100,8 @@ fn schedule_reconnect(
     };
     let retry = Closure::once_into_js(move || connect(url, on_event, on_open));
     // A failure here only means no reconnect; the status line already says disconnected.
-    let _ = window
-        .set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), RECONNECT_DELAY_MS);
+    let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+        retry.unchecked_ref(),
+        RECONNECT_DELAY_MS,
+    );
 }

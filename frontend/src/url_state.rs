@@ -11,6 +11,8 @@ pub struct UrlState {
     pub max_nodes: Option<usize>,
     /// Selected probe instances.
     pub selection: Vec<u32>,
+    /// Access token for a server started with `--token`.
+    pub token: Option<String>,
 }
 
 impl UrlState {
@@ -26,6 +28,7 @@ impl UrlState {
                 "run" => state.run = value.parse().ok(),
                 "epoch" => state.epoch = value.parse().ok(),
                 "nodes" => state.max_nodes = value.parse().ok(),
+                "token" if !value.is_empty() => state.token = Some(value.to_owned()),
                 "sel" => {
                     state.selection = value
                         .split([',', '%'])
@@ -54,6 +57,9 @@ impl UrlState {
             let list: Vec<String> = self.selection.iter().map(u32::to_string).collect();
             parts.push(format!("sel={}", list.join(",")));
         }
+        if let Some(token) = &self.token {
+            parts.push(format!("token={token}"));
+        }
         if parts.is_empty() {
             String::new()
         } else {
@@ -73,9 +79,13 @@ mod tests {
             epoch: Some(12),
             max_nodes: Some(40),
             selection: vec![4, 17, 230],
+            token: Some("abc".to_owned()),
         };
         assert_eq!(UrlState::parse(&state.to_query()), state);
-        assert_eq!(UrlState::parse("?run=x&epoch=-1&foo=bar"), UrlState::default());
+        assert_eq!(
+            UrlState::parse("?run=x&epoch=-1&foo=bar"),
+            UrlState::default()
+        );
         assert_eq!(UrlState::parse("sel=1%2C2").selection, vec![1, 2]);
         assert_eq!(UrlState::default().to_query(), "");
     }

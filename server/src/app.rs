@@ -3,11 +3,12 @@
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, MAX_FRAME_BYTES, RunSummary, ServerInfo};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures_util::StreamExt;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -24,11 +25,14 @@ from the repository, or pass <code>--dist DIR</code> with a Trunk build.</p>\
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/health", get(health))
-        .route("/api/runs", get(list_runs))
-        .route("/api/runs/{run_id}", get(get_run))
+        .route("/api/runs", get(list_runs).post(start_run))
+        .route("/api/runs/{run_id}", get(get_run).delete(delete_run))
+        .route("/api/runs/{run_id}/stop", post(stop_run))
         .route("/api/runs/{run_id}/epochs", get(get_epochs))
         .route("/api/runs/{run_id}/epochs/{epoch}", get(get_snapshot))
-        .route("/ws", get(websocket));
+        .route("/ws", get(websocket))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router = match state.dist_dir() {
         Some(dist) => {
             let index = ServeFile::new(dist.join("index.html"));
@@ -41,6 +45,33 @@ pub fn app(state: AppState) -> Router {
 
 async fn health(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(state.info())
+}
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// With a token configured, every API and websocket request must carry it, as
+/// `Authorization: Bearer <token>` or as `?token=<token>` (browsers cannot set websocket
+/// headers). Static files stay public so the dashboard can load and read its token from the
+/// page URL.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = state.token() else {
+        return next.run(request).await;
+    };
+    let from_header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let from_query = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+    if from_header == Some(expected) || from_query == Some(expected) {
+        next.run(request).await
+    } else {
+        api_error(StatusCode::UNAUTHORIZED, "a valid token is required").into_response()
+    }
 }
 
 /// A JSON error body with a status code.
@@ -56,6 +87,60 @@ fn internal(err: impl std::fmt::Display) -> ApiError {
 
 async fn list_runs(State(state): State<AppState>) -> Result<Json<Vec<RunSummary>>, ApiError> {
     state.hub().runs().map(Json).map_err(internal)
+}
+
+/// `POST /api/runs` with a JSON body of the same keys as `actiscope train --config`
+/// (`hidden` as `"40,40"` or `[40, 40]`): starts the run, or queues it when the server is busy.
+async fn start_run(
+    State(state): State<AppState>,
+    Json(settings): Json<crate::train_cmd::RunSettings>,
+) -> Result<(StatusCode, Json<RunSummary>), ApiError> {
+    let config = crate::train_cmd::config_from(&crate::train_cmd::TrainArgs::default(), &settings)
+        .map_err(|e| api_error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let run_id = state.hub().start_run(config).await.map_err(|e| match e {
+        crate::hub::HubError::Train(err) => {
+            api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
+        }
+        other => internal(other),
+    })?;
+    let summary = state
+        .hub()
+        .run(run_id)
+        .map_err(internal)?
+        .ok_or_else(|| internal("the new run vanished"))?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+async fn stop_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+) -> Result<Json<RunSummary>, ApiError> {
+    let summary = get_run(State(state.clone()), Path(run_id)).await?;
+    if state.hub().stop_run(run_id) {
+        Ok(summary)
+    } else {
+        Err(api_error(
+            StatusCode::CONFLICT,
+            format!("run {run_id} is not training (status {})", summary.status),
+        ))
+    }
+}
+
+async fn delete_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    match state.hub().delete_run(run_id) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(api_error(
+            StatusCode::NOT_FOUND,
+            format!("there is no run {run_id}"),
+        )),
+        Err(err @ crate::hub::HubError::Busy(_)) => {
+            Err(api_error(StatusCode::CONFLICT, err.to_string()))
+        }
+        Err(err) => Err(internal(err)),
+    }
 }
 
 async fn get_run(
@@ -153,10 +238,19 @@ mod tests {
         std::fs::write(dir.path().join("index.html"), "<p>the app</p>").expect("write");
         std::fs::write(dir.path().join("app.js"), "let x = 1;").expect("write");
         let dist = Some(dir.path().to_path_buf());
-        assert_eq!(get_path(app(state(dist.clone())), "/").await.1, "<p>the app</p>");
-        assert_eq!(get_path(app(state(dist.clone())), "/app.js").await.1, "let x = 1;");
+        assert_eq!(
+            get_path(app(state(dist.clone())), "/").await.1,
+            "<p>the app</p>"
+        );
+        assert_eq!(
+            get_path(app(state(dist.clone())), "/app.js").await.1,
+            "let x = 1;"
+        );
         // Client-side routes get the app, never a 404.
-        assert_eq!(get_path(app(state(dist.clone())), "/runs/3").await.1, "<p>the app</p>");
+        assert_eq!(
+            get_path(app(state(dist.clone())), "/runs/3").await.1,
+            "<p>the app</p>"
+        );
     }
 
     #[tokio::test]
@@ -179,9 +273,92 @@ mod tests {
         assert!(body.contains("cargo xtask run"));
     }
 
+    async fn send(app: Router, request: Request<Body>) -> (StatusCode, String) {
+        let response = app.oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn post_json(path: &str, body: &str) -> Request<Body> {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn bad_run_requests_get_clear_4xx() {
+        let cases = [
+            ("{not json", StatusCode::BAD_REQUEST),
+            ("{\"epochs\": 0}", StatusCode::UNPROCESSABLE_ENTITY),
+            ("{\"lr\": -1}", StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                "{\"dataset\": \"imagenet\"}",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            ("{\"colour\": \"red\"}", StatusCode::UNPROCESSABLE_ENTITY),
+        ];
+        for (body, expected) in cases {
+            let (status, text) = send(app(state(None)), post_json("/api/runs", body)).await;
+            assert_eq!(status, expected, "{body}: {text}");
+        }
+        let huge = format!("{{\"dataset\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES + 1));
+        let (status, _) = send(app(state(None)), post_json("/api/runs", &huge)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, _) = send(
+            app(state(None)),
+            Request::post("/api/runs/7/stop")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = send(
+            app(state(None)),
+            Request::delete("/api/runs/7")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_token_guards_the_api_but_not_the_page() {
+        let guarded = AppState::with_options(
+            actiscope_store::Store::open_in_memory().expect("store"),
+            None,
+            crate::state::ServerOptions {
+                token: Some("s3cret".to_owned()),
+                ..Default::default()
+            },
+        );
+        let (status, _) = get_path(app(guarded.clone()), "/api/health").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = get_path(app(guarded.clone()), "/api/health?token=wrong").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = get_path(app(guarded.clone()), "/api/health?token=s3cret").await;
+        assert_eq!(status, StatusCode::OK);
+        let request = Request::get("/api/runs")
+            .header("authorization", "Bearer s3cret")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(send(app(guarded.clone()), request).await.0, StatusCode::OK);
+        let (status, _) = get_path(app(guarded), "/").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
     #[tokio::test]
     async fn unknown_runs_and_absurd_epochs_are_404s_with_a_reason() {
-        for path in ["/api/runs/42", "/api/runs/42/epochs", "/api/runs/42/epochs/3", "/api/runs/1/epochs/4294967295"] {
+        for path in [
+            "/api/runs/42",
+            "/api/runs/42/epochs",
+            "/api/runs/42/epochs/3",
+            "/api/runs/1/epochs/4294967295",
+        ] {
             let (status, body) = get_path(app(state(None)), path).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
             assert!(body.contains("error"), "{path}: {body}");

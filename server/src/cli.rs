@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// Epochs of the default run.
     #[arg(long, default_value_t = 30)]
     pub default_epochs: usize,
+    /// Runs that train at the same time; more are queued.
+    #[arg(long, default_value_t = crate::hub::DEFAULT_CONCURRENT_RUNS)]
+    pub max_runs: usize,
+    /// Token every API and websocket request must carry (`Authorization: Bearer` or
+    /// `?token=`). Required when binding anything but a loopback address.
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 /// Runs `actiscope serve` until Ctrl-C.
@@ -60,7 +67,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .mark_interrupted()
         .context("marking runs left running by a previous process")?;
     if interrupted > 0 {
-        tracing::warn!(interrupted, "runs left running by a previous process marked interrupted");
+        tracing::warn!(
+            interrupted,
+            "runs left running by a previous process marked interrupted"
+        );
     }
     if let Some(dist) = &args.dist
         && !dist.join("index.html").is_file()
@@ -70,6 +80,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             dist.display()
         );
     }
+    if !args.host.is_loopback() && args.token.as_deref().is_none_or(str::is_empty) {
+        anyhow::bail!(
+            "binding {} exposes the server beyond this machine: pass --token <secret> too",
+            args.host
+        );
+    }
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -77,7 +93,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
     println!("actiscope listening on http://{local}/");
     let has_runs = store.run_count().context("counting stored runs")? > 0;
-    let state = AppState::new(store, args.dist);
+    let state = AppState::with_options(
+        store,
+        args.dist,
+        crate::state::ServerOptions {
+            concurrent_runs: args.max_runs,
+            token: args.token,
+        },
+    );
     if args.default_run && !has_runs {
         let config = actiscope_train::TrainConfig {
             epochs: args.default_epochs,

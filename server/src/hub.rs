@@ -68,7 +68,13 @@ pub enum HubError {
     /// The store lock was poisoned by a panic.
     #[error("the run store is unavailable after an earlier failure")]
     Poisoned,
+    /// The run is queued or training.
+    #[error("run {0} is queued or training; stop it first")]
+    Busy(i64),
 }
+
+/// Runs that train at the same time by default; more are queued.
+pub const DEFAULT_CONCURRENT_RUNS: usize = 2;
 
 /// The hub; cheap to clone.
 #[derive(Clone)]
@@ -76,21 +82,61 @@ pub struct Hub {
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<HubEvent>,
     stops: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Hub {
-    /// A hub over an open store.
+    /// A hub over an open store, training up to [`DEFAULT_CONCURRENT_RUNS`] runs at once.
     pub fn new(store: Store) -> Self {
+        Self::with_limit(store, DEFAULT_CONCURRENT_RUNS)
+    }
+
+    /// A hub that trains at most `concurrent_runs` runs at once and queues the others.
+    pub fn with_limit(store: Store, concurrent_runs: usize) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             store: Arc::new(Mutex::new(store)),
             events,
             stops: Arc::new(Mutex::new(HashMap::new())),
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
         }
     }
 
+    fn set_status(&self, run_id: i64, status: RunStatus) {
+        if let Ok(store) = self.store.lock()
+            && let Err(err) = store.set_status(run_id, status)
+        {
+            tracing::error!(run_id, %err, "cannot record the run's status");
+        }
+        let _ = self.events.send(HubEvent::RunChanged { run_id });
+    }
+
+    /// Deletes a run that is not training; `Ok(false)` when there is no such run.
+    pub fn delete_run(&self, run_id: i64) -> Result<bool, HubError> {
+        if self
+            .stops
+            .lock()
+            .map_err(|_| HubError::Poisoned)?
+            .contains_key(&run_id)
+        {
+            return Err(HubError::Busy(run_id));
+        }
+        let deleted = self
+            .store
+            .lock()
+            .map_err(|_| HubError::Poisoned)?
+            .delete_run(run_id)?;
+        if deleted {
+            let _ = self.events.send(HubEvent::RunChanged { run_id });
+        }
+        Ok(deleted)
+    }
+
     /// Runs `f` with the store locked.
-    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, HubError> {
+    pub fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, HubError> {
         let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
         Ok(f(&store)?)
     }
@@ -114,7 +160,11 @@ impl Hub {
     }
 
     /// The stored snapshots of `run_id` for epochs `from_epoch..`, in order.
-    pub fn stored_epochs(&self, run_id: i64, from_epoch: u32) -> Result<Vec<EpochSnapshot>, HubError> {
+    pub fn stored_epochs(
+        &self,
+        run_id: i64,
+        from_epoch: u32,
+    ) -> Result<Vec<EpochSnapshot>, HubError> {
         let blobs = self.with_store(|s| s.snapshots_from(run_id, SNAPSHOT_KIND, from_epoch))?;
         blobs
             .into_iter()
@@ -131,13 +181,15 @@ impl Hub {
     /// One stored snapshot, or `None` when the run has no such epoch.
     pub fn stored_epoch(&self, run_id: i64, epoch: u32) -> Result<Option<EpochSnapshot>, HubError> {
         match self.with_store(|s| s.snapshot(run_id, epoch, SNAPSHOT_KIND))? {
-            Some(blob) => actiscope_protocol::decode(&blob)
-                .map(Some)
-                .map_err(|e| HubError::Corrupt {
-                    run_id,
-                    epoch,
-                    reason: e.to_string(),
-                }),
+            Some(blob) => {
+                actiscope_protocol::decode(&blob)
+                    .map(Some)
+                    .map_err(|e| HubError::Corrupt {
+                        run_id,
+                        epoch,
+                        reason: e.to_string(),
+                    })
+            }
             None => Ok(None),
         }
     }
@@ -145,13 +197,15 @@ impl Hub {
     /// The probe images of a run, when stored.
     pub fn images(&self, run_id: i64) -> Result<Option<ProbeImages>, HubError> {
         match self.with_store(|s| s.snapshot(run_id, 0, IMAGES_KIND))? {
-            Some(blob) => actiscope_protocol::decode(&blob)
-                .map(Some)
-                .map_err(|e| HubError::Corrupt {
-                    run_id,
-                    epoch: 0,
-                    reason: e.to_string(),
-                }),
+            Some(blob) => {
+                actiscope_protocol::decode(&blob)
+                    .map(Some)
+                    .map_err(|e| HubError::Corrupt {
+                        run_id,
+                        epoch: 0,
+                        reason: e.to_string(),
+                    })
+            }
             None => Ok(None),
         }
     }
@@ -164,47 +218,86 @@ impl Hub {
             .await
             .map_err(|_| HubError::Poisoned)??;
         let (run_id, mut trainer, stop) = started;
+        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                self.set_status(run_id, RunStatus::Queued);
+                None
+            }
+        };
         let hub = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let events = hub.events.clone();
-            let result = run_to_completion(
-                &mut trainer,
-                &hub.store,
-                run_id,
-                &stop,
-                &mut |epoch, done, total| {
-                    // Progress is best effort: report about 50 times an epoch.
-                    if done == total || done % total.div_ceil(50).max(1) == 0 {
-                        let _ = events.send(HubEvent::Progress {
-                            run_id,
-                            epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
-                            batches_done: u32::try_from(done).unwrap_or(u32::MAX),
-                            batches_total: u32::try_from(total).unwrap_or(u32::MAX),
-                        });
-                    }
+        tokio::spawn(async move {
+            let permit = match permit {
+                Some(permit) => permit,
+                None => match Arc::clone(&hub.slots).acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
                 },
-                &mut |snapshot| {
-                    let _ = events.send(HubEvent::Epoch {
-                        run_id,
-                        snapshot: Arc::new(snapshot.clone()),
-                    });
-                },
-            );
-            if let Err(err) = result {
-                tracing::error!(run_id, %err, "run failed");
-                if let Ok(store) = hub.store.lock() {
-                    let _ = store.set_status(run_id, RunStatus::Interrupted);
-                }
+            };
+            if stop.load(Ordering::SeqCst) {
+                hub.set_status(run_id, RunStatus::Stopped);
+                hub.forget(run_id);
+                return;
             }
-            if let Ok(mut stops) = hub.stops.lock() {
-                stops.remove(&run_id);
+            hub.set_status(run_id, RunStatus::Running);
+            let worker = hub.clone();
+            let trained = tokio::task::spawn_blocking(move || {
+                worker.train(run_id, &mut trainer, &stop);
+                drop(permit);
+            })
+            .await;
+            if trained.is_err() {
+                tracing::error!(run_id, "the training thread panicked");
+                hub.set_status(run_id, RunStatus::Interrupted);
             }
+            hub.forget(run_id);
             let _ = hub.events.send(HubEvent::RunChanged { run_id });
         });
         Ok(run_id)
     }
 
-    fn prepare_run(&self, config: TrainConfig) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
+    fn forget(&self, run_id: i64) {
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.remove(&run_id);
+        }
+    }
+
+    /// Trains on the current (blocking) thread, broadcasting progress and epochs.
+    fn train(&self, run_id: i64, trainer: &mut Trainer, stop: &AtomicBool) {
+        let events = self.events.clone();
+        let result = run_to_completion(
+            trainer,
+            &self.store,
+            run_id,
+            stop,
+            &mut |epoch, done, total| {
+                // Progress is best effort: about 50 reports an epoch.
+                if done == total || done % total.div_ceil(50).max(1) == 0 {
+                    let _ = events.send(HubEvent::Progress {
+                        run_id,
+                        epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
+                        batches_done: u32::try_from(done).unwrap_or(u32::MAX),
+                        batches_total: u32::try_from(total).unwrap_or(u32::MAX),
+                    });
+                }
+            },
+            &mut |snapshot| {
+                let _ = events.send(HubEvent::Epoch {
+                    run_id,
+                    snapshot: Arc::new(snapshot.clone()),
+                });
+            },
+        );
+        if let Err(err) = result {
+            tracing::error!(run_id, %err, "run failed");
+            self.set_status(run_id, RunStatus::Interrupted);
+        }
+    }
+
+    fn prepare_run(
+        &self,
+        config: TrainConfig,
+    ) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
         let trainer = Trainer::new(config.clone())?;
         let images = probe_images(&trainer);
         let config_json = serde_json::to_string(&config).unwrap_or_else(|_| "{}".to_owned());
@@ -215,7 +308,7 @@ impl Hub {
             reason: e.to_string(),
         })?;
         let run_id = {
-            let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+            let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
             let run_id = store.create_run(&name, &config_json)?;
             store.set_device(run_id, &trainer.device().description)?;
             store.put_snapshot(run_id, 0, IMAGES_KIND, &images_blob)?;
@@ -234,7 +327,11 @@ impl Hub {
         self.stops
             .lock()
             .ok()
-            .and_then(|stops| stops.get(&run_id).map(|flag| flag.store(true, Ordering::SeqCst)))
+            .and_then(|stops| {
+                stops
+                    .get(&run_id)
+                    .map(|flag| flag.store(true, Ordering::SeqCst))
+            })
             .is_some()
     }
 }
@@ -254,7 +351,11 @@ fn probe_images(trainer: &Trainer) -> ProbeImages {
             pixels: trainer
                 .probe_indices()
                 .iter()
-                .flat_map(|&i| rows_of(i).iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
+                .flat_map(|&i| {
+                    rows_of(i)
+                        .iter()
+                        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+                })
                 .collect(),
             points: Vec::new(),
         },
@@ -276,8 +377,14 @@ fn summary(row: &actiscope_store::RunRow) -> RunSummary {
     RunSummary {
         run_id: row.id,
         name: row.name.clone(),
-        dataset: config.as_ref().map(|c| c.dataset.name()).unwrap_or_default(),
-        model: config.as_ref().map(|c| c.model.describe()).unwrap_or_default(),
+        dataset: config
+            .as_ref()
+            .map(|c| c.dataset.name())
+            .unwrap_or_default(),
+        model: config
+            .as_ref()
+            .map(|c| c.model.describe())
+            .unwrap_or_default(),
         device: row.device.clone(),
         status: row.status.clone(),
         epochs_planned: config

@@ -19,18 +19,48 @@ struct Inner {
     started: Instant,
     hub: Hub,
     dist_dir: Option<PathBuf>,
+    token: Option<String>,
+}
+
+/// Server settings beyond the store and the frontend.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Runs that train at once; more are queued.
+    pub concurrent_runs: usize,
+    /// When set, API and websocket requests must carry this token.
+    pub token: Option<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            concurrent_runs: crate::hub::DEFAULT_CONCURRENT_RUNS,
+            token: None,
+        }
+    }
 }
 
 impl AppState {
     /// Builds the state around an open store. `dist_dir` is the frontend build to serve, if any.
     pub fn new(store: Store, dist_dir: Option<PathBuf>) -> Self {
+        Self::with_options(store, dist_dir, ServerOptions::default())
+    }
+
+    /// As [`new`](Self::new), with explicit [`ServerOptions`].
+    pub fn with_options(store: Store, dist_dir: Option<PathBuf>, options: ServerOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                hub: Hub::new(store),
+                hub: Hub::with_limit(store, options.concurrent_runs),
                 dist_dir,
+                token: options.token,
             }),
         }
+    }
+
+    /// The token API requests must carry, if one is configured.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
     }
 
     /// The frontend build folder, when one is served.

@@ -2,12 +2,12 @@
 //! and an optional JSON summary.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use actiscope_store::{RunStatus, Store};
-use actiscope_train::config::{parse_widths, ProbeSpec};
+use actiscope_train::config::{ProbeSpec, parse_widths};
 use actiscope_train::data::DatasetSpec;
 use actiscope_train::device::DeviceChoice;
 use actiscope_train::model::{Activation, ModelSpec};
@@ -72,12 +72,23 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-/// The keys a `--config` TOML file may hold.
-#[derive(Debug, Default, Deserialize)]
+/// Hidden widths as a list (`[40, 40]`) or as text (`"40,40"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Widths {
+    /// `[40, 40, 40]`.
+    List(Vec<i64>),
+    /// `"40,40,40"`.
+    Text(String),
+}
+
+/// The keys of a run's settings, shared by a `--config` TOML file and the body of
+/// `POST /api/runs`; command-line flags override them.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub struct RunSettings {
     dataset: Option<String>,
-    hidden: Option<Vec<i64>>,
+    hidden: Option<Widths>,
     model: Option<String>,
     activation: Option<String>,
     optimizer: Option<String>,
@@ -93,36 +104,58 @@ fn bad(message: impl Into<String>) -> anyhow::Error {
     BadInput(message.into()).into()
 }
 
-/// Builds and validates the run's configuration from the file and the flags.
+/// Builds and validates the run's configuration from the `--config` file and the flags.
 pub fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let file: FileConfig = match &args.config {
+    let file: RunSettings = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
             toml::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?
         }
-        None => FileConfig::default(),
+        None => RunSettings::default(),
     };
+    config_from(args, &file)
+}
+
+/// Builds and validates a configuration from `settings`, overridden by the flags in `args`.
+pub fn config_from(args: &TrainArgs, file: &RunSettings) -> anyhow::Result<TrainConfig> {
     let mut config = TrainConfig::default();
     if let Some(name) = args.dataset.as_ref().or(file.dataset.as_ref()) {
         config.dataset = DatasetSpec::parse(name).map_err(|e| bad(e.to_string()))?;
     }
-    let activation = match args.activation.as_ref().or(file.activation.as_ref()).map(String::as_str) {
+    let activation = match args
+        .activation
+        .as_ref()
+        .or(file.activation.as_ref())
+        .map(String::as_str)
+    {
         None | Some("relu") => Activation::Relu,
         Some("leaky-relu") => Activation::LeakyRelu {
             negative_slope: 0.01,
         },
-        Some(other) => return Err(bad(format!("unknown activation `{other}`: use relu or leaky-relu"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "unknown activation `{other}`: use relu or leaky-relu"
+            )));
+        }
     };
     let hidden = match (&args.hidden, &file.hidden) {
         (Some(text), _) => Some(parse_widths(text).map_err(|e| bad(e.to_string()))?),
-        (None, Some(list)) => Some(
-            parse_widths(&list.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
-                .map_err(|e| bad(e.to_string()))?,
-        ),
+        (None, Some(Widths::Text(text))) => {
+            Some(parse_widths(text).map_err(|e| bad(e.to_string()))?)
+        }
+        (None, Some(Widths::List(list))) => {
+            let text: Vec<String> = list.iter().map(i64::to_string).collect();
+            Some(parse_widths(&text.join(",")).map_err(|e| bad(e.to_string()))?)
+        }
         (None, None) => None,
     };
-    config.model = match args.model.as_ref().or(file.model.as_ref()).map(String::as_str) {
+    config.model = match args
+        .model
+        .as_ref()
+        .or(file.model.as_ref())
+        .map(String::as_str)
+    {
         Some("cnn") => ModelSpec::Cnn { activation },
         None | Some("mlp") => ModelSpec::Mlp {
             hidden: hidden.unwrap_or_else(|| vec![40, 40, 40]),
@@ -137,7 +170,11 @@ pub fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         config.learning_rate = lr;
     }
     let positive = |name: &str, value: i64| {
-        usize::try_from(value).map_err(|_| bad(format!("invalid configuration: {name} must be positive, got {value}")))
+        usize::try_from(value).map_err(|_| {
+            bad(format!(
+                "invalid configuration: {name} must be positive, got {value}"
+            ))
+        })
     };
     if let Some(batch) = args.batch.or(file.batch) {
         config.batch_size = positive("batch size", batch)?;

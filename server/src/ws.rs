@@ -78,7 +78,9 @@ impl<S: Sink<Message> + Unpin> Session<S> {
     async fn on_frame(&mut self, frame: Message) -> Result<(), SessionEnd> {
         match frame {
             Message::Binary(bytes) => match decode::<ClientMessage>(&bytes) {
-                Ok(ClientMessage::Ping { nonce }) => self.send(&ServerMessage::Pong { nonce }).await,
+                Ok(ClientMessage::Ping { nonce }) => {
+                    self.send(&ServerMessage::Pong { nonce }).await
+                }
                 Ok(ClientMessage::Subscribe { run_id, from_epoch }) => {
                     self.subscribe(run_id, from_epoch).await
                 }
@@ -261,7 +263,13 @@ mod tests {
         assert_eq!(end, SessionEnd::ClientClosed);
         assert!(matches!(out[0], ServerMessage::Hello(_)));
         assert_eq!(out[1], ServerMessage::Runs(vec![]));
-        assert_eq!(out[2..], [ServerMessage::Pong { nonce: 7 }, ServerMessage::Pong { nonce: 9 }]);
+        assert_eq!(
+            out[2..],
+            [
+                ServerMessage::Pong { nonce: 7 },
+                ServerMessage::Pong { nonce: 9 }
+            ]
+        );
     }
 
     #[test]

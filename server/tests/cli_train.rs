@@ -1,6 +1,14 @@
 //! `actiscope train` as a user runs it: bad input exits 2 with a clear message and writes
 //! nothing; a short run stores its epochs and prints the JSON summary; Ctrl-C stops cleanly.
 
+// Tests fail by panicking, helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -36,7 +44,10 @@ fn bad_input_exits_2_names_the_problem_and_writes_nothing() {
         (vec!["--lr", "-0.1"], "learning rate"),
         (vec!["--lr", "NaN"], "learning rate"),
         (vec!["--dataset", "imagenet"], "imagenet"),
-        (vec!["--dataset", empty_dir.to_str().unwrap()], "train-images-idx3-ubyte"),
+        (
+            vec!["--dataset", empty_dir.to_str().unwrap()],
+            "train-images-idx3-ubyte",
+        ),
         (vec!["--dataset", "moons", "--probe", "label=7"], "probe"),
         (vec!["--dataset", "moons", "--model", "cnn"], "CNN"),
         (vec!["--device", "tpu"], "tpu"),
@@ -48,7 +59,10 @@ fn bad_input_exits_2_names_the_problem_and_writes_nothing() {
         let output = actiscope(&args);
         let message = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{extra:?}: {message}");
-        assert!(message.contains(needle), "{extra:?} should mention {needle}: {message}");
+        assert!(
+            message.contains(needle),
+            "{extra:?} should mention {needle}: {message}"
+        );
         assert!(!store.exists(), "{extra:?} must not create the store");
     }
 }
@@ -68,18 +82,35 @@ fn a_bad_config_file_is_named() {
     ]);
     let message = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{message}");
-    assert!(message.contains("run.toml") && message.contains("learning_rate"), "{message}");
+    assert!(
+        message.contains("run.toml") && message.contains("learning_rate"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_short_run_prints_json_and_stores_every_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("run.toml");
-    std::fs::write(&config, "dataset = \"moons\"\nhidden = [8, 8]\noptimizer = \"adam\"\nlr = 0.01\n").unwrap();
+    std::fs::write(
+        &config,
+        "dataset = \"moons\"\nhidden = [8, 8]\noptimizer = \"adam\"\nlr = 0.01\n",
+    )
+    .unwrap();
     let store = dir.path().join("runs.db");
     let output = actiscope(&[
-        "train", "--store", store.to_str().unwrap(), "--config", config.to_str().unwrap(),
-        "--epochs", "2", "--device", "flex", "--probe", "n=30", "--json",
+        "train",
+        "--store",
+        store.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--device",
+        "flex",
+        "--probe",
+        "n=30",
+        "--json",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary: serde_json::Value =
@@ -90,8 +121,18 @@ fn a_short_run_prints_json_and_stores_every_epoch() {
     assert_eq!(epochs.len(), 2);
     for (i, epoch) in epochs.iter().enumerate() {
         assert_eq!(epoch["epoch"], i + 1);
-        for key in ["train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_secs", "capture_secs"] {
-            assert!(epoch[key].as_f64().is_some_and(f64::is_finite), "{key} in {epoch}");
+        for key in [
+            "train_loss",
+            "val_loss",
+            "train_accuracy",
+            "val_accuracy",
+            "train_secs",
+            "capture_secs",
+        ] {
+            assert!(
+                epoch[key].as_f64().is_some_and(f64::is_finite),
+                "{key} in {epoch}"
+            );
         }
         assert_eq!(epoch["unique_patterns"].as_array().unwrap().len(), 2);
     }
@@ -114,8 +155,18 @@ fn ctrl_c_stops_after_the_epoch_in_flight_and_keeps_what_was_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("runs.db");
     let child = Command::new(env!("CARGO_BIN_EXE_actiscope"))
-        .args(["train", "--store", store.to_str().unwrap(), "--dataset", "moons", "--hidden", "8"])
-        .args(["--epochs", "100000", "--device", "flex", "--probe", "n=20", "--json"])
+        .args([
+            "train",
+            "--store",
+            store.to_str().unwrap(),
+            "--dataset",
+            "moons",
+            "--hidden",
+            "8",
+        ])
+        .args([
+            "--epochs", "100000", "--device", "flex", "--probe", "n=20", "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -125,13 +176,20 @@ fn ctrl_c_stops_after_the_epoch_in_flight_and_keeps_what_was_stored() {
         assert!(Instant::now() < deadline, "no epoch stored within 120 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["status"], "stopped");
     let reported = summary["epochs"].as_array().unwrap().len();
-    assert!(reported >= 2 && reported < 100_000);
-    assert_eq!(stored_epochs(&store), reported, "every reported epoch is stored");
+    assert!((2..100_000).contains(&reported));
+    assert_eq!(
+        stored_epochs(&store),
+        reported,
+        "every reported epoch is stored"
+    );
 }

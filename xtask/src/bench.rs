@@ -31,26 +31,62 @@ fn mean_after_first(values: &[f64]) -> f64 {
 /// Runs both sides and prints the comparison.
 pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
     let root = repo_root();
-    run(cargo().args(["build", "--release", "--package", "actiscope-server", "--bin", "actiscope"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "actiscope-server",
+        "--bin",
+        "actiscope",
+    ]))?;
     let store = std::env::temp_dir().join(format!("actiscope-bench-{}.db", std::process::id()));
     let output = Command::new(root.join("target/release/actiscope"))
         .args(["train", "--store"])
         .arg(&store)
-        .args(["--dataset", "digits", "--hidden", "40,40,40", "--optimizer", "sgd", "--lr", "0.001"])
-        .args(["--batch", "64", "--device", "flex", "--json", "--epochs", &args.epochs.to_string()])
+        .args([
+            "--dataset",
+            "digits",
+            "--hidden",
+            "40,40,40",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.001",
+        ])
+        .args([
+            "--batch",
+            "64",
+            "--device",
+            "flex",
+            "--json",
+            "--epochs",
+            &args.epochs.to_string(),
+        ])
         .env("RAYON_NUM_THREADS", args.threads.to_string())
         .output()
         .context("running actiscope train")?;
     let _ = std::fs::remove_file(&store);
     if !output.status.success() {
-        bail!("actiscope train failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "actiscope train failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let epochs = summary["epochs"].as_array().cloned().unwrap_or_default();
-    let field = |key: &str| -> Vec<f64> { epochs.iter().filter_map(|e| e[key].as_f64()).collect() };
+    let epochs = summary
+        .get("epochs")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let field =
+        |key: &str| -> Vec<f64> { epochs.iter().filter_map(|e| e.get(key)?.as_f64()).collect() };
     let train_secs = mean_after_first(&field("train_secs"));
     let capture_secs = mean_after_first(&field("capture_secs"));
-    println!("actiscope (flex, {} threads): {train_secs:.3} s/epoch training, {capture_secs:.3} s/epoch capture + patterns ({:.1}% of training)", args.threads, 100.0 * capture_secs / train_secs);
+    println!(
+        "actiscope (flex, {} threads): {train_secs:.3} s/epoch training, {capture_secs:.3} s/epoch capture + patterns ({:.1}% of training)",
+        args.threads,
+        100.0 * capture_secs / train_secs
+    );
 
     if args.no_torch {
         return Ok(());
@@ -60,27 +96,78 @@ pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
     if !python.exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
-    if !Command::new(&python).args(["-c", "import torch"]).status().is_ok_and(|s| s.success()) {
-        println!("installing torch from PyPI into {} (large, once)", venv.display());
+    if !Command::new(&python)
+        .args(["-c", "import torch"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        println!(
+            "installing torch from PyPI into {} (large, once)",
+            venv.display()
+        );
         run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "torch"]))?;
     }
     let torch = Command::new(&python)
         .arg(root.join("xtask/bench/torch_mlp.py"))
         .arg("--data")
         .arg(Path::new(&root).join("assets/digits-10k.bin.gz"))
-        .args(["--epochs", &args.epochs.to_string(), "--threads", &args.threads.to_string()])
+        .args([
+            "--epochs",
+            &args.epochs.to_string(),
+            "--threads",
+            &args.threads.to_string(),
+        ])
         .output()
         .context("running the PyTorch peer")?;
     if !torch.status.success() {
-        bail!("PyTorch peer failed: {}", String::from_utf8_lossy(&torch.stderr));
+        bail!(
+            "PyTorch peer failed: {}",
+            String::from_utf8_lossy(&torch.stderr)
+        );
     }
     let torch_secs: Vec<f64> = String::from_utf8_lossy(&torch.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["train_secs"].as_f64())
+        .filter_map(|v| v.get("train_secs")?.as_f64())
         .collect();
     let torch_mean = mean_after_first(&torch_secs);
-    println!("pytorch  (cpu,  {} threads): {torch_mean:.3} s/epoch training", args.threads);
-    println!("ratio actiscope / pytorch: {:.2}x (goal: at most 1.0x)", train_secs / torch_mean);
+    println!(
+        "pytorch  (cpu,  {} threads): {torch_mean:.3} s/epoch training",
+        args.threads
+    );
+    println!(
+        "ratio actiscope / pytorch: {:.2}x (goal: at most 1.0x)",
+        train_secs / torch_mean
+    );
     Ok(())
+}
+
+/// Options of `cargo xtask bench-serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeBenchArgs {
+    /// Websocket clients following the live run.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Epochs of each run (the baseline and the loaded one).
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+}
+
+/// Runs the load benchmark (`tests/examples/serve_load.rs`).
+pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
+    run(cargo()
+        .args([
+            "run",
+            "--package",
+            "actiscope-e2e",
+            "--example",
+            "serve_load",
+            "--",
+        ])
+        .args([
+            "--clients",
+            &args.clients.to_string(),
+            "--epochs",
+            &args.epochs.to_string(),
+        ]))
 }

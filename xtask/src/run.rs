@@ -23,18 +23,32 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     println!("starting the server on http://127.0.0.1:{}/", args.port);
     run_command(
         cargo()
-            .args(["run", "--package", "actiscope-server", "--bin", "actiscope", "--"])
-            .args(["serve", "--port", &args.port.to_string(), "--store", &args.store])
+            .args([
+                "run",
+                "--package",
+                "actiscope-server",
+                "--bin",
+                "actiscope",
+                "--",
+            ])
+            .args([
+                "serve",
+                "--port",
+                &args.port.to_string(),
+                "--store",
+                &args.store,
+            ])
             .args(["--dist", "dist", "--default-run"]),
     )
     .context("running the actiscope server")
 }
 
-/// Builds the dashboard with Trunk into `dist/`, offline (every tool is already installed).
+/// Builds the dashboard with Trunk into `dist/` (release: the Sankey redraws on every epoch
+/// change), offline: every tool is already installed.
 pub fn build_dashboard() -> anyhow::Result<()> {
     run_command(
         std::process::Command::new("trunk")
             .current_dir(repo_root())
-            .args(["build", "--offline"]),
+            .args(["build", "--release", "--offline"]),
     )
 }

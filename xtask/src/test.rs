@@ -33,7 +33,9 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
             ensure_for_test()
         }
     })?;
-    step("rustfmt", &mut || run(cargo().args(["fmt", "--all", "--check"])))?;
+    step("rustfmt", &mut || {
+        run(cargo().args(["fmt", "--all", "--check"]))
+    })?;
     step("clippy (host)", &mut || {
         run(cargo().args([
             "clippy",
@@ -61,6 +63,9 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     step("dashboard build (trunk)", &mut build_dashboard)?;
     step("unit and integration tests", &mut || {
         run(cargo().args(["test", "--workspace", "--exclude", "actiscope-frontend"]))
+    })?;
+    step("frontend unit tests (host)", &mut || {
+        run(cargo().args(["test", "--package", "actiscope-frontend", "--lib"]))
     })?;
     if !args.no_browser {
         step("browser tests (headless Chromium)", &mut || {

@@ -108,13 +108,7 @@ pub fn build_apd(
     }
     let mut edges: Vec<ApdEdge> = edge_counts
         .into_iter()
-        .map(|((from_level, from_node, to_node), (instances, errors))| ApdEdge {
-            from_level,
-            from_node,
-            to_node,
-            instances,
-            errors,
-        })
+        .map(|(key, counts)| ApdEdge::from_counts(key, counts))
         .collect();
     edges.sort_by_key(|e| (e.from_level, e.from_node, e.to_node));
     let apd = Apd {
@@ -211,8 +205,13 @@ mod tests {
             vec![false, true],
             vec![false, true],
         ]);
-        let apd = build_apd(&[l0, l1], &[1, 1, 2, 1], &[1, 0, 2, 2], ApdOptions::default())
-            .unwrap();
+        let apd = build_apd(
+            &[l0, l1],
+            &[1, 1, 2, 1],
+            &[1, 0, 2, 2],
+            ApdOptions::default(),
+        )
+        .unwrap();
         assert_eq!(apd.levels[2].len(), 2);
         // Errors: instance 1 (pred 1, true 0) and instance 3 (pred 1, true 2).
         let total_errors: u32 = apd.levels[2].iter().map(|n| n.errors).sum();
@@ -234,7 +233,7 @@ mod tests {
     fn mismatched_inputs_are_refused() {
         let l0 = layer(&[vec![true], vec![false]]);
         assert!(matches!(
-            build_apd(&[l0.clone()], &[1], &[1], ApdOptions::default()),
+            build_apd(std::slice::from_ref(&l0), &[1], &[1], ApdOptions::default()),
             Err(ApdError::InstanceCount { .. })
         ));
         assert!(build_apd(&[l0], &[1, 1], &[1], ApdOptions::default()).is_err());

@@ -37,14 +37,15 @@ pub fn flow_table(
     predictions: &[u32],
     labels: &[u32],
 ) -> Result<FlowTable, FlowError> {
-    let range = layers
-        .get(first..=last)
-        .filter(|_| first <= last)
-        .ok_or(FlowError::LayerRange {
-            first,
-            last,
-            layer_count: layers.len(),
-        })?;
+    let range =
+        layers
+            .get(first..=last)
+            .filter(|_| first <= last)
+            .ok_or(FlowError::LayerRange {
+                first,
+                last,
+                layer_count: layers.len(),
+            })?;
     let n = predictions.len();
     if labels.len() != n || range.iter().any(|l| l.ids.len() != n) {
         return Err(FlowError::InstanceCount);
@@ -78,7 +79,12 @@ pub fn flow_table(
     })
 }
 
-fn summarize(pattern_ids: Vec<u32>, instances: Vec<u32>, predictions: &[u32], labels: &[u32]) -> Flow {
+fn summarize(
+    pattern_ids: Vec<u32>,
+    instances: Vec<u32>,
+    predictions: &[u32],
+    labels: &[u32],
+) -> Flow {
     let mut votes: FxHashMap<u32, u32> = FxHashMap::default();
     let mut errors = 0;
     for &i in &instances {
@@ -93,7 +99,11 @@ fn summarize(pattern_ids: Vec<u32>, instances: Vec<u32>, predictions: &[u32], la
     let strength = u32::try_from(instances.len()).unwrap_or(u32::MAX);
     Flow {
         pattern_ids,
-        purity: if strength == 0 { 0.0 } else { top as f32 / strength as f32 },
+        purity: if strength == 0 {
+            0.0
+        } else {
+            top as f32 / strength as f32
+        },
         strength,
         majority_prediction,
         errors,
@@ -158,7 +168,14 @@ mod tests {
         let by_members: Vec<(&[u32], f32, u32, u32)> = table
             .flows
             .iter()
-            .map(|f| (f.instances.as_slice(), f.purity, f.majority_prediction, f.errors))
+            .map(|f| {
+                (
+                    f.instances.as_slice(),
+                    f.purity,
+                    f.majority_prediction,
+                    f.errors,
+                )
+            })
             .collect();
         assert!(by_members.contains(&([0, 1].as_slice(), 1.0, 7, 1)));
         assert!(by_members.contains(&([2, 3].as_slice(), 0.5, 5, 1)));
@@ -172,15 +189,21 @@ mod tests {
     #[test]
     fn bad_ranges_are_refused() {
         let l0 = layer(&[vec![true]]);
-        assert!(flow_table(&[l0.clone()], 0, 1, &[0], &[0]).is_err());
+        assert!(flow_table(std::slice::from_ref(&l0), 0, 1, &[0], &[0]).is_err());
         assert!(flow_table(&[l0.clone(), l0.clone()], 1, 0, &[0], &[0]).is_err());
         assert!(flow_table(&[l0], 0, 0, &[0, 1], &[0, 1]).is_err());
     }
 
     #[test]
     fn bins() {
-        assert_eq!([1, 2, 3, 4, 7, 8, 1000].map(strength_bin), [0, 1, 1, 2, 2, 3, 9]);
-        assert_eq!([0.0, 0.19, 0.2, 0.5, 0.99, 1.0].map(purity_bin), [0, 0, 1, 2, 4, 4]);
+        assert_eq!(
+            [1, 2, 3, 4, 7, 8, 1000].map(strength_bin),
+            [0, 1, 1, 2, 2, 3, 9]
+        );
+        assert_eq!(
+            [0.0, 0.19, 0.2, 0.5, 0.99, 1.0].map(purity_bin),
+            [0, 0, 1, 2, 4, 4]
+        );
     }
 
     proptest! {

@@ -169,7 +169,12 @@ impl LayerPatterns {
             .collect();
         let patterns = order
             .iter()
-            .map(|&old| uniques.get(old as usize).map(|p| p.to_vec()).unwrap_or_default())
+            .map(|&old| {
+                uniques
+                    .get(old as usize)
+                    .map(|p| p.to_vec())
+                    .unwrap_or_default()
+            })
             .collect();
         let counts = order
             .iter()
@@ -231,7 +236,8 @@ mod tests {
     #[test]
     fn appending_in_chunks_equals_building_at_once() {
         let values: Vec<f32> = (0..7 * 70).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
-        let whole = PatternMatrix::from_preactivations(&Matrix::new(7, 70, values.clone()).unwrap());
+        let whole =
+            PatternMatrix::from_preactivations(&Matrix::new(7, 70, values.clone()).unwrap());
         let mut parts = PatternMatrix::empty(70);
         parts.append_preactivations(&values[..3 * 70]);
         parts.append_preactivations(&values[3 * 70..]);

@@ -55,6 +55,20 @@ pub struct ApdEdge {
     pub errors: u32,
 }
 
+impl ApdEdge {
+    /// An edge from its `(from_level, from_node, to_node)` key and `(instances, errors)`.
+    pub fn from_counts(key: (u32, u32, u32), counts: (u32, u32)) -> Self {
+        let ((from_level, from_node, to_node), (instances, errors)) = (key, counts);
+        Self {
+            from_level,
+            from_node,
+            to_node,
+            instances,
+            errors,
+        }
+    }
+}
+
 /// The extended APD: one level per hidden layer, then a level of predicted labels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Apd {
@@ -144,10 +158,15 @@ impl Apd {
                     other.instances += node.instances;
                     other.errors += node.errors;
                     let merged = match node.kind {
-                        ApdNodeKind::Other { merged_patterns, .. } => merged_patterns,
+                        ApdNodeKind::Other {
+                            merged_patterns, ..
+                        } => merged_patterns,
                         _ => 1,
                     };
-                    if let ApdNodeKind::Other { merged_patterns, .. } = &mut other.kind {
+                    if let ApdNodeKind::Other {
+                        merged_patterns, ..
+                    } = &mut other.kind
+                    {
                         *merged_patterns += merged;
                     }
                 }
@@ -189,13 +208,7 @@ impl Apd {
         }
         let edges = edge_map
             .into_iter()
-            .map(|((from_level, from_node, to_node), (instances, errors))| ApdEdge {
-                from_level,
-                from_node,
-                to_node,
-                instances,
-                errors,
-            })
+            .map(|(key, counts)| ApdEdge::from_counts(key, counts))
             .collect();
         Self {
             levels,

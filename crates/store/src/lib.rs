@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// Schema migrations, applied in order; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL,
         config_json TEXT NOT NULL,
@@ -62,6 +63,8 @@ pub enum RunStatus {
     Diverged,
     /// The process died while the run was in progress.
     Interrupted,
+    /// Waiting for a free training slot.
+    Queued,
 }
 
 impl RunStatus {
@@ -73,6 +76,7 @@ impl RunStatus {
             Self::Stopped => "stopped",
             Self::Diverged => "diverged",
             Self::Interrupted => "interrupted",
+            Self::Queued => "queued",
         }
     }
 }
@@ -137,7 +141,10 @@ impl Store {
             return Err(StoreError::NewerSchema { found });
         }
         let tx = conn.transaction()?;
-        for (version, migration) in (1..).zip(MIGRATIONS).skip(usize::try_from(found).unwrap_or(0)) {
+        for (version, migration) in (1..)
+            .zip(MIGRATIONS)
+            .skip(usize::try_from(found).unwrap_or(0))
+        {
             tx.execute_batch(migration)?;
             tx.pragma_update(None, "user_version", version)?;
         }
@@ -186,8 +193,10 @@ impl Store {
 
     /// Records the device a run trains on.
     pub fn set_device(&self, run_id: i64, device: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("UPDATE runs SET device = ?1 WHERE id = ?2", params![device, run_id])?;
+        self.conn.execute(
+            "UPDATE runs SET device = ?1 WHERE id = ?2",
+            params![device, run_id],
+        )?;
         Ok(())
     }
 
@@ -224,7 +233,12 @@ impl Store {
     }
 
     /// One snapshot blob, or `None` when absent.
-    pub fn snapshot(&self, run_id: i64, epoch: u32, kind: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn snapshot(
+        &self,
+        run_id: i64,
+        epoch: u32,
+        kind: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .conn
             .query_row(
@@ -235,20 +249,30 @@ impl Store {
             .optional()?)
     }
 
+    /// Deletes a run with its epochs and snapshots; returns whether it existed.
+    pub fn delete_run(&mut self, run_id: i64) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM snapshots WHERE run_id = ?1", [run_id])?;
+        tx.execute("DELETE FROM epochs WHERE run_id = ?1", [run_id])?;
+        let deleted = tx.execute("DELETE FROM runs WHERE id = ?1", [run_id])?;
+        tx.commit()?;
+        Ok(deleted == 1)
+    }
+
     /// Marks every run still `running` as `interrupted` (called when a server starts: nothing
     /// can be running in a store no process has open). Returns how many were marked.
     pub fn mark_interrupted(&self) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "UPDATE runs SET status = 'interrupted' WHERE status = 'running'",
+            "UPDATE runs SET status = 'interrupted' WHERE status IN ('running', 'queued')",
             [],
         )?)
     }
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.id DESC"))?;
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.id DESC"
+        ))?;
         let rows = statement.query_map([], run_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -266,7 +290,13 @@ impl Store {
     }
 
     /// Stores one snapshot blob outside an epoch's metrics (e.g. a run's probe images).
-    pub fn put_snapshot(&self, run_id: i64, epoch: u32, kind: &str, blob: &[u8]) -> Result<(), StoreError> {
+    pub fn put_snapshot(
+        &self,
+        run_id: i64,
+        epoch: u32,
+        kind: &str,
+        blob: &[u8],
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, ?2, ?3, ?4)",
             params![run_id, epoch, kind, blob],
@@ -332,7 +362,10 @@ mod tests {
         store.put_epoch(run, 2, "{\"loss\":0.4}", &[("apd", &[6])])?;
         assert_eq!(
             store.epochs(run)?,
-            vec![(1, "{\"loss\":1}".to_owned()), (2, "{\"loss\":0.4}".to_owned())]
+            vec![
+                (1, "{\"loss\":1}".to_owned()),
+                (2, "{\"loss\":0.4}".to_owned())
+            ]
         );
         assert_eq!(store.snapshot(run, 1, "apd")?, Some(vec![1, 2, 3]));
         assert_eq!(store.snapshot(run, 2, "apd")?, Some(vec![6]));
@@ -340,6 +373,10 @@ mod tests {
         assert_eq!(store.snapshot(run, 3, "apd")?, None);
         assert_eq!(store.mark_interrupted()?, 1);
         assert_eq!(store.status(run)?.as_deref(), Some("interrupted"));
+        assert!(store.delete_run(run)?);
+        assert!(!store.delete_run(run)?);
+        assert_eq!(store.epochs(run)?, vec![]);
+        assert_eq!(store.snapshot(run, 1, "apd")?, None);
         Ok(())
     }
 

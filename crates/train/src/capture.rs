@@ -47,7 +47,12 @@ impl Evaluation {
         if labels.is_empty() {
             return 0.0;
         }
-        let correct = self.predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+        let correct = self
+            .predictions
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| p == l)
+            .count();
         correct as f64 / labels.len() as f64
     }
 }
@@ -162,7 +167,11 @@ mod tests {
         assert_eq!(p, 1);
         let expected = (1f32.exp() + 3f32.exp() + 2f32.exp()).ln() - 3.0;
         assert!((loss - expected).abs() < 1e-6);
-        assert_eq!(prediction_and_loss(&[2.0, 2.0], 1).0, 0, "ties go to the first");
+        assert_eq!(
+            prediction_and_loss(&[2.0, 2.0], 1).0,
+            0,
+            "ties go to the first"
+        );
         assert!(prediction_and_loss(&[f32::NAN, 1.0], 0).1.is_nan());
         // Large logits do not overflow.
         let (_, loss) = prediction_and_loss(&[1000.0, 0.0], 0);

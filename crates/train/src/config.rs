@@ -87,7 +87,9 @@ impl ProbeSpec {
             }
         }
         if spec.count == 0 {
-            return Err(ConfigError::Invalid("probe: n must be at least 1".to_owned()));
+            return Err(ConfigError::Invalid(
+                "probe: n must be at least 1".to_owned(),
+            ));
         }
         Ok(spec)
     }
@@ -152,20 +154,31 @@ impl TrainConfig {
             ));
         }
         if self.learning_rate > 10.0 {
-            return invalid(format!("learning rate {} is absurdly large (max 10)", self.learning_rate));
+            return invalid(format!(
+                "learning rate {} is absurdly large (max 10)",
+                self.learning_rate
+            ));
         }
         if !(1..=MAX_EPOCHS).contains(&self.epochs) {
-            return invalid(format!("epochs must be in 1..={MAX_EPOCHS}, got {}", self.epochs));
+            return invalid(format!(
+                "epochs must be in 1..={MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
         }
         if !(1..=MAX_BATCH).contains(&self.batch_size) {
-            return invalid(format!("batch size must be in 1..={MAX_BATCH}, got {}", self.batch_size));
+            return invalid(format!(
+                "batch size must be in 1..={MAX_BATCH}, got {}",
+                self.batch_size
+            ));
         }
         if let ModelSpec::Mlp { hidden, .. } = &self.model {
             if hidden.is_empty() {
                 return invalid("the MLP needs at least one hidden layer".to_owned());
             }
             if let Some(bad) = hidden.iter().find(|&&w| w == 0 || w > MAX_WIDTH) {
-                return invalid(format!("hidden widths must be in 1..={MAX_WIDTH}, got {bad}"));
+                return invalid(format!(
+                    "hidden widths must be in 1..={MAX_WIDTH}, got {bad}"
+                ));
             }
         }
         if self.probe.count == 0 {
@@ -185,7 +198,9 @@ pub fn parse_widths(text: &str) -> Result<Vec<usize>, ConfigError> {
                 Ok(v) => Err(ConfigError::Invalid(format!(
                     "hidden widths must be in 1..={MAX_WIDTH}, got {v}"
                 ))),
-                Err(_) => Err(ConfigError::Invalid(format!("hidden width `{w}` is not a number"))),
+                Err(_) => Err(ConfigError::Invalid(format!(
+                    "hidden width `{w}` is not a number"
+                ))),
             }
         })
         .collect()
@@ -227,7 +242,12 @@ mod tests {
             },
             "widths",
         );
-        assert!(parse_widths("40,-3").unwrap_err().to_string().contains("-3"));
+        assert!(
+            parse_widths("40,-3")
+                .unwrap_err()
+                .to_string()
+                .contains("-3")
+        );
         assert!(parse_widths("40,x").is_err());
         assert_eq!(parse_widths("40, 20").unwrap(), [40, 20]);
     }
@@ -242,7 +262,10 @@ mod tests {
                 source: ProbeSource::Test
             }
         );
-        assert_eq!(ProbeSpec::parse("n=20,from=train").unwrap().source, ProbeSource::Train);
+        assert_eq!(
+            ProbeSpec::parse("n=20,from=train").unwrap().source,
+            ProbeSource::Train
+        );
         assert!(ProbeSpec::parse("n=0").is_err());
         assert!(ProbeSpec::parse("colour=red").is_err());
         assert!(ProbeSpec::parse("label=x").is_err());

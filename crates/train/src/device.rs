@@ -143,9 +143,9 @@ fn wgpu_device(adapter: &Adapter, pin_vulkan: bool) -> Result<ChosenDevice, Devi
         DeviceKind::Cpu
     };
     let (device, backend) = if pin_vulkan {
-        let mut cache = vulkan_devices()
-            .lock()
-            .map_err(|_| DeviceError::Init("Vulkan (an earlier initialisation panicked)".to_owned()))?;
+        let mut cache = vulkan_devices().lock().map_err(|_| {
+            DeviceError::Init("Vulkan (an earlier initialisation panicked)".to_owned())
+        })?;
         let device = match cache.get(&adapter.is_gpu) {
             Some(device) => device.clone(),
             None => {
@@ -194,7 +194,11 @@ mod tests {
             assert_eq!(chosen.backend, DeviceChoice::Wgpu, "{}", chosen.description);
         } else {
             assert_eq!(chosen.backend, DeviceChoice::Flex);
-            assert!(chosen.description.contains("no GPU"), "{}", chosen.description);
+            assert!(
+                chosen.description.contains("no GPU"),
+                "{}",
+                chosen.description
+            );
         }
     }
 }

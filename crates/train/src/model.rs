@@ -271,6 +271,8 @@ impl ModelSpec {
 }
 
 /// A built network of either kind.
+// One network lives per run, so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     /// See [`Mlp`].

@@ -42,6 +42,10 @@ pub enum TrainError {
     Incompatible(String),
 }
 
+/// Seed of the order in which probe instances are drawn: fixed, so every run of a dataset
+/// probes the same instances.
+const PROBE_ORDER_SEED: u64 = 0x0070_70be;
+
 /// What the probe set looked like after an epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeCapture {
@@ -115,7 +119,12 @@ impl Trainer {
             ProbeSource::Test => &splits.test,
             ProbeSource::Train => &splits.train,
         };
-        let probe_indices: Vec<usize> = (0..source.len())
+        // A fixed shuffle (the same for every run) so "the first n" spans every label even
+        // when the source set is ordered by label, as the built-in digits are.
+        let mut order: Vec<usize> = (0..source.len()).collect();
+        SplitMix64::new(PROBE_ORDER_SEED).shuffle(&mut order);
+        let mut probe_indices: Vec<usize> = order
+            .into_iter()
             .filter(|&i| {
                 config
                     .probe
@@ -124,13 +133,19 @@ impl Trainer {
             })
             .take(config.probe.count)
             .collect();
+        probe_indices.sort_unstable();
         if probe_indices.is_empty() {
             return Err(TrainError::EmptyProbe(format!("{:?}", config.probe)));
         }
         let probe = source.subset(&probe_indices);
         let train_device = chosen.device.clone().autodiff();
         train_device.seed(config.seed);
-        let network = Network::init(&config.model, splits.train.dim, splits.classes, &train_device);
+        let network = Network::init(
+            &config.model,
+            splits.train.dim,
+            splits.classes,
+            &train_device,
+        );
         let optimizer = match config.optimizer {
             OptimizerKind::Sgd => SgdConfig::new().init(),
             OptimizerKind::Adam => AdamConfig::new().init(),
@@ -256,7 +271,10 @@ impl Trainer {
     }
 
     /// One pass over the shuffled training set; returns the mean minibatch loss.
-    fn train_one_epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize)) -> Result<f64, TrainError> {
+    fn train_one_epoch(
+        &mut self,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Result<f64, TrainError> {
         let train = &self.splits.train;
         let mut order: Vec<usize> = (0..train.len()).collect();
         self.order_rng.shuffle(&mut order);
@@ -290,15 +308,19 @@ impl Trainer {
                 None => loss.clone().detach(),
             });
             let grads = GradientsParams::from_grads(loss.backward(), &network);
-            network = self.optimizer.step(self.config.learning_rate, network, grads);
+            network = self
+                .optimizer
+                .step(self.config.learning_rate, network, grads);
             on_batch(done + 1, total);
         }
         self.network = Some(network);
         let mean = match loss_sum {
-            Some(sum) => f64::from(
-                sum.try_into_scalar::<f32>()
-                    .map_err(|e| ReadbackError(format!("{e:?}")))?,
-            ) / total.max(1) as f64,
+            Some(sum) => {
+                f64::from(
+                    sum.try_into_scalar::<f32>()
+                        .map_err(|e| ReadbackError(format!("{e:?}")))?,
+                ) / total.max(1) as f64
+            }
             None => f64::NAN,
         };
         Ok(mean)

@@ -1,6 +1,14 @@
 //! The training engine end to end on the CPU (flex): hand-computed capture, determinism,
 //! learning, divergence and bad input.
 
+// Tests fail by panicking, helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use actiscope_train::config::ProbeSpec;
 use actiscope_train::data::synthetic::Planar;
 use actiscope_train::data::{DatasetSpec, load_splits};
@@ -25,8 +33,18 @@ fn forward_shapes_of_both_models() {
         pre_activations,
     } = mlp.forward(Tensor::<2>::zeros([5, 784], &device));
     assert_eq!(logits.dims(), [5, 10]);
-    assert_eq!(pre_activations.iter().map(|p| p.dims()).collect::<Vec<_>>(), [[5, 40]; 3]);
-    let cnn = Network::init(&ModelSpec::Cnn { activation: Activation::Relu }, 784, 10, &device);
+    assert_eq!(
+        pre_activations.iter().map(|p| p.dims()).collect::<Vec<_>>(),
+        [[5, 40]; 3]
+    );
+    let cnn = Network::init(
+        &ModelSpec::Cnn {
+            activation: Activation::Relu,
+        },
+        784,
+        10,
+        &device,
+    );
     let out = cnn.forward(Tensor::<2>::zeros([3, 784], &device));
     assert_eq!(out.logits.dims(), [3, 10]);
     let dims: Vec<[usize; 2]> = out.pre_activations.iter().map(|p| p.dims()).collect();
@@ -80,9 +98,19 @@ fn same_seed_same_run_and_it_learns() {
     let probe = &a[2].probe;
     assert_eq!(probe.labels, vec![1; 50]);
     assert_eq!(probe.pre_activations.len(), 2);
-    assert_eq!((probe.pre_activations[0].rows(), probe.pre_activations[0].cols()), (50, 16));
+    assert_eq!(
+        (
+            probe.pre_activations[0].rows(),
+            probe.pre_activations[0].cols()
+        ),
+        (50, 16)
+    );
     assert_eq!(a[2].train_patterns[0].instances(), 1_800);
-    assert!(last.unique_patterns.iter().all(|&u| (1..=1_800).contains(&u)));
+    assert!(
+        last.unique_patterns
+            .iter()
+            .all(|&u| (1..=1_800).contains(&u))
+    );
 }
 
 #[test]
@@ -94,7 +122,8 @@ fn a_nan_loss_marks_the_epoch_diverged() {
     };
     let mut splits = load_splits(&config.dataset, 1).unwrap();
     splits.train.features[7] = f32::NAN;
-    let mut trainer = Trainer::with_device(config, splits, choose(DeviceChoice::Flex).unwrap()).unwrap();
+    let mut trainer =
+        Trainer::with_device(config, splits, choose(DeviceChoice::Flex).unwrap()).unwrap();
     let report = trainer.run_epoch(&mut |_, _| {}).unwrap();
     assert!(report.metrics.diverged, "{:?}", report.metrics);
 }
@@ -111,9 +140,14 @@ fn bad_probe_and_incompatible_models_are_refused() {
         Ok(_) => panic!("a probe of label 7 on moons must be refused"),
     }
     let config = TrainConfig {
-        model: ModelSpec::Cnn { activation: Activation::Relu },
+        model: ModelSpec::Cnn {
+            activation: Activation::Relu,
+        },
         ..moons_config(1)
     };
-    let err = Trainer::new(config).err().expect("CNN on 2-D points is refused").to_string();
+    let err = Trainer::new(config)
+        .err()
+        .expect("CNN on 2-D points is refused")
+        .to_string();
     assert!(err.contains("CNN"), "{err}");
 }

@@ -1,8 +1,16 @@
 //! The wgpu path on whatever adapter the machine has: a real GPU, or Mesa's lavapipe on a
 //! CPU-only machine (Debian `mesa-vulkan-drivers`, installed by `cargo xtask test`).
 
-use actiscope_train::data::synthetic::Planar;
+// Tests fail by panicking, helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use actiscope_train::data::DatasetSpec;
+use actiscope_train::data::synthetic::Planar;
 use actiscope_train::device::{DeviceChoice, adapters, choose};
 use actiscope_train::model::{Activation, ModelSpec};
 use actiscope_train::{OptimizerKind, ProbeSpec, TrainConfig, Trainer};
@@ -40,6 +48,9 @@ fn wgpu_captures_the_hand_computed_network_and_trains() {
         last = Some(trainer.run_epoch(&mut |_, _| {}).expect("epoch on wgpu"));
     }
     let metrics = last.expect("two epochs").metrics;
-    assert!(metrics.train_loss.is_finite() && !metrics.diverged, "{metrics:?}");
+    assert!(
+        metrics.train_loss.is_finite() && !metrics.diverged,
+        "{metrics:?}"
+    );
     assert!(metrics.val_accuracy > 0.6, "blobs are easy: {metrics:?}");
 }

@@ -26,9 +26,12 @@ pub fn decode_digits(gz: &[u8], source_name: &str) -> Result<ImageSet, DataError
     flate2::read::GzDecoder::new(gz)
         .read_to_end(&mut payload)
         .map_err(|e| corrupt(format!("gzip: {e}")))?;
-    let header = payload
-        .get(..HEADER_BYTES)
-        .ok_or_else(|| corrupt(format!("{} bytes is shorter than the header", payload.len())))?;
+    let header = payload.get(..HEADER_BYTES).ok_or_else(|| {
+        corrupt(format!(
+            "{} bytes is shorter than the header",
+            payload.len()
+        ))
+    })?;
     if header.get(..4) != Some(MAGIC.as_slice()) {
         return Err(corrupt("wrong magic number".to_owned()));
     }
@@ -83,17 +86,26 @@ mod tests {
         let mut hasher = Sha256::new();
         hasher.update(&digits.labels);
         hasher.update(&digits.pixels);
-        let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(digest, EXPECTED_CONTENT_SHA256);
         // Real digits: mostly background, some full ink, every image non-blank.
         let ink = digits.pixels.iter().filter(|&&p| p > 127).count() as f64;
         let share = ink / digits.pixels.len() as f64;
         assert!((0.05..0.25).contains(&share), "ink share {share}");
-        assert!((0..digits.len()).all(|i| digits.image(i).is_some_and(|im| im.iter().any(|&p| p > 200))));
+        assert!((0..digits.len()).all(|i| {
+            digits
+                .image(i)
+                .is_some_and(|im| im.iter().any(|&p| p > 200))
+        }));
         assert!(digits.image(10_000).is_none());
     }
 
-    const EXPECTED_CONTENT_SHA256: &str = "f2fccb433e40f48c953b310612677d9ca6ae331f87cf00558b1414c272b5cbc9";
+    const EXPECTED_CONTENT_SHA256: &str =
+        "f2fccb433e40f48c953b310612677d9ca6ae331f87cf00558b1414c272b5cbc9";
 
     #[test]
     fn truncated_and_garbage_files_are_refused_with_the_source_named() {

@@ -117,7 +117,11 @@ impl Dataset {
     fn from_images(images: &ImageSet) -> Self {
         Self {
             dim: images.rows * images.cols,
-            features: images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
+            features: images
+                .pixels
+                .iter()
+                .map(|&p| f32::from(p) / 255.0)
+                .collect(),
             labels: images.labels.iter().map(|&l| u32::from(l)).collect(),
             image_shape: Some((images.rows, images.cols)),
         }
@@ -144,16 +148,23 @@ pub fn load_splits(spec: &DatasetSpec, seed: u64) -> Result<Splits, DataError> {
     let (train_and_validation, test) = match spec {
         DatasetSpec::Digits => {
             let all = Dataset::from_images(&builtin_digits()?);
-            let (test_idx, rest_idx) = split_indices(all.len(), BUILTIN_TEST_SHARE, TEST_SPLIT_SEED);
+            let (test_idx, rest_idx) =
+                split_indices(all.len(), BUILTIN_TEST_SHARE, TEST_SPLIT_SEED);
             (all.subset(&rest_idx), all.subset(&test_idx))
         }
         DatasetSpec::FashionMnist => {
             let set = load_idx_dir(std::path::Path::new(FASHION_MNIST_DIR))?;
-            (Dataset::from_images(&set.train), Dataset::from_images(&set.test))
+            (
+                Dataset::from_images(&set.train),
+                Dataset::from_images(&set.test),
+            )
         }
         DatasetSpec::IdxDir(dir) => {
             let set = load_idx_dir(dir)?;
-            (Dataset::from_images(&set.train), Dataset::from_images(&set.test))
+            (
+                Dataset::from_images(&set.train),
+                Dataset::from_images(&set.test),
+            )
         }
         DatasetSpec::Planar(kind) => {
             let planar = |n, seed| {
@@ -214,7 +225,10 @@ mod tests {
     fn builtin_digits_split_into_fixed_test_and_seeded_validation() {
         let a = load_splits(&DatasetSpec::Digits, 1).unwrap();
         let b = load_splits(&DatasetSpec::Digits, 2).unwrap();
-        assert_eq!((a.train.len(), a.validation.len(), a.test.len()), (8_100, 900, 1_000));
+        assert_eq!(
+            (a.train.len(), a.validation.len(), a.test.len()),
+            (8_100, 900, 1_000)
+        );
         assert_eq!(a.classes, 10);
         assert_eq!(a.test, b.test, "the test set must not depend on the seed");
         assert_ne!(a.validation.labels, b.validation.labels);
@@ -226,7 +240,10 @@ mod tests {
     #[test]
     fn planar_sets_and_names() {
         let s = load_splits(&DatasetSpec::parse("moons").unwrap(), 3).unwrap();
-        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (1_800, 200, 1_000));
+        assert_eq!(
+            (s.train.len(), s.validation.len(), s.test.len()),
+            (1_800, 200, 1_000)
+        );
         assert_eq!((s.classes, s.train.dim), (2, 2));
         let err = DatasetSpec::parse("imagenet").unwrap_err().to_string();
         assert!(err.contains("imagenet") && err.contains("unknown"), "{err}");

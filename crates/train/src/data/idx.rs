@@ -148,8 +148,20 @@ mod tests {
         for (prefix, n) in [("train", train), ("t10k", test)] {
             let pixels: Vec<u8> = (0..n * 4).map(|i| (i * 7 % 256) as u8).collect();
             let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
-            write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte{ext}")), &[n as u32, 2, 2], &pixels, gzip).unwrap();
-            write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")), &[n as u32], &labels, gzip).unwrap();
+            write_idx(
+                &dir.join(format!("{prefix}-images-idx3-ubyte{ext}")),
+                &[n as u32, 2, 2],
+                &pixels,
+                gzip,
+            )
+            .unwrap();
+            write_idx(
+                &dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")),
+                &[n as u32],
+                &labels,
+                gzip,
+            )
+            .unwrap();
         }
     }
 
@@ -177,18 +189,34 @@ mod tests {
         let bytes = std::fs::read(&images).unwrap();
         std::fs::write(&images, &bytes[..bytes.len() - 3]).unwrap();
         let err = load_idx_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("train-images-idx3-ubyte") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("train-images-idx3-ubyte") && err.contains("truncated"),
+            "{err}"
+        );
 
         write_set(dir.path(), 12, 5, false);
-        write_idx(&dir.path().join("train-labels-idx1-ubyte"), &[11], &[0; 11], false).unwrap();
+        write_idx(
+            &dir.path().join("train-labels-idx1-ubyte"),
+            &[11],
+            &[0; 11],
+            false,
+        )
+        .unwrap();
         let err = load_idx_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("holds 11 labels"), "{err}");
 
         write_set(dir.path(), 12, 5, false);
         // A label file where the images should be: wrong magic number.
-        std::fs::copy(dir.path().join("t10k-labels-idx1-ubyte"), dir.path().join("t10k-images-idx3-ubyte")).unwrap();
+        std::fs::copy(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            dir.path().join("t10k-images-idx3-ubyte"),
+        )
+        .unwrap();
         let err = load_idx_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("t10k-images") && err.contains("magic"), "{err}");
+        assert!(
+            err.contains("t10k-images") && err.contains("magic"),
+            "{err}"
+        );
     }
 
     #[test]

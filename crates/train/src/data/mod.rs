@@ -43,7 +43,12 @@ impl ImageSet {
 
     /// How many images carry each label `0..=max_label`.
     pub fn label_histogram(&self) -> Vec<usize> {
-        let classes = self.labels.iter().copied().max().map_or(0, |m| usize::from(m) + 1);
+        let classes = self
+            .labels
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| usize::from(m) + 1);
         let mut counts = vec![0; classes];
         for &label in &self.labels {
             if let Some(count) = counts.get_mut(usize::from(label)) {

@@ -43,7 +43,7 @@ impl Planar {
 /// `n` points (x, y interleaved) and their labels, a pure function of `seed`. Classes are
 /// balanced up to one point.
 pub fn generate(kind: Planar, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-    let mut rng = SplitMix64::new(seed ^ 0x5eed_0f_d47a);
+    let mut rng = SplitMix64::new(seed ^ 0x005e_ed0f_d47a);
     let classes = kind.classes();
     let mut points = Vec::with_capacity(2 * n);
     let mut labels = Vec::with_capacity(n);
@@ -62,7 +62,10 @@ pub fn generate(kind: Planar, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
             Planar::Circles => {
                 let t = rng.next_f64() * 2.0 * PI;
                 let r = if class == 0 { 1.0 } else { 0.5 };
-                (r * t.cos() + 0.05 * rng.normal(), r * t.sin() + 0.05 * rng.normal())
+                (
+                    r * t.cos() + 0.05 * rng.normal(),
+                    r * t.sin() + 0.05 * rng.normal(),
+                )
             }
             Planar::Spirals => {
                 let t = rng.next_f64().sqrt() * 3.0 * PI;
@@ -99,18 +102,31 @@ mod tests {
 
     #[test]
     fn seeded_balanced_and_shaped() {
-        for kind in [Planar::Moons, Planar::Circles, Planar::Spirals, Planar::Xor, Planar::Blobs] {
+        for kind in [
+            Planar::Moons,
+            Planar::Circles,
+            Planar::Spirals,
+            Planar::Xor,
+            Planar::Blobs,
+        ] {
             let (a, la) = generate(kind, 300, 9);
             let (b, lb) = generate(kind, 300, 9);
             let (c, _) = generate(kind, 300, 10);
-            assert_eq!((a.clone(), la.clone()), (b, lb), "{kind:?} is not reproducible");
+            assert_eq!(
+                (a.clone(), la.clone()),
+                (b, lb),
+                "{kind:?} is not reproducible"
+            );
             assert_ne!(a, c, "{kind:?} ignores the seed");
             assert_eq!(a.len(), 600);
             let mut hist = vec![0; kind.classes()];
             for l in &la {
                 hist[*l as usize] += 1;
             }
-            assert!(hist.iter().all(|&h| h == 300 / kind.classes()), "{kind:?}: {hist:?}");
+            assert!(
+                hist.iter().all(|&h| h == 300 / kind.classes()),
+                "{kind:?}: {hist:?}"
+            );
             assert!(a.iter().all(|v| v.is_finite() && v.abs() < 5.0));
         }
     }

@@ -36,9 +36,8 @@ pub(crate) fn check_tiny_capture(device: &Device) {
         assert!((g - e).abs() < 1e-5, "pre-activations {got:?}");
     }
     assert_eq!(eval.predictions, [1, 1, 0]);
-    let ce = |logits: [f32; 2], target: usize| {
-        (logits[0].exp() + logits[1].exp()).ln() - logits[target]
-    };
+    let ce =
+        |logits: [f32; 2], target: usize| (logits[0].exp() + logits[1].exp()).ln() - logits[target];
     let expected_losses = [ce([1.0, 1.5], 1), ce([0.0, 1.5], 0), ce([2.0, 0.0], 0)];
     for (g, e) in eval.losses.iter().zip(expected_losses) {
         assert!((g - e).abs() < 1e-5, "losses {:?}", eval.losses);
@@ -50,4 +49,3 @@ pub(crate) fn check_tiny_capture(device: &Device) {
     assert_eq!(patterns.pattern(2), Some([0b01u64].as_slice()));
     assert!((eval.accuracy(&[1, 0, 0]) - 2.0 / 3.0).abs() < 1e-9);
 }
-

@@ -1,0 +1,210 @@
+//! The "New run" form: dataset, model widths, optimiser, learning rate, batch size, epochs,
+//! probe filter and device, checked here for obvious mistakes and then by the server, whose
+//! message is shown as is.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// Form fields, as typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunForm {
+    /// Dataset name or directory.
+    pub dataset: String,
+    /// Hidden widths, e.g. `40,40,40`, or `cnn`.
+    pub hidden: String,
+    /// `sgd` or `adam`.
+    pub optimizer: String,
+    /// Learning rate.
+    pub lr: String,
+    /// Batch size.
+    pub batch: String,
+    /// Epochs.
+    pub epochs: String,
+    /// Probe filter, e.g. `label=1,n=500`.
+    pub probe: String,
+    /// `auto`, `wgpu`, `vulkan` or `flex`.
+    pub device: String,
+}
+
+impl Default for RunForm {
+    fn default() -> Self {
+        Self {
+            dataset: "digits".to_owned(),
+            hidden: "40,40,40".to_owned(),
+            optimizer: "sgd".to_owned(),
+            lr: "0.001".to_owned(),
+            batch: "64".to_owned(),
+            epochs: "20".to_owned(),
+            probe: "n=500".to_owned(),
+            device: "auto".to_owned(),
+        }
+    }
+}
+
+impl RunForm {
+    /// The JSON body of `POST /api/runs`, or the first obvious mistake.
+    pub fn to_request(&self) -> Result<serde_json::Value, String> {
+        let lr: f64 = self
+            .lr
+            .trim()
+            .parse()
+            .map_err(|_| format!("learning rate `{}` is not a number", self.lr))?;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err("the learning rate must be > 0".to_owned());
+        }
+        let positive = |name: &str, text: &str| -> Result<i64, String> {
+            match text.trim().parse::<i64>() {
+                Ok(v) if v > 0 => Ok(v),
+                _ => Err(format!("{name} must be a whole number > 0, got `{text}`")),
+            }
+        };
+        let batch = positive("batch size", &self.batch)?;
+        let epochs = positive("epochs", &self.epochs)?;
+        let mut body = serde_json::Map::new();
+        body.insert("dataset".to_owned(), self.dataset.trim().into());
+        body.insert("optimizer".to_owned(), self.optimizer.as_str().into());
+        body.insert("lr".to_owned(), lr.into());
+        body.insert("batch".to_owned(), batch.into());
+        body.insert("epochs".to_owned(), epochs.into());
+        body.insert("probe".to_owned(), self.probe.trim().into());
+        body.insert("device".to_owned(), self.device.as_str().into());
+        if self.hidden.trim() == "cnn" {
+            body.insert("model".to_owned(), "cnn".into());
+        } else {
+            body.insert("hidden".to_owned(), self.hidden.trim().into());
+        }
+        let body = serde_json::Value::Object(body);
+        Ok(body)
+    }
+}
+
+/// Posts the run; returns the new run's id or the server's message.
+async fn post_run(body: String, token: Option<String>) -> Result<i64, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&wasm_bindgen::JsValue::from_str(&body));
+    let url = match token {
+        Some(t) => format!("/api/runs?token={t}"),
+        None => "/api/runs".to_owned(),
+    };
+    let request =
+        web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| format!("{e:?}"))?;
+    request
+        .headers()
+        .set("content-type", "application/json")
+        .map_err(|e| format!("{e:?}"))?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(|e| format!("the server did not answer: {e:?}"))?
+        .dyn_into()
+        .map_err(|_| "not a response".to_owned())?;
+    let text = JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .ok()
+        .and_then(|t| t.as_string())
+        .unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if response.ok() {
+        json.get("run_id")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| format!("unexpected answer: {text}"))
+    } else {
+        Err(json
+            .get("error")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or(text))
+    }
+}
+
+/// The form. `on_started` receives the id of a run the server accepted.
+#[component]
+pub fn NewRun(
+    /// Access token, when the server needs one.
+    token: Option<String>,
+    /// Called with the new run's id.
+    on_started: Callback<i64>,
+) -> impl IntoView {
+    let form = RwSignal::new(RunForm::default());
+    let (message, set_message) = signal(None::<String>);
+    let (open, set_open) = signal(false);
+    let field = move |label: &'static str,
+                      id: &'static str,
+                      get: fn(&RunForm) -> String,
+                      set: fn(&mut RunForm, String)| {
+        view! {
+            <label>
+                {label}
+                <input id=id prop:value=move || form.with(get) on:input=move |ev| {
+                    let value = event_target_value(&ev);
+                    form.update(|f| set(f, value));
+                } />
+            </label>
+        }
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match form.get_untracked().to_request() {
+            Err(problem) => set_message.set(Some(problem)),
+            Ok(body) => {
+                set_message.set(Some("starting…".to_owned()));
+                let token = token.clone();
+                leptos::task::spawn_local(async move {
+                    match post_run(body.to_string(), token).await {
+                        Ok(run_id) => {
+                            set_message.set(Some(format!("run {run_id} started")));
+                            set_open.set(false);
+                            on_started.run(run_id);
+                        }
+                        Err(problem) => set_message.set(Some(problem)),
+                    }
+                });
+            }
+        }
+    };
+    view! {
+        <div class="new-run">
+            <button id="new-run-toggle" on:click=move |_| set_open.update(|o| *o = !*o)>"New run"</button>
+            <Show when=move || open.get()>
+                <form id="new-run-form" on:submit=submit.clone()>
+                    {field("dataset ", "nr-dataset", |f| f.dataset.clone(), |f, v| f.dataset = v)}
+                    {field("hidden widths (or cnn) ", "nr-hidden", |f| f.hidden.clone(), |f, v| f.hidden = v)}
+                    {field("optimizer ", "nr-optimizer", |f| f.optimizer.clone(), |f, v| f.optimizer = v)}
+                    {field("learning rate ", "nr-lr", |f| f.lr.clone(), |f, v| f.lr = v)}
+                    {field("batch ", "nr-batch", |f| f.batch.clone(), |f, v| f.batch = v)}
+                    {field("epochs ", "nr-epochs", |f| f.epochs.clone(), |f, v| f.epochs = v)}
+                    {field("probe ", "nr-probe", |f| f.probe.clone(), |f, v| f.probe = v)}
+                    {field("device ", "nr-device", |f| f.device.clone(), |f, v| f.device = v)}
+                    <button type="submit" id="nr-submit">"Start"</button>
+                </form>
+            </Show>
+            <span id="new-run-message" class="note">{move || message.get()}</span>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn obvious_mistakes_are_caught_before_sending() {
+        assert!(RunForm::default().to_request().is_ok());
+        let bad = |edit: fn(&mut RunForm)| {
+            let mut f = RunForm::default();
+            edit(&mut f);
+            f.to_request().unwrap_err()
+        };
+        assert!(bad(|f| f.lr = "-1".into()).contains("learning rate"));
+        assert!(bad(|f| f.lr = "abc".into()).contains("not a number"));
+        assert!(bad(|f| f.epochs = "0".into()).contains("epochs"));
+        assert!(bad(|f| f.batch = "2.5".into()).contains("batch"));
+        let cnn = RunForm {
+            hidden: "cnn".into(),
+            ..RunForm::default()
+        };
+        assert_eq!(cnn.to_request().unwrap()["model"], "cnn");
+    }
+}

@@ -227,3 +227,49 @@ async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
         serde_json::from_str(&body).expect("snapshot JSON");
     assert_eq!(snapshot.metrics.epoch, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = actiscope_store::Store::open(&store_dir.path().join("runs.db")).unwrap();
+    let state = actiscope_server::state::AppState::with_options(
+        store,
+        None,
+        actiscope_server::state::ServerOptions {
+            concurrent_runs: 1,
+            token: None,
+        },
+    );
+    let hub = state.hub().clone();
+    let first = hub.start_run(quick_run(40)).await.unwrap();
+    let second = hub.start_run(quick_run(3)).await.unwrap();
+    let third = hub.start_run(quick_run(50)).await.unwrap();
+    let status = |id| hub.run(id).unwrap().unwrap().status;
+    assert_eq!(status(second), "queued");
+    assert_eq!(status(third), "queued");
+    assert!(matches!(
+        hub.delete_run(second),
+        Err(actiscope_server::hub::HubError::Busy(_))
+    ));
+    // The queued third run is stopped before it starts.
+    assert!(hub.stop_run(third));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while status(first) != "completed"
+        || status(second) != "completed"
+        || status(third) != "stopped"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs did not finish: {} {} {}",
+            status(first),
+            status(second),
+            status(third)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hub.run(third).unwrap().unwrap().epochs_stored, 0);
+    assert_eq!(hub.run(second).unwrap().unwrap().epochs_stored, 3);
+    assert!(hub.delete_run(first).unwrap());
+    assert!(hub.run(first).unwrap().is_none());
+    assert!(!hub.delete_run(first).unwrap());
+}

@@ -266,7 +266,7 @@ pub fn App() -> impl IntoView {
         std::time::Duration::from_millis(700),
     );
 
-    let snapshot = Signal::derive(move || {
+    let snapshot = Memo::new(move |_| {
         let epoch = dash.shown_epoch()?;
         dash.epochs.with(|e| e.get(epoch as usize - 1).cloned())
     });
@@ -376,7 +376,7 @@ pub fn App() -> impl IntoView {
             <Inspector
                 label=dash.selection_label.into()
                 selection=dash.selection.into()
-                snapshot=snapshot
+                snapshot=snapshot.into()
                 images=dash.images.into()
                 on_clear=on_clear
             />
@@ -388,9 +388,9 @@ pub fn App() -> impl IntoView {
                     series=Signal::derive(move || loss_series(&metrics.get()))
                     current=Signal::derive(move || dash.shown_epoch().map(|e| e as usize)) />
                 <FlowHeatmap id="hist-errors" title="Flows: misclassified instances by strength and purity"
-                    histogram=Signal::derive(move || snapshot.get().map(|s| s.flows.histogram)) errors=true />
+                    histogram=Signal::derive(move || snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone()))) errors=true />
                 <FlowHeatmap id="hist-all" title="Flows: all instances by strength and purity"
-                    histogram=Signal::derive(move || snapshot.get().map(|s| s.flows.histogram)) errors=false />
+                    histogram=Signal::derive(move || snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone()))) errors=false />
             </section>
             <Show when=move || dash.last_error.get().is_some()>
                 <p id="last-error" class="status" data-state="disconnected">

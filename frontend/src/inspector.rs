@@ -9,6 +9,13 @@ use crate::images::grey_bmp_data_url;
 /// Instances listed at most (the export always holds all of them).
 const MAX_LISTED: usize = 240;
 
+/// How an instance is drawn: a small image, or a point of a planar set.
+#[derive(Debug, Clone, PartialEq)]
+enum Picture {
+    Image(String),
+    Point(f32, f32),
+}
+
 /// One row of the selection.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InstanceRow {
@@ -76,28 +83,42 @@ pub fn Inspector(
     on_clear: Callback<()>,
 ) -> impl IntoView {
     let table = Memo::new(move |_| {
-        snapshot
-            .get()
-            .map(|s| rows(&s, &selection.get()))
-            .unwrap_or_default()
+        let selected = selection.get();
+        snapshot.with(|s| s.as_ref().map(|s| rows(s, &selected)).unwrap_or_default())
+    });
+    // Each instance's picture, encoded once per run rather than on every epoch change.
+    let pictures = Memo::new(move |_| {
+        images.with(|im| {
+            let Some(im) = im else { return Vec::new() };
+            let (r, c) = (im.rows as usize, im.cols as usize);
+            if r == 0 {
+                im.points
+                    .chunks_exact(2)
+                    .map(|xy| {
+                        Picture::Point(
+                            xy.first().copied().unwrap_or(0.0),
+                            xy.get(1).copied().unwrap_or(0.0),
+                        )
+                    })
+                    .collect()
+            } else {
+                im.pixels
+                    .chunks_exact(r * c)
+                    .map(|pixels| Picture::Image(grey_bmp_data_url(pixels, r, c)))
+                    .collect()
+            }
+        })
     });
     let list = move || {
-        let images = images.get();
         table
             .get()
             .into_iter()
             .take(MAX_LISTED)
             .map(|row| {
-                let picture = images.as_ref().and_then(|im| {
-                    let (r, c) = (im.rows as usize, im.cols as usize);
-                    if r == 0 {
-                        let at = row.instance as usize * 2;
-                        let (x, y) = (im.points.get(at)?, im.points.get(at + 1)?);
-                        return Some(view! { <span class="point">{format!("({x:.2}, {y:.2})")}</span> }.into_any());
-                    }
-                    let start = row.instance as usize * r * c;
-                    let pixels = im.pixels.get(start..start + r * c)?;
-                    Some(view! { <img class="digit" width="28" height="28" alt="instance" src=grey_bmp_data_url(pixels, r, c) /> }.into_any())
+                let picture = pictures.with(|p| match p.get(row.instance as usize) {
+                    Some(Picture::Point(x, y)) => Some(view! { <span class="point">{format!("({x:.2}, {y:.2})")}</span> }.into_any()),
+                    Some(Picture::Image(url)) => Some(view! { <img class="digit" width="28" height="28" alt="instance" src=url.clone() /> }.into_any()),
+                    None => None,
                 });
                 let wrong = row.label != row.prediction;
                 view! {

@@ -20,17 +20,23 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ensure_for_run()?;
     build_dashboard()?;
+    // Built exactly as `cargo xtask test` builds it (same packages, same features), so the two
+    // commands share one build of burn instead of compiling it twice.
+    run_command(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "actiscope-frontend",
+        "--no-run",
+    ]))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let binary = target_dir.join("debug/actiscope");
     println!("starting the server on http://127.0.0.1:{}/", args.port);
     run_command(
-        cargo()
-            .args([
-                "run",
-                "--package",
-                "actiscope-server",
-                "--bin",
-                "actiscope",
-                "--",
-            ])
+        std::process::Command::new(&binary)
+            .current_dir(repo_root())
             .args([
                 "serve",
                 "--port",
@@ -40,7 +46,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             ])
             .args(["--dist", "dist", "--default-run"]),
     )
-    .context("running the actiscope server")
+    .with_context(|| format!("running {}", binary.display()))
 }
 
 /// Builds the dashboard with Trunk into `dist/` (release: the Sankey redraws on every epoch

@@ -42,6 +42,9 @@ pub enum TrainError {
     Incompatible(String),
 }
 
+/// Held while a network is seeded and initialised.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Seed of the order in which probe instances are drawn: fixed, so every run of a dataset
 /// probes the same instances.
 const PROBE_ORDER_SEED: u64 = 0x0070_70be;
@@ -139,13 +142,23 @@ impl Trainer {
         }
         let probe = source.subset(&probe_indices);
         let train_device = chosen.device.clone().autodiff();
-        train_device.seed(config.seed);
-        let network = Network::init(
-            &config.model,
-            splits.train.dim,
-            splits.classes,
-            &train_device,
-        );
+        let network = {
+            // Backends may seed one process-wide generator, so initialise one network at a
+            // time: two runs starting together must not interleave their random draws.
+            let _only_us = INIT_LOCK
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            train_device.seed(config.seed);
+            let network = Network::init(
+                &config.model,
+                splits.train.dim,
+                splits.classes,
+                &train_device,
+            );
+            // Parameters are initialised lazily, on first use: use them all now, under the lock.
+            let _ = network.forward(Tensor::<2>::zeros([1, splits.train.dim], &train_device));
+            network
+        };
         let optimizer = match config.optimizer {
             OptimizerKind::Sgd => SgdConfig::new().init(),
             OptimizerKind::Adam => AdamConfig::new().init(),

@@ -25,8 +25,11 @@ pub enum HubEvent {
     Epoch {
         /// The run.
         run_id: i64,
-        /// The snapshot just stored.
-        snapshot: Arc<EpochSnapshot>,
+        /// 1-based epoch number.
+        epoch: u32,
+        /// The [`ServerMessage::Epoch`](actiscope_protocol::ServerMessage::Epoch) frame, encoded
+        /// once for every session (cloning `Bytes` shares the buffer).
+        frame: bytes::Bytes,
     },
     /// Progress inside the epoch in flight.
     Progress {
@@ -282,10 +285,21 @@ impl Hub {
                 }
             },
             &mut |snapshot| {
-                let _ = events.send(HubEvent::Epoch {
+                let message = actiscope_protocol::ServerMessage::Epoch {
                     run_id,
-                    snapshot: Arc::new(snapshot.clone()),
-                });
+                    snapshot: Box::new(snapshot.clone()),
+                };
+                match actiscope_protocol::encode(&message) {
+                    Ok(frame) => {
+                        let _ = events.send(HubEvent::Epoch {
+                            run_id,
+                            epoch: u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX),
+                            frame: frame.into(),
+                        });
+                    }
+                    // Sessions that miss the event catch up from the store.
+                    Err(err) => tracing::error!(run_id, %err, "cannot encode an epoch frame"),
+                }
             },
         );
         if let Err(err) = result {

@@ -117,19 +117,21 @@ impl<S: Sink<Message> + Unpin> Session<S> {
     async fn on_event(&mut self, event: Result<HubEvent, RecvError>) -> Result<(), SessionEnd> {
         let sub = self.subscription;
         match event {
-            Ok(HubEvent::Epoch { run_id, snapshot }) => {
+            Ok(HubEvent::Epoch {
+                run_id,
+                epoch,
+                frame,
+            }) => {
                 let Some(sub) = sub.filter(|s| s.run_id == run_id) else {
                     return Ok(());
                 };
-                let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
                 if epoch <= sub.last_sent {
                     Ok(())
                 } else if epoch == sub.last_sent + 1 {
-                    self.send(&ServerMessage::Epoch {
-                        run_id,
-                        snapshot: Box::new((*snapshot).clone()),
-                    })
-                    .await?;
+                    self.sink
+                        .send(Message::Binary(frame))
+                        .await
+                        .map_err(|_| SessionEnd::SendFailed)?;
                     self.subscription = Some(Subscription {
                         run_id,
                         last_sent: epoch,

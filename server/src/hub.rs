@@ -15,6 +15,8 @@ use crate::runner::{SNAPSHOT_KIND, run_to_completion};
 
 /// Kind under which a run's probe images are stored (at epoch 0).
 pub const IMAGES_KIND: &str = "probe_images";
+/// Shortest time between two progress events of a run.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 /// Events buffered per session before it lags and must catch up from the store.
 const EVENT_BUFFER: usize = 256;
 
@@ -268,14 +270,16 @@ impl Hub {
     /// Trains on the current (blocking) thread, broadcasting progress and epochs.
     fn train(&self, run_id: i64, trainer: &mut Trainer, stop: &AtomicBool) {
         let events = self.events.clone();
+        let mut last_progress = std::time::Instant::now();
         let result = run_to_completion(
             trainer,
             &self.store,
             run_id,
             stop,
             &mut |epoch, done, total| {
-                // Progress is best effort: about 50 reports an epoch.
-                if done == total || done % total.div_ceil(50).max(1) == 0 {
+                // Progress is best effort: at most every PROGRESS_INTERVAL, and at epoch end.
+                if done == total || last_progress.elapsed() >= PROGRESS_INTERVAL {
+                    last_progress = std::time::Instant::now();
                     let _ = events.send(HubEvent::Progress {
                         run_id,
                         epoch: u32::try_from(epoch).unwrap_or(u32::MAX),

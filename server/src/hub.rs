@@ -153,10 +153,7 @@ impl Hub {
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunSummary>, HubError> {
-        self.with_store(|s| s.runs())?
-            .into_iter()
-            .map(|row| Ok(summary(&row)))
-            .collect()
+        Ok(self.with_store(|s| s.runs())?.iter().map(summary).collect())
     }
 
     /// One run's summary, or `None` for an unknown id.

@@ -154,7 +154,7 @@ fn stored_epochs(path: &Path) -> usize {
 fn ctrl_c_stops_after_the_epoch_in_flight_and_keeps_what_was_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("runs.db");
-    let child = Command::new(env!("CARGO_BIN_EXE_actiscope"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actiscope"))
         .args([
             "train",
             "--store",
@@ -172,7 +172,11 @@ fn ctrl_c_stops_after_the_epoch_in_flight_and_keeps_what_was_stored() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while stored_epochs(&store) < 2 {
+    while !store.exists() || stored_epochs(&store) < 2 {
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!("the trainer exited early: {}", stderr(&output));
+        }
         assert!(Instant::now() < deadline, "no epoch stored within 120 s");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -6,10 +6,13 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Version of the schema this build writes. Each entry of [`MIGRATIONS`] raises it by one.
 pub const SCHEMA_VERSION: i64 = 2;
+
+/// How long an opener waits for another connection's lock before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Schema migrations, applied in order; entry `i` moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -115,6 +118,24 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
+/// Switches `conn` to write-ahead logging. SQLite does not call the busy handler for a
+/// journal-mode change that races another connection's, so this retries by hand, within
+/// [`BUSY_TIMEOUT`].
+fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// A handle on one store file.
 pub struct Store {
     conn: Connection,
@@ -133,14 +154,19 @@ impl Store {
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Another process (a trainer, a server, a test polling the file) may open the same
+        // file at the same moment: wait for its locks instead of failing.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        // IMMEDIATE takes the write lock before reading the version, so two openers of a
+        // fresh file never both decide to run the same migration.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { found });
         }
-        let tx = conn.transaction()?;
         for (version, migration) in (1..)
             .zip(MIGRATIONS)
             .skip(usize::try_from(found).unwrap_or(0))
@@ -333,6 +359,33 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_processes_opening_a_fresh_file_at_once_all_succeed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // A trainer creating the store while a watcher polls it: the schema migration and the
+        // switch to WAL must not fail with "database is locked" for either side.
+        for round in 0..20 {
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().join("runs.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).and_then(|s| s.schema_version())
+                    })
+                })
+                .collect();
+            for handle in handles {
+                let version = handle.join().map_err(|_| "opener panicked")?;
+                assert_eq!(version?, SCHEMA_VERSION, "round {round}");
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn runs_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {

@@ -380,3 +380,262 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     );
     client.close().await.expect("close session");
 }
+
+/// Clicks the element matched by `selector` (the first, or the one `pick` chooses in JS).
+async fn click_js(client: &Client, script: &str) -> serde_json::Value {
+    js(client, script).await
+}
+
+/// Indices (`data-node`) of the mapper circles of panel 0 with class `hit`.
+async fn mapper_hits(client: &Client) -> Vec<usize> {
+    serde_json::from_value(
+        js(
+            client,
+            "return Array.from(document.querySelectorAll('#mapper-svg-0 circle.hit')).map(c => Number(c.dataset.node));",
+        )
+        .await,
+    )
+    .expect("hit list")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and the Trunk build; run by `cargo xtask test`"]
+async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
+    let epochs = 2;
+    let config = actiscope_train::TrainConfig {
+        probe: actiscope_train::ProbeSpec::parse("n=200").expect("probe"),
+        ..digits_run(epochs)
+    };
+    let (server, run_id) = TestServer::start_with_run(Some(dist_dir()), Some(config))
+        .await
+        .expect("server and run start");
+    let run_id = run_id.expect("run id");
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client.goto(&server.url("/")).await.expect("page loads");
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(240), |t| {
+        t == format!("epoch {epochs} of {epochs}")
+    })
+    .await;
+
+    // The mapper panel draws the graph the server computes for its default settings.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let graph: actiscope_protocol::mapper::MapperGraph = {
+        let (status, body) = actiscope_e2e::http_get(
+            server.addr,
+            &format!(
+                "/api/runs/{run_id}/epochs/{epochs}/mapper?layer=0&lens=pca1&intervals=10&overlap=30&clusterer=dbscan&eps=auto"
+            ),
+        )
+        .await
+        .expect("GET mapper");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("graph")
+    };
+    loop {
+        let drawn = js(&client, "const s = document.getElementById('mapper-svg-0'); return s ? Number(s.dataset.nodes) : 0;").await;
+        if drawn.as_u64() == Some(graph.nodes.len() as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mapper panel shows {drawn} nodes, server has {}",
+            graph.nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Click the biggest node: the inspector lists its members, the APD highlights them.
+    let (biggest, node) = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, n)| n.members.len())
+        .expect("a node");
+    click_js(
+        &client,
+        &format!(
+            "document.querySelector('#mapper-svg-0 circle[data-node=\"{biggest}\"]').dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return 0;"
+        ),
+    )
+    .await;
+    let count = wait_for_text(&client, "#inspector-count", Duration::from_secs(10), |t| {
+        t == node.members.len().to_string()
+    })
+    .await;
+    assert_eq!(count, node.members.len().to_string());
+    let listed: Vec<u32> = serde_json::from_value(
+        js(&client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
+    )
+    .expect("instance list");
+    let (_, body) =
+        actiscope_e2e::http_get(server.addr, &format!("/api/runs/{run_id}/epochs/{epochs}"))
+            .await
+            .expect("GET snapshot");
+    let snapshot: actiscope_protocol::EpochSnapshot =
+        serde_json::from_str(&body).expect("snapshot");
+    // The inspector lists probe positions, as the mapper's members are.
+    let expected: Vec<u32> = node.members.clone();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort_unstable();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort_unstable();
+    assert_eq!(
+        listed_sorted, expected_sorted,
+        "the inspector lists the node's members"
+    );
+    let highlighted = js(
+        &client,
+        "return document.querySelectorAll('#apd-sankey .hl').length;",
+    )
+    .await;
+    assert!(
+        highlighted.as_u64().unwrap_or(0) > 0,
+        "the APD highlights the node's instances"
+    );
+    let hits = mapper_hits(&client).await;
+    assert!(hits.contains(&biggest), "the clicked node is lit: {hits:?}");
+
+    // Click the largest APD flow: exactly the mapper nodes holding its instances light up.
+    let flow: Vec<u32> = serde_json::from_value(
+        click_js(
+            &client,
+            "const flows = Array.from(document.querySelectorAll('path.apd-link[data-flow=\"true\"]')); \
+             flows.sort((a, b) => b.dataset.instances - a.dataset.instances); const f = flows[0]; \
+             f.dispatchEvent(new MouseEvent('click', {bubbles: true})); \
+             return [Number(f.dataset.fromLevel), Number(f.dataset.from), Number(f.dataset.to)];",
+        )
+        .await,
+    )
+    .expect("flow");
+    let flow_instances: std::collections::HashSet<u32> = snapshot
+        .apd
+        .merge_rare(40)
+        .edge_instances(flow[0] as usize, flow[1], flow[2])
+        .into_iter()
+        .collect();
+    let mut expected_hits: Vec<usize> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.members.iter().any(|m| flow_instances.contains(m)))
+        .map(|(i, _)| i)
+        .collect();
+    expected_hits.sort_unstable();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut hits = mapper_hits(&client).await;
+        hits.sort_unstable();
+        if hits == expected_hits {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mapper hits {hits:?}, expected {expected_hits:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The factorization lens: latent images, heatmaps, spectra; a factor selects its top
+    // instances.
+    let status = wait_for_text(&client, "#nmf-status", Duration::from_secs(60), |t| {
+        t.contains("rmse")
+    })
+    .await;
+    assert!(status.contains(&format!("epoch {epochs}")), "{status}");
+    let latents = js(
+        &client,
+        "return document.querySelectorAll('#latent-grid figure.latent').length;",
+    )
+    .await;
+    assert_eq!(
+        latents.as_u64(),
+        Some(10),
+        "one latent image per factor at rank 10"
+    );
+    let heatmaps = js(
+        &client,
+        "return document.querySelectorAll('#factor-heatmaps svg.factor-heatmap').length;",
+    )
+    .await;
+    assert_eq!(heatmaps.as_u64(), Some(3), "one heatmap per hidden layer");
+    let (_, body) = actiscope_e2e::http_get(
+        server.addr,
+        &format!("/api/runs/{run_id}/epochs/{epochs}/nmf?rank=10&inputs=true&balance=true"),
+    )
+    .await
+    .expect("GET nmf");
+    let nmf: actiscope_protocol::nmf::NmfResult = serde_json::from_str(&body).expect("nmf");
+    click_js(
+        &client,
+        "document.querySelector('#latent-grid figure[data-factor=\"2\"] img').dispatchEvent(new MouseEvent('click', {bubbles: true})); return 0;",
+    )
+    .await;
+    let top = &nmf.top_instances[2];
+    wait_for_text(&client, "#inspector-label", Duration::from_secs(10), |t| {
+        t.starts_with("NMF factor 3")
+    })
+    .await;
+    let listed: Vec<u32> = serde_json::from_value(
+        js(&client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
+    )
+    .expect("instance list");
+    let mut expected: Vec<u32> = top.clone();
+    expected.sort_unstable();
+    let mut listed_sorted = listed;
+    listed_sorted.sort_unstable();
+    assert_eq!(
+        listed_sorted, expected,
+        "a factor selects its top instances"
+    );
+    let spectra_lines = js(
+        &client,
+        "return document.querySelectorAll('#chart-spectra polyline').length;",
+    )
+    .await;
+    assert_eq!(
+        spectra_lines.as_u64(),
+        Some(2),
+        "epochs 1 and 2 on the spectra chart"
+    );
+    std::fs::write(
+        artifacts_dir().join("mapper-and-factors.png"),
+        client.screenshot().await.expect("png"),
+    )
+    .expect("save screenshot");
+
+    // The New-run form starts a run on the server and the dashboard switches to it.
+    click_js(
+        &client,
+        "document.getElementById('new-run-toggle').click(); return 0;",
+    )
+    .await;
+    let fill = "const set = (id, v) => { const e = document.getElementById(id); e.value = v; \
+                e.dispatchEvent(new Event('input', {bubbles: true})); }; \
+                set('nr-dataset', 'moons'); set('nr-hidden', '6,6'); set('nr-optimizer', 'adam'); \
+                set('nr-lr', '0.01'); set('nr-epochs', '2'); set('nr-device', 'flex'); set('nr-probe', 'n=50'); \
+                return 0;";
+    js(&client, fill).await;
+    // A bad value is refused with the server's or the form's message first.
+    js(&client, "const e = document.getElementById('nr-lr'); e.value = 'fast'; e.dispatchEvent(new Event('input', {bubbles: true})); document.getElementById('nr-submit').click(); return 0;").await;
+    wait_for_text(&client, "#new-run-message", Duration::from_secs(10), |t| {
+        t.contains("learning rate")
+    })
+    .await;
+    js(&client, "const e = document.getElementById('nr-lr'); e.value = '0.01'; e.dispatchEvent(new Event('input', {bubbles: true})); document.getElementById('nr-submit').click(); return 0;").await;
+    let header = wait_for_text(&client, "#run-header", Duration::from_secs(60), |t| {
+        t.contains("moons")
+    })
+    .await;
+    assert!(header.contains("moons"), "{header}");
+    let (_, body) = actiscope_e2e::http_get(server.addr, "/api/runs")
+        .await
+        .expect("GET runs");
+    let runs: Vec<actiscope_protocol::RunSummary> = serde_json::from_str(&body).expect("runs");
+    assert_eq!(runs.len(), 2, "{body}");
+    assert!(runs.iter().any(|r| r.dataset == "moons"), "{body}");
+    let url = client.current_url().await.expect("url");
+    let new_id = runs.iter().map(|r| r.run_id).max().expect("id");
+    assert!(url.as_str().contains(&format!("run={new_id}")), "{url}");
+    client.close().await.expect("close session");
+}

@@ -8,7 +8,9 @@ use leptos::prelude::*;
 use web_sys::WebSocket;
 
 use crate::charts::{FlowHeatmap, LineChart, loss_series, pattern_series};
+use crate::factors::FactorPanel;
 use crate::inspector::Inspector;
+use crate::mapper_view::MapperPanels;
 use crate::new_run::NewRun;
 use crate::sankey::Sankey;
 use crate::socket::{SocketEvent, connect, send, socket_url};
@@ -54,6 +56,8 @@ struct Dashboard {
     chosen_epoch: RwSignal<Option<u32>>,
     max_nodes: RwSignal<usize>,
     selection: RwSignal<Vec<u32>>,
+    /// Layer of each mapper panel.
+    mapper_layers: RwSignal<Vec<u32>>,
     selection_label: RwSignal<String>,
     progress: RwSignal<Option<(u32, u32, u32)>>,
     playing: RwSignal<bool>,
@@ -75,6 +79,7 @@ impl Dashboard {
             chosen_epoch: RwSignal::new(url.epoch),
             max_nodes: RwSignal::new(url.max_nodes.unwrap_or(DEFAULT_MAX_NODES)),
             selection: RwSignal::new(url.selection.clone()),
+            mapper_layers: RwSignal::new(url.mapper_layers.clone().unwrap_or_else(|| vec![0])),
             selection_label: RwSignal::new(if url.selection.is_empty() {
                 String::new()
             } else {
@@ -133,6 +138,13 @@ impl Dashboard {
                 if let Some(run_id) = target
                     && current != Some(run_id)
                 {
+                    // Following the newest run onto another one: the old selection's probe
+                    // positions would point at other instances. A shared link's selection
+                    // (no run held yet) is kept.
+                    if current.is_some() {
+                        self.selection.set(Vec::new());
+                        self.selection_label.set(String::new());
+                    }
                     self.subscribe(run_id);
                 }
             }
@@ -203,6 +215,7 @@ pub fn App() -> impl IntoView {
             epoch: dash.chosen_epoch.get(),
             max_nodes: Some(dash.max_nodes.get()).filter(|&n| n != DEFAULT_MAX_NODES),
             selection: dash.selection.get(),
+            mapper_layers: Some(dash.mapper_layers.get()).filter(|l| l != &[0]),
             token: url_token.clone(),
         };
         if let Some(window) = web_sys::window()
@@ -379,6 +392,23 @@ pub fn App() -> impl IntoView {
                 snapshot=snapshot.into()
                 images=dash.images.into()
                 on_clear=on_clear
+            />
+            <MapperPanels
+                run_id=Signal::derive(move || dash.run.get().map(|r| r.run_id))
+                epoch=Signal::derive(move || dash.shown_epoch())
+                hidden_layers=Signal::derive(move || dash.run.get().map_or(1, |r| r.hidden_layers.max(1)))
+                layers=dash.mapper_layers
+                selection=dash.selection.into()
+                on_select=on_select
+                token=token.clone()
+            />
+            <FactorPanel
+                run_id=Signal::derive(move || dash.run.get().map(|r| r.run_id))
+                epoch=Signal::derive(move || dash.shown_epoch())
+                latest_epoch=Signal::derive(move || dash.epochs.with(Vec::len) as u32)
+                has_images=Signal::derive(move || dash.images.with(|i| i.as_ref().is_some_and(|i| i.rows > 0)))
+                on_select=on_select
+                token=token.clone()
             />
             <section class="panel charts">
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"

@@ -17,6 +17,21 @@ pub const SERIES_COLOURS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 ];
 
+/// Colours of classes 0..=9 (Tableau 10), repeating for more classes.
+pub const CLASS_COLOURS: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
+
+/// The colour of class `class`.
+pub fn class_colour(class: u32) -> String {
+    CLASS_COLOURS
+        .get(class as usize % CLASS_COLOURS.len())
+        .copied()
+        .unwrap_or("#999")
+        .to_owned()
+}
+
 /// Points of one series as an SVG `points` attribute, x = epoch (1-based).
 pub fn polyline_points(values: &[f64], epochs: usize, max_value: f64) -> String {
     let x_of = |epoch: usize| {
@@ -209,6 +224,106 @@ pub fn FlowHeatmap(
     view! {
         <figure class="chart">
             <figcaption>{title}</figcaption>
+            <svg id=id viewBox=format!("0 0 {W} {H}")>{body}</svg>
+        </figure>
+    }
+}
+
+/// A named series of `(x, y)` points.
+pub type XySeries = (String, Vec<(f64, f64)>);
+
+/// Points of `(x, y)` pairs as an SVG `points` attribute over the given ranges; with `log_y`
+/// the y axis is base-10 logarithmic (values `<= 0` are left out).
+pub fn xy_points(
+    points: &[(f64, f64)],
+    x_range: (f64, f64),
+    y_range: (f64, f64),
+    log_y: bool,
+) -> String {
+    let y_map = |v: f64| if log_y { v.log10() } else { v };
+    let (y_lo, y_hi) = (y_map(y_range.0), y_map(y_range.1));
+    let x_span = (x_range.1 - x_range.0).max(f64::MIN_POSITIVE);
+    let y_span = (y_hi - y_lo).max(f64::MIN_POSITIVE);
+    points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
+        .map(|&(x, y)| {
+            let px = PAD_L + (x - x_range.0) / x_span * (W - PAD_L - PAD_R);
+            let py = H - PAD_B - (y_map(y) - y_lo) / y_span * (H - PAD_T - PAD_B);
+            format!("{px:.1},{py:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A line chart of named `(x, y)` series (e.g. RMSE against rank, singular values against
+/// their index), optionally with a logarithmic y axis.
+#[component]
+pub fn XyChart(
+    /// Element id.
+    id: &'static str,
+    /// Title.
+    title: &'static str,
+    /// Label of the x axis.
+    x_label: &'static str,
+    /// Whether the y axis is logarithmic.
+    log_y: bool,
+    /// Named series.
+    series: Signal<Vec<XySeries>>,
+) -> impl IntoView {
+    let body = move || {
+        let series = series.get();
+        let all = || series.iter().flat_map(|(_, p)| p.iter().copied());
+        let usable = |v: f64| v.is_finite() && (!log_y || v > 0.0);
+        let x_lo = all()
+            .map(|p| p.0)
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        let x_hi = all()
+            .map(|p| p.0)
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let y_hi = all()
+            .map(|p| p.1)
+            .filter(|v| usable(*v))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let y_lo = if log_y {
+            all()
+                .map(|p| p.1)
+                .filter(|v| usable(*v))
+                .fold(f64::INFINITY, f64::min)
+        } else {
+            0.0
+        };
+        if !(x_lo.is_finite() && x_hi.is_finite() && y_hi.is_finite() && y_lo.is_finite()) {
+            return view! { <text x=PAD_L.to_string() y=(H / 2.0).to_string() class="tick">"no data yet"</text> }.into_any();
+        }
+        let lines = series
+            .iter()
+            .enumerate()
+            .map(|(i, (name, points))| {
+                let colour = SERIES_COLOURS.get(i % SERIES_COLOURS.len()).copied().unwrap_or("#333");
+                let label_y = PAD_T + 12.0 * (i as f64 + 1.0);
+                view! {
+                    <polyline points=xy_points(points, (x_lo, x_hi), (y_lo, y_hi), log_y) fill="none" stroke=colour stroke-width="1.8" data-series=name.clone()></polyline>
+                    <text x=(W - PAD_R - 4.0).to_string() y=format!("{label_y:.0}") text-anchor="end" fill=colour class="series-label">{name.clone()}</text>
+                }
+            })
+            .collect_view();
+        view! {
+            <line x1=PAD_L.to_string() x2=PAD_L.to_string() y1=PAD_T.to_string() y2=(H - PAD_B).to_string() class="axis"></line>
+            <line x1=PAD_L.to_string() x2=(W - PAD_R).to_string() y1=(H - PAD_B).to_string() y2=(H - PAD_B).to_string() class="axis"></line>
+            <text x=(PAD_L - 4.0).to_string() y=(PAD_T + 8.0).to_string() text-anchor="end" class="tick">{format_value(y_hi)}</text>
+            <text x=(PAD_L - 4.0).to_string() y=(H - PAD_B).to_string() text-anchor="end" class="tick">{format_value(y_lo)}</text>
+            <text x=PAD_L.to_string() y=(H - 8.0).to_string() class="tick">{format_value(x_lo)}</text>
+            <text x=(W - PAD_R).to_string() y=(H - 8.0).to_string() text-anchor="end" class="tick">{format!("{x_label} {}", format_value(x_hi))}</text>
+            {lines}
+        }
+        .into_any()
+    };
+    view! {
+        <figure class="chart">
+            <figcaption>{title}{if log_y { " (log scale)" } else { "" }}</figcaption>
             <svg id=id viewBox=format!("0 0 {W} {H}")>{body}</svg>
         </figure>
     }

@@ -5,10 +5,13 @@
 //! own: any analysis, training or storage; it only renders what the server sends, in the
 //! shapes of `actiscope-protocol`. It must never depend on tokio, axum or burn (a test checks).
 
+pub mod api;
 pub mod app;
 pub mod charts;
+pub mod factors;
 pub mod images;
 pub mod inspector;
+pub mod mapper_view;
 pub mod new_run;
 pub mod sankey;
 pub mod socket;

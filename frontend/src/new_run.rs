@@ -3,8 +3,6 @@
 //! message is shown as is.
 
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
 /// Form fields, as typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,42 +79,21 @@ impl RunForm {
 
 /// Posts the run; returns the new run's id or the server's message.
 async fn post_run(body: String, token: Option<String>) -> Result<i64, String> {
-    let window = web_sys::window().ok_or("no window")?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&wasm_bindgen::JsValue::from_str(&body));
-    let url = match token {
-        Some(t) => format!("/api/runs?token={t}"),
-        None => "/api/runs".to_owned(),
-    };
+    let url = crate::api::with_token("/api/runs", token.as_deref());
     let request =
         web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| format!("{e:?}"))?;
     request
         .headers()
         .set("content-type", "application/json")
         .map_err(|e| format!("{e:?}"))?;
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
-        .await
-        .map_err(|e| format!("the server did not answer: {e:?}"))?
-        .dyn_into()
-        .map_err(|_| "not a response".to_owned())?;
-    let text = JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?)
-        .await
-        .ok()
-        .and_then(|t| t.as_string())
-        .unwrap_or_default();
+    let text = crate::api::fetch_text(&request).await?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    if response.ok() {
-        json.get("run_id")
-            .and_then(serde_json::Value::as_i64)
-            .ok_or_else(|| format!("unexpected answer: {text}"))
-    } else {
-        Err(json
-            .get("error")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or(text))
-    }
+    json.get("run_id")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(|| format!("unexpected answer: {text}"))
 }
 
 /// The form. `on_started` receives the id of a run the server accepted.

@@ -1,4 +1,5 @@
-//! The dashboard's shareable state in the page URL: `?run=3&epoch=12&nodes=40&sel=4,17,230`.
+//! The dashboard's shareable state in the page URL:
+//! `?run=3&epoch=12&nodes=40&sel=4,17,230&mapper=0,2`.
 
 /// What the URL says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -11,6 +12,8 @@ pub struct UrlState {
     pub max_nodes: Option<usize>,
     /// Selected probe instances.
     pub selection: Vec<u32>,
+    /// Layer (0-based) of each mapper panel; absent: one panel on the first layer.
+    pub mapper_layers: Option<Vec<u32>>,
     /// Access token for a server started with `--token`.
     pub token: Option<String>,
 }
@@ -28,6 +31,14 @@ impl UrlState {
                 "run" => state.run = value.parse().ok(),
                 "epoch" => state.epoch = value.parse().ok(),
                 "nodes" => state.max_nodes = value.parse().ok(),
+                "mapper" => {
+                    state.mapper_layers = Some(
+                        value
+                            .split([',', '%'])
+                            .filter_map(|v| v.trim_start_matches("2C").parse().ok())
+                            .collect(),
+                    );
+                }
                 "token" if !value.is_empty() => state.token = Some(value.to_owned()),
                 "sel" => {
                     state.selection = value
@@ -57,6 +68,10 @@ impl UrlState {
             let list: Vec<String> = self.selection.iter().map(u32::to_string).collect();
             parts.push(format!("sel={}", list.join(",")));
         }
+        if let Some(layers) = &self.mapper_layers {
+            let list: Vec<String> = layers.iter().map(u32::to_string).collect();
+            parts.push(format!("mapper={}", list.join(",")));
+        }
         if let Some(token) = &self.token {
             parts.push(format!("token={token}"));
         }
@@ -79,6 +94,7 @@ mod tests {
             epoch: Some(12),
             max_nodes: Some(40),
             selection: vec![4, 17, 230],
+            mapper_layers: Some(vec![0, 2]),
             token: Some("abc".to_owned()),
         };
         assert_eq!(UrlState::parse(&state.to_query()), state);
@@ -88,5 +104,6 @@ mod tests {
         );
         assert_eq!(UrlState::parse("sel=1%2C2").selection, vec![1, 2]);
         assert_eq!(UrlState::default().to_query(), "");
+        assert_eq!(UrlState::parse("mapper=").mapper_layers, Some(vec![]));
     }
 }

@@ -4,7 +4,7 @@ use actiscope_protocol::{EpochMetrics, EpochSnapshot, MAX_FRAME_BYTES, RunSummar
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -12,6 +12,8 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::lenses::{self, LensError};
+use crate::queries::{MapperQuery, NmfQuery};
 use crate::state::AppState;
 use crate::ws::serve_session;
 
@@ -30,6 +32,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{run_id}/stop", post(stop_run))
         .route("/api/runs/{run_id}/epochs", get(get_epochs))
         .route("/api/runs/{run_id}/epochs/{epoch}", get(get_snapshot))
+        .route("/api/runs/{run_id}/epochs/{epoch}/mapper", get(get_mapper))
+        .route("/api/runs/{run_id}/epochs/{epoch}/nmf", get(get_nmf))
+        .route("/api/runs/{run_id}/epochs/{epoch}/nmf/rmse", get(get_rmse))
+        .route(
+            "/api/runs/{run_id}/epochs/{epoch}/spectra",
+            get(get_spectra),
+        )
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -131,7 +140,10 @@ async fn delete_run(
     Path(run_id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     match state.hub().delete_run(run_id) {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(true) => {
+            state.lenses().forget_run(run_id);
+            Ok(StatusCode::NO_CONTENT)
+        }
         Ok(false) => Err(api_error(
             StatusCode::NOT_FOUND,
             format!("there is no run {run_id}"),
@@ -181,6 +193,84 @@ async fn get_snapshot(
             format!("run {run_id} has no stored epoch {epoch}"),
         )
     })
+}
+
+fn lens_error(err: LensError) -> ApiError {
+    match err {
+        LensError::NotFound(message) => api_error(StatusCode::NOT_FOUND, message),
+        LensError::BadRequest(message) => api_error(StatusCode::BAD_REQUEST, message),
+        other => internal(other),
+    }
+}
+
+fn json_bytes(bytes: bytes::Bytes) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn get_mapper(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+    Query(query): Query<MapperQuery>,
+) -> Result<Response, ApiError> {
+    let params = query
+        .params()
+        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
+    lenses::mapper_json(state.hub().clone(), state.lenses(), run_id, epoch, params)
+        .await
+        .map(json_bytes)
+        .map_err(lens_error)
+}
+
+async fn get_nmf(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+    Query(query): Query<NmfQuery>,
+) -> Result<Response, ApiError> {
+    let params = query
+        .params()
+        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
+    lenses::nmf_json(state.hub().clone(), state.lenses(), run_id, epoch, params)
+        .await
+        .map(json_bytes)
+        .map_err(lens_error)
+}
+
+async fn get_rmse(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+    Query(query): Query<NmfQuery>,
+) -> Result<Response, ApiError> {
+    let params = query
+        .params()
+        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
+    let ranks = query
+        .ranks()
+        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
+    lenses::rmse_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+        epoch,
+        params,
+        ranks,
+    )
+    .await
+    .map(json_bytes)
+    .map_err(lens_error)
+}
+
+async fn get_spectra(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+) -> Result<Response, ApiError> {
+    lenses::spectra_json(state.hub().clone(), state.lenses(), run_id, epoch)
+        .await
+        .map(json_bytes)
+        .map_err(lens_error)
 }
 
 async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {

@@ -8,6 +8,8 @@
 pub mod app;
 pub mod cli;
 pub mod hub;
+pub mod lenses;
+pub mod queries;
 pub mod runner;
 pub mod state;
 pub mod train_cmd;

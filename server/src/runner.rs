@@ -15,6 +15,8 @@ use actiscope_train::{EpochReport, TrainError, Trainer};
 pub const SNAPSHOT_KIND: &str = "epoch";
 /// Kind under which the probe set's raw activations are stored.
 pub const PROBE_ACTIVATIONS_KIND: &str = "probe_activations";
+/// Kind under which the probe set's predicted-class probabilities (`Vec<f32>`) are stored.
+pub const PROBE_SCORES_KIND: &str = "probe_scores";
 
 /// Errors that end a run early.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,7 @@ pub fn run_to_completion(
             .collect();
         let snapshot_blob = actiscope_protocol::encode(&snap)?;
         let activations_blob = actiscope_protocol::encode(&activations)?;
+        let scores_blob = actiscope_protocol::encode(&report.probe.scores)?;
         store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
             run_id,
             u32::try_from(epoch).unwrap_or(u32::MAX),
@@ -131,6 +134,7 @@ pub fn run_to_completion(
             &[
                 (SNAPSHOT_KIND, &snapshot_blob),
                 (PROBE_ACTIVATIONS_KIND, &activations_blob),
+                (PROBE_SCORES_KIND, &scores_blob),
             ],
         )?;
         on_epoch(&snap);

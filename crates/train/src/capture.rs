@@ -27,6 +27,8 @@ pub struct Evaluation {
     pub predictions: Vec<u32>,
     /// Cross-entropy loss of each instance.
     pub losses: Vec<f32>,
+    /// Softmax probability of each instance's predicted class.
+    pub scores: Vec<f32>,
     /// Per hidden layer, when asked for.
     pub patterns: Vec<PatternMatrix>,
     /// Per hidden layer (instances x units), when asked for.
@@ -81,6 +83,7 @@ pub fn evaluate(
     let mut out = Evaluation {
         predictions: Vec::with_capacity(data.len()),
         losses: Vec::with_capacity(data.len()),
+        scores: Vec::with_capacity(data.len()),
         patterns: Vec::new(),
         pre_activations: Vec::new(),
     };
@@ -102,9 +105,10 @@ pub fn evaluate(
             .chunks_exact(classes.max(1))
             .zip(data.labels.get(start..end).unwrap_or(&[]))
         {
-            let (prediction, loss) = prediction_and_loss(row, label);
-            out.predictions.push(prediction);
-            out.losses.push(loss);
+            let scored = score_logits(row, label);
+            out.predictions.push(scored.prediction);
+            out.losses.push(scored.loss);
+            out.scores.push(scored.score);
         }
         for (layer_idx, pre) in output.pre_activations.into_iter().enumerate() {
             let [_, width] = pre.dims();
@@ -142,8 +146,9 @@ pub fn evaluate(
     Ok(out)
 }
 
-/// Argmax (first maximum) and cross-entropy of one row of logits, computed stably.
-pub fn prediction_and_loss(logits: &[f32], label: u32) -> (u32, f32) {
+/// Argmax (first maximum), cross-entropy and predicted-class probability of one row of
+/// logits, computed stably.
+pub fn score_logits(logits: &[f32], label: u32) -> Scored {
     let mut best = 0usize;
     let mut max = f32::NEG_INFINITY;
     for (i, &v) in logits.iter().enumerate() {
@@ -154,7 +159,22 @@ pub fn prediction_and_loss(logits: &[f32], label: u32) -> (u32, f32) {
     }
     let log_sum: f32 = logits.iter().map(|&v| (v - max).exp()).sum::<f32>().ln() + max;
     let target = logits.get(label as usize).copied().unwrap_or(f32::NAN);
-    (u32::try_from(best).unwrap_or(0), log_sum - target)
+    Scored {
+        prediction: u32::try_from(best).unwrap_or(0),
+        loss: log_sum - target,
+        score: (max - log_sum).exp(),
+    }
+}
+
+/// What [`score_logits`] reads from one row of logits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// Argmax of the logits (smallest index on ties).
+    pub prediction: u32,
+    /// Cross-entropy against the label.
+    pub loss: f32,
+    /// Softmax probability of the predicted class.
+    pub score: f32,
 }
 
 #[cfg(test)]
@@ -163,18 +183,19 @@ mod tests {
 
     #[test]
     fn argmax_and_cross_entropy_by_hand() {
-        let (p, loss) = prediction_and_loss(&[1.0, 3.0, 2.0], 1);
-        assert_eq!(p, 1);
-        let expected = (1f32.exp() + 3f32.exp() + 2f32.exp()).ln() - 3.0;
-        assert!((loss - expected).abs() < 1e-6);
+        let scored = score_logits(&[1.0, 3.0, 2.0], 1);
+        assert_eq!(scored.prediction, 1);
+        let sum = 1f32.exp() + 3f32.exp() + 2f32.exp();
+        assert!((scored.loss - (sum.ln() - 3.0)).abs() < 1e-6);
+        assert!((scored.score - 3f32.exp() / sum).abs() < 1e-6);
         assert_eq!(
-            prediction_and_loss(&[2.0, 2.0], 1).0,
+            score_logits(&[2.0, 2.0], 1).prediction,
             0,
             "ties go to the first"
         );
-        assert!(prediction_and_loss(&[f32::NAN, 1.0], 0).1.is_nan());
+        assert!(score_logits(&[f32::NAN, 1.0], 0).loss.is_nan());
         // Large logits do not overflow.
-        let (_, loss) = prediction_and_loss(&[1000.0, 0.0], 0);
+        let loss = score_logits(&[1000.0, 0.0], 0).loss;
         assert!(loss.abs() < 1e-6);
     }
 }

@@ -60,6 +60,8 @@ pub struct ProbeCapture {
     pub predictions: Vec<u32>,
     /// Per-instance cross-entropy.
     pub losses: Vec<f32>,
+    /// Softmax probability of each instance's predicted class.
+    pub scores: Vec<f32>,
     /// Pre-activations of every hidden layer (instances x units).
     pub pre_activations: Vec<Matrix>,
 }
@@ -266,6 +268,7 @@ impl Trainer {
         let Evaluation {
             predictions,
             losses,
+            scores,
             pre_activations,
             ..
         } = probe_eval;
@@ -278,6 +281,7 @@ impl Trainer {
                 labels: self.probe.labels.clone(),
                 predictions,
                 losses,
+                scores,
                 pre_activations,
             },
         })

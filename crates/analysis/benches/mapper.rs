@@ -1,0 +1,101 @@
+//! Mapper benchmark (issue target: at least 10x KeplerMapper, under 200 ms on one core):
+//! 10,000 x 40 clustered synthetic activations (10 Gaussian blobs pushed through a ReLU, the
+//! same matrix `examples/mapper_bench.rs` writes for `cargo xtask bench-mapper`), first
+//! principal component lens, 10 intervals with 30% overlap, DBSCAN with the explicit `eps`
+//! the side-by-side comparison uses; also the automatic `eps` and single linkage.
+
+use actiscope_analysis::Matrix;
+use actiscope_analysis::mapper::{MapperInput, mapper};
+use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// splitmix64 (as in `examples/mapper_bench.rs`).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// `rows x cols` ReLU outputs of 10 Gaussian blobs (centres N(0, 2^2), spread N(0, 0.6^2)),
+/// row `i` in blob `i % 10`; the same values as `mapper_bench generate` with seed 42.
+fn blobs(rows: usize, cols: usize, seed: u64) -> Matrix {
+    const BLOBS: usize = 10;
+    let mut rng = SplitMix64(seed);
+    let centres: Vec<f64> = (0..BLOBS * cols).map(|_| 2.0 * rng.normal()).collect();
+    let mut data = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let centre = centres
+            .get((r % BLOBS) * cols..(r % BLOBS + 1) * cols)
+            .unwrap_or(&[]);
+        data.extend(
+            centre
+                .iter()
+                .map(|&c| (c + 0.6 * rng.normal()).max(0.0) as f32),
+        );
+    }
+    Matrix::new(rows, cols, data).unwrap_or_else(|_| unreachable!("shape is consistent"))
+}
+
+fn params(clusterer: MapperClusterer) -> MapperParams {
+    MapperParams {
+        layer_idx: 0,
+        lens: MapperLens::Pca1,
+        intervals: 10,
+        overlap_pct: 30.0,
+        clusterer,
+        min_edge_weight: 0.0,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let activations = blobs(10_000, 40, 42);
+    let labels: Vec<u32> = (0..10_000).map(|i| (i % 10) as u32).collect();
+    let predictions: Vec<u32> = (0..10_000).map(|i| ((i * 7) % 10) as u32).collect();
+    let input = MapperInput {
+        activations: &activations,
+        labels: &labels,
+        predictions: &predictions,
+        predicted_scores: None,
+        class_count: 10,
+    };
+    let mut group = c.benchmark_group("mapper");
+    group.throughput(Throughput::Elements(10_000));
+    let fixed = params(MapperClusterer::Dbscan {
+        eps: Some(3.0),
+        min_samples: 5,
+    });
+    group.bench_function("10k x 40, PCA-1, 10 x 30%, DBSCAN(eps 3, min 5)", |b| {
+        b.iter(|| mapper(&input, &fixed).map(|g| g.nodes.len()));
+    });
+    group.sample_size(10);
+    let auto = params(MapperClusterer::Dbscan {
+        eps: None,
+        min_samples: 5,
+    });
+    group.bench_function("10k x 40, PCA-1, 10 x 30%, DBSCAN(auto eps, min 5)", |b| {
+        b.iter(|| mapper(&input, &auto).map(|g| g.nodes.len()));
+    });
+    let linkage = params(MapperClusterer::SingleLinkage { bins: 10 });
+    group.bench_function("10k x 40, PCA-1, 10 x 30%, single linkage (10 bins)", |b| {
+        b.iter(|| mapper(&input, &linkage).map(|g| g.nodes.len()));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

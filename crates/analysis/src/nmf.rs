@@ -1,0 +1,1158 @@
+//! Coupled non-negative matrix factorization (the factorization lens of
+//! ../shared/papers/nmf-factorization-lens.txt) and singular-value spectra.
+//!
+//! Every block is a non-negative matrix with one row per instance (an input pixel block, or a
+//! layer's ReLU outputs over the same instances). The coupled model shares one instance factor
+//! `F` (instances x rank) across blocks, each block `i` getting its own loadings `P_i`
+//! (features x rank):
+//!
+//! ```text
+//! minimise  sum_i w_i^2 ||B_i^T - P_i F^T||_F^2   subject to  P_i >= 0, F >= 0
+//! ```
+//!
+//! Stacking the weighted blocks' features turns this into one NMF of a `(sum of features) x N`
+//! matrix `X = W F^T`, solved with the Lee–Seung multiplicative updates the paper gives:
+//! `W <- W * (X F) / (W F^T F + eps)` and `F <- F * (X^T W) / (F W^T W + eps)`. The objective
+//! never increases under these updates; it is tracked in `f64` from quantities the updates
+//! compute anyway, so tracking costs one `rank x rank` product per round.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+
+use crate::Matrix;
+
+/// Errors of the factorization.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NmfError {
+    /// No block was given.
+    #[error("nothing to factorize: no block given")]
+    NoBlocks,
+    /// Blocks disagree on the number of instances.
+    #[error("block {block} has {found} instances, the first block has {expected}")]
+    InstanceCount {
+        /// The offending block.
+        block: String,
+        /// Rows of the first block.
+        expected: usize,
+        /// Rows of this block.
+        found: usize,
+    },
+    /// A block holds a negative or non-finite value.
+    #[error("block {block} holds {value} at row {row}, column {col}: NMF needs finite values >= 0")]
+    NotNonNegative {
+        /// The offending block.
+        block: String,
+        /// Row of the first bad value.
+        row: usize,
+        /// Column of the first bad value.
+        col: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A block weight is negative, zero or not finite.
+    #[error("block {block} has weight {weight}; weights must be finite and > 0")]
+    BadWeight {
+        /// The offending block.
+        block: String,
+        /// The weight.
+        weight: f32,
+    },
+    /// The rank is zero, or larger than both dimensions of the stacked matrix.
+    #[error("rank {rank} is out of range 1..={max} for this data")]
+    BadRank {
+        /// The rank asked for.
+        rank: usize,
+        /// The largest useful rank.
+        max: usize,
+    },
+    /// The data have no instances or no features.
+    #[error("the data are empty ({instances} instances, {features} features)")]
+    Empty {
+        /// Instances.
+        instances: usize,
+        /// Features over all blocks.
+        features: usize,
+    },
+    /// The SVD did not converge.
+    #[error("the singular value decomposition did not converge")]
+    Svd,
+}
+
+/// One block of the coupled factorization.
+#[derive(Debug, Clone, Copy)]
+pub struct NmfBlockInput<'a> {
+    /// Name used in errors.
+    pub name: &'a str,
+    /// Instances in rows, features (pixels, neurons) in columns; all values `>= 0`.
+    pub data: &'a Matrix,
+    /// Weight `w_i` of this block in the objective.
+    pub weight: f32,
+}
+
+/// Settings of the multiplicative updates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NmfOptions {
+    /// Number of factors.
+    pub rank: usize,
+    /// Upper bound on update rounds.
+    pub max_iters: usize,
+    /// Stop when one round improves the objective by less than this fraction of it.
+    pub tolerance: f64,
+    /// Seed of the uniform `[0, 1)` initialisation of both factors.
+    pub seed: u64,
+    /// Added to every denominator of the updates.
+    pub epsilon: f32,
+    /// Threads for the sparse products; 0 = one per core. The split depends on the count, so
+    /// fits with different counts agree up to float rounding only.
+    pub threads: usize,
+}
+
+impl Default for NmfOptions {
+    fn default() -> Self {
+        Self {
+            rank: 10,
+            max_iters: 200,
+            tolerance: 1e-4,
+            seed: 0,
+            epsilon: 1e-9,
+            threads: 0,
+        }
+    }
+}
+
+/// A fitted coupled factorization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NmfFit {
+    /// Per block, in input order: loadings `P_i`, one row per feature, one column per factor,
+    /// in the block's own (unweighted) units.
+    pub loadings: Vec<Matrix>,
+    /// The shared instance factor `F`: one row per instance, one column per factor.
+    pub instance_weights: Matrix,
+    /// Weighted objective after each round, non-increasing.
+    pub objective: Vec<f64>,
+    /// Per block, the root-mean-square error of its reconstruction (unweighted).
+    pub block_rmse: Vec<f64>,
+    /// Root-mean-square error over all values of all blocks (unweighted).
+    pub rmse: f64,
+}
+
+impl NmfFit {
+    /// Rounds run.
+    pub fn iterations(&self) -> usize {
+        self.objective.len()
+    }
+
+    /// For each factor, up to `count` instances with the largest weight, largest first.
+    pub fn top_instances(&self, count: usize) -> Vec<Vec<u32>> {
+        let rank = self.instance_weights.cols();
+        (0..rank)
+            .map(|factor| {
+                let mut order: Vec<(u32, f32)> = self
+                    .instance_weights
+                    .iter_rows()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let weight = row.get(factor).copied().unwrap_or(0.0);
+                        (u32::try_from(i).unwrap_or(u32::MAX), weight)
+                    })
+                    .collect();
+                order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                order.into_iter().take(count).map(|(i, _)| i).collect()
+            })
+            .collect()
+    }
+}
+
+/// SplitMix64: a tiny seeded generator for the initialisation.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_unit(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // 24 random bits give every f32 in [0, 1) on a 2^-24 grid.
+        (z >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// The weighted blocks stacked into one `features x instances` matrix, with where each block's
+/// features start.
+struct Stacked {
+    x: Mat<f32>,
+    block_rows: Vec<std::ops::Range<usize>>,
+}
+
+fn stack(blocks: &[NmfBlockInput<'_>]) -> Result<Stacked, NmfError> {
+    let first = blocks.first().ok_or(NmfError::NoBlocks)?;
+    let instances = first.data.rows();
+    let mut block_rows = Vec::with_capacity(blocks.len());
+    let mut features = 0;
+    for block in blocks {
+        if block.data.rows() != instances {
+            return Err(NmfError::InstanceCount {
+                block: block.name.to_owned(),
+                expected: instances,
+                found: block.data.rows(),
+            });
+        }
+        if !(block.weight.is_finite() && block.weight > 0.0) {
+            return Err(NmfError::BadWeight {
+                block: block.name.to_owned(),
+                weight: block.weight,
+            });
+        }
+        let cols = block.data.cols();
+        if let Some((index, &value)) = block
+            .data
+            .as_slice()
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(NmfError::NotNonNegative {
+                block: block.name.to_owned(),
+                row: index / cols.max(1),
+                col: index % cols.max(1),
+                value,
+            });
+        }
+        block_rows.push(features..features + cols);
+        features += cols;
+    }
+    if instances == 0 || features == 0 {
+        return Err(NmfError::Empty {
+            instances,
+            features,
+        });
+    }
+    let mut x = Mat::<f32>::zeros(features, instances);
+    for (block, rows) in blocks.iter().zip(&block_rows) {
+        for (instance, values) in block.data.iter_rows().enumerate() {
+            let column = x.col_as_slice_mut(instance);
+            if let Some(target) = column.get_mut(rows.clone()) {
+                for (t, v) in target.iter_mut().zip(values) {
+                    *t = v * block.weight;
+                }
+            }
+        }
+    }
+    Ok(Stacked { x, block_rows })
+}
+
+/// Stacked data with fewer non-zeros than this share use the sparse products.
+pub const SPARSE_BELOW_DENSITY: f64 = 0.3;
+
+/// How the products with the data are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Sparse below [`SPARSE_BELOW_DENSITY`], dense otherwise.
+    Auto,
+    /// Always dense (tests compare the two).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Dense,
+    /// Always sparse.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sparse,
+}
+
+/// A compressed sparse row matrix (`rows` lists of `(column, value)`).
+struct Csr {
+    offsets: Vec<usize>,
+    columns: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl Csr {
+    fn row(&self, row: usize) -> (&[u32], &[f32]) {
+        let (Some(&from), Some(&to)) = (self.offsets.get(row), self.offsets.get(row + 1)) else {
+            return (&[], &[]);
+        };
+        (
+            self.columns.get(from..to).unwrap_or(&[]),
+            self.values.get(from..to).unwrap_or(&[]),
+        )
+    }
+}
+
+/// The stacked data in the layout its two products read fastest.
+enum Data {
+    /// `features x instances`, column-major.
+    Dense(Mat<f32>),
+    /// The non-zeros of each instance (column of `X`), feature indices ascending.
+    Sparse(Csr),
+}
+
+impl Data {
+    fn new(x: &Mat<f32>, layout: Layout) -> Self {
+        let (features, instances) = (x.nrows(), x.ncols());
+        let nonzeros: usize = (0..instances)
+            .map(|j| x.col_as_slice(j).iter().filter(|v| **v != 0.0).count())
+            .sum();
+        let cells = (features * instances).max(1);
+        let sparse = match layout {
+            Layout::Auto => (nonzeros as f64 / cells as f64) < SPARSE_BELOW_DENSITY,
+            Layout::Dense => false,
+            Layout::Sparse => true,
+        };
+        if !sparse {
+            return Self::Dense(x.clone());
+        }
+        let mut by_instance = Csr {
+            offsets: Vec::with_capacity(instances + 1),
+            columns: Vec::with_capacity(nonzeros),
+            values: Vec::with_capacity(nonzeros),
+        };
+        by_instance.offsets.push(0);
+        for j in 0..instances {
+            for (r, &v) in x.col_as_slice(j).iter().enumerate() {
+                if v != 0.0 {
+                    by_instance
+                        .columns
+                        .push(u32::try_from(r).unwrap_or(u32::MAX));
+                    by_instance.values.push(v);
+                }
+            }
+            by_instance.offsets.push(by_instance.columns.len());
+        }
+        Self::Sparse(by_instance)
+    }
+
+    /// `out (features x lanes, row-major) <- X F` for row-major `f` (instances x lanes).
+    fn times(&self, f: &[f32], lanes: usize, out: &mut [f32], threads: usize) {
+        match self {
+            Self::Dense(x) => {
+                let instances = x.ncols();
+                matmul(
+                    MatMut::from_row_major_slice_mut(out, x.nrows(), lanes),
+                    Accum::Replace,
+                    x.as_ref(),
+                    MatRef::from_row_major_slice(f, instances, lanes),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            Self::Sparse(by_instance) => {
+                out.fill(0.0);
+                let threads = threads_for(by_instance, threads);
+                sparse_product(lanes, by_instance, f, out, Kernel::Scatter, threads);
+            }
+        }
+    }
+
+    /// `out (instances x lanes, row-major) <- X^T W` for row-major `w` (features x lanes).
+    fn transpose_times(&self, w: &[f32], lanes: usize, out: &mut [f32], threads: usize) {
+        match self {
+            Self::Dense(x) => {
+                let features = x.nrows();
+                matmul(
+                    MatMut::from_row_major_slice_mut(out, x.ncols(), lanes),
+                    Accum::Replace,
+                    x.transpose(),
+                    MatRef::from_row_major_slice(w, features, lanes),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            Self::Sparse(by_instance) => {
+                let threads = threads_for(by_instance, threads);
+                sparse_product(lanes, by_instance, w, out, Kernel::Gather, threads);
+            }
+        }
+    }
+}
+
+/// Width of the SIMD chunks factor rows are padded to.
+const LANES: usize = 8;
+
+/// The two sparse products.
+#[derive(Debug, Clone, Copy)]
+enum Kernel {
+    /// `out (features x lanes) <- X F`: each instance's factor row is read once and added into
+    /// the rows of its non-zero features; `out` stays in cache.
+    Scatter,
+    /// `out (instances x lanes) <- X^T W`: each instance's row sums the rows of `W` (small,
+    /// cached) of its non-zero features, in registers.
+    Gather,
+}
+
+/// Non-zeros below which the sparse products stay on one thread.
+const PARALLEL_ABOVE_NONZEROS: usize = 200_000;
+
+/// Threads worth using for a product over `csr`.
+fn threads_for(csr: &Csr, threads: usize) -> usize {
+    if csr.values.len() < PARALLEL_ABOVE_NONZEROS {
+        1
+    } else {
+        threads
+    }
+}
+
+/// Runs `kernel` over all instances, split into contiguous ranges of about equal non-zeros,
+/// one per thread (`threads` of them, at most): `Gather` writes disjoint rows of `out`;
+/// `Scatter` gives each thread its own `out` and adds them up.
+fn sparse_product(
+    lanes: usize,
+    csr: &Csr,
+    dense: &[f32],
+    out: &mut [f32],
+    kernel: Kernel,
+    threads: usize,
+) {
+    let instances = csr.offsets.len().saturating_sub(1);
+    let nonzeros = csr.values.len();
+    let threads = threads.clamp(1, instances.max(1));
+    if threads == 1 {
+        dispatch_lanes(lanes, csr, 0..instances, dense, out, kernel);
+        return;
+    }
+    // Range boundaries at equal shares of the non-zeros.
+    let mut bounds = vec![0usize];
+    for t in 1..threads {
+        let goal = nonzeros * t / threads;
+        let at = csr.offsets.partition_point(|&o| o < goal).min(instances);
+        bounds.push(at.max(bounds.last().copied().unwrap_or(0)));
+    }
+    bounds.push(instances);
+    let ranges: Vec<std::ops::Range<usize>> = bounds
+        .iter()
+        .zip(bounds.iter().skip(1))
+        .map(|(&from, &to)| from..to)
+        .collect();
+    match kernel {
+        Kernel::Gather => std::thread::scope(|scope| {
+            let mut rest = out;
+            for range in ranges {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(range.len() * lanes);
+                rest = tail;
+                scope.spawn(move || dispatch_lanes(lanes, csr, range, dense, mine, kernel));
+            }
+        }),
+        Kernel::Scatter => {
+            let len = out.len();
+            let partials: Vec<Vec<f32>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ranges
+                    .into_iter()
+                    .map(|range| {
+                        scope.spawn(move || {
+                            let mut partial = vec![0.0f32; len];
+                            dispatch_lanes(lanes, csr, range, dense, &mut partial, kernel);
+                            partial
+                        })
+                    })
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            out.fill(0.0);
+            for partial in partials {
+                for (o, p) in out.iter_mut().zip(&partial) {
+                    *o += p;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `kernel` on instances `range` with the row width known at compile time (rows of `C`
+/// chunks of 8, up to rank 64) so the compiler emits whole SIMD registers, or a generic loop
+/// for wider rows.
+fn dispatch_lanes(
+    lanes: usize,
+    csr: &Csr,
+    range: std::ops::Range<usize>,
+    dense: &[f32],
+    out: &mut [f32],
+    kernel: Kernel,
+) {
+    macro_rules! widths {
+        ($($c:literal)*) => {
+            match lanes / LANES {
+                $($c => sparse_kernel::<$c>(csr, range, dense, out, kernel),)*
+                _ => sparse_kernel_any(lanes, csr, range, dense, out, kernel),
+            }
+        };
+    }
+    widths!(1 2 3 4 5 6 7 8)
+}
+
+#[inline(always)]
+fn axpy_rows<const C: usize>(acc: &mut [[f32; LANES]; C], v: f32, x: &[[f32; LANES]; C]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        for (a, b) in a.iter_mut().zip(b) {
+            *a += v * b;
+        }
+    }
+}
+
+/// Scatter: `out` (features rows) += the instance rows of `dense` in `range`, weighted by
+/// their non-zeros; `out` must start zeroed. Gather: `out` row `j - range.start` = the rows
+/// of `dense` (features) at instance `j`'s non-zeros, weighted.
+fn sparse_kernel<const C: usize>(
+    csr: &Csr,
+    range: std::ops::Range<usize>,
+    dense: &[f32],
+    out: &mut [f32],
+    kernel: Kernel,
+) {
+    let (dense, _) = dense.as_chunks::<LANES>();
+    let (dense, _) = dense.as_chunks::<C>();
+    let (out, _) = out.as_chunks_mut::<LANES>();
+    let (out, _) = out.as_chunks_mut::<C>();
+    match kernel {
+        Kernel::Scatter => {
+            for j in range {
+                let Some(source) = dense.get(j) else { break };
+                let (features, values) = csr.row(j);
+                for (&r, &v) in features.iter().zip(values) {
+                    if let Some(target) = out.get_mut(r as usize) {
+                        axpy_rows(target, v, source);
+                    }
+                }
+            }
+        }
+        Kernel::Gather => {
+            for (j, target) in range.zip(out.iter_mut()) {
+                let mut acc = [[0.0; LANES]; C];
+                let (features, values) = csr.row(j);
+                for (&r, &v) in features.iter().zip(values) {
+                    if let Some(source) = dense.get(r as usize) {
+                        axpy_rows(&mut acc, v, source);
+                    }
+                }
+                *target = acc;
+            }
+        }
+    }
+}
+
+/// [`sparse_kernel`] for any multiple of [`LANES`].
+fn sparse_kernel_any(
+    lanes: usize,
+    csr: &Csr,
+    range: std::ops::Range<usize>,
+    dense: &[f32],
+    out: &mut [f32],
+    kernel: Kernel,
+) {
+    let axpy = |acc: &mut [f32], v: f32, x: &[f32]| {
+        for (a, b) in acc.iter_mut().zip(x) {
+            *a += v * b;
+        }
+    };
+    let lanes = lanes.max(1);
+    match kernel {
+        Kernel::Scatter => {
+            for j in range {
+                let Some(source) = dense.get(j * lanes..(j + 1) * lanes) else {
+                    break;
+                };
+                let (features, values) = csr.row(j);
+                for (&r, &v) in features.iter().zip(values) {
+                    let start = r as usize * lanes;
+                    if let Some(target) = out.get_mut(start..start + lanes) {
+                        axpy(target, v, source);
+                    }
+                }
+            }
+        }
+        Kernel::Gather => {
+            for (j, target) in range.zip(out.chunks_exact_mut(lanes)) {
+                target.fill(0.0);
+                let (features, values) = csr.row(j);
+                for (&r, &v) in features.iter().zip(values) {
+                    let start = r as usize * lanes;
+                    if let Some(source) = dense.get(start..start + lanes) {
+                        axpy(target, v, source);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `rows x lanes` row-major, the first `rank` entries of each row uniform in `[0, 1)`, the
+/// padding zero.
+fn random_factor(rows: usize, rank: usize, lanes: usize, rng: &mut SplitMix64) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * lanes];
+    for row in out.chunks_exact_mut(lanes.max(1)) {
+        for v in row.iter_mut().take(rank) {
+            *v = rng.next_unit();
+        }
+    }
+    out
+}
+
+/// `sum(a .* b)` in `f64`.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+/// `a^T a` of a row-major `rows x rank` matrix, as a row-major `rank x rank` matrix.
+fn gram(a: &[f32], rank: usize) -> Vec<f32> {
+    let rows = a.len() / rank.max(1);
+    let view = MatRef::from_row_major_slice(a, rows, rank);
+    let mut out = vec![0.0f32; rank * rank];
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut out, rank, rank),
+        Accum::Replace,
+        view.transpose(),
+        view,
+        1.0,
+        Par::Seq,
+    );
+    out
+}
+
+/// `target <- target .* numerator ./ (target * gram + eps)`, the multiplicative update, on
+/// row-major `rows x rank` matrices.
+fn multiplicative_update(
+    target: &mut [f32],
+    numerator: &[f32],
+    gram: &[f32],
+    rank: usize,
+    eps: f32,
+) {
+    let rows = target.len() / rank.max(1);
+    let mut denominator = vec![0.0f32; target.len()];
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut denominator, rows, rank),
+        Accum::Replace,
+        MatRef::from_row_major_slice(target, rows, rank),
+        MatRef::from_row_major_slice(gram, rank, rank),
+        1.0,
+        Par::Seq,
+    );
+    for ((t, n), d) in target.iter_mut().zip(numerator).zip(&denominator) {
+        let next = *t * (n / (d + eps));
+        // Entries the updates drive towards zero would turn subnormal, and arithmetic on
+        // subnormals is tens of times slower on x86; below the smallest normal f32 an entry
+        // is zero for every purpose, so it becomes zero.
+        *t = if next < 1e-30 { 0.0 } else { next };
+    }
+}
+
+/// Fits the coupled factorization of `blocks` (see the module doc). Data with fewer than
+/// [`SPARSE_BELOW_DENSITY`] non-zeros (digit pixels, sparse ReLU layers) are multiplied in
+/// sparse form; the result is the same either way, up to float rounding.
+pub fn coupled_nmf(blocks: &[NmfBlockInput<'_>], options: &NmfOptions) -> Result<NmfFit, NmfError> {
+    fit(blocks, options, Layout::Auto)
+}
+
+fn fit(
+    blocks: &[NmfBlockInput<'_>],
+    options: &NmfOptions,
+    layout: Layout,
+) -> Result<NmfFit, NmfError> {
+    let Stacked { x, block_rows } = stack(blocks)?;
+    let (features, instances) = (x.nrows(), x.ncols());
+    let rank = options.rank;
+    let max_rank = features.max(instances);
+    if rank == 0 || rank > max_rank {
+        return Err(NmfError::BadRank {
+            rank,
+            max: max_rank,
+        });
+    }
+    let data = Data::new(&x, layout);
+    let mut rng = SplitMix64(options.seed);
+    // Row-major factors, each row padded with zeros to whole SIMD chunks: `w` is features x
+    // lanes, `f` is instances x lanes. The padding columns start at zero and the updates keep
+    // them there (0 * anything = 0), so they change nothing but the memory layout.
+    let lanes = rank.div_ceil(LANES) * LANES;
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        options.threads
+    };
+    let mut w = random_factor(features, rank, lanes, &mut rng);
+    let mut f = random_factor(instances, rank, lanes, &mut rng);
+    let x_norm_sq: f64 = (0..instances)
+        .map(|j| {
+            x.col_as_slice(j)
+                .iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>()
+        })
+        .sum();
+
+    let mut xf = vec![0.0f32; features * lanes];
+    let mut xtw = vec![0.0f32; instances * lanes];
+    let mut ftf = gram(&f, lanes);
+    let mut objective = Vec::new();
+    for _ in 0..options.max_iters {
+        data.times(&f, lanes, &mut xf, threads);
+        multiplicative_update(&mut w, &xf, &ftf, lanes, options.epsilon);
+        data.transpose_times(&w, lanes, &mut xtw, threads);
+        let wtw = gram(&w, lanes);
+        multiplicative_update(&mut f, &xtw, &wtw, lanes, options.epsilon);
+        ftf = gram(&f, lanes);
+        // ||X - W F^T||^2 = ||X||^2 - 2 <X^T W, F> + <W^T W, F^T F>
+        let value = (x_norm_sq - 2.0 * dot(&xtw, &f) + dot(&wtw, &ftf)).max(0.0);
+        let previous = objective.last().copied();
+        objective.push(value);
+        if let Some(previous) = previous
+            && (previous - value) <= options.tolerance * previous.abs()
+        {
+            break;
+        }
+    }
+
+    // Residuals in each block's own units, from the reconstruction itself.
+    let mut recon = Mat::<f32>::zeros(features, instances);
+    matmul(
+        &mut recon,
+        Accum::Replace,
+        MatRef::from_row_major_slice(&w, features, lanes),
+        MatRef::from_row_major_slice(&f, instances, lanes).transpose(),
+        1.0,
+        Par::Seq,
+    );
+    let mut block_rmse = Vec::with_capacity(blocks.len());
+    let mut loadings = Vec::with_capacity(blocks.len());
+    let (mut total_sq, mut total_count) = (0.0f64, 0usize);
+    for (block, rows) in blocks.iter().zip(&block_rows) {
+        let weight = f64::from(block.weight);
+        let mut sq = 0.0f64;
+        for j in 0..instances {
+            let xs = x.col_as_slice(j).get(rows.clone()).unwrap_or(&[]);
+            let rs = recon.col_as_slice(j).get(rows.clone()).unwrap_or(&[]);
+            for (a, b) in xs.iter().zip(rs) {
+                let diff = f64::from(a - b) / weight;
+                sq += diff * diff;
+            }
+        }
+        let count = rows.len() * instances;
+        block_rmse.push((sq / count.max(1) as f64).sqrt());
+        total_sq += sq;
+        total_count += count;
+        let data: Vec<f32> = w
+            .get(rows.start * lanes..rows.end * lanes)
+            .unwrap_or(&[])
+            .chunks_exact(lanes)
+            .flat_map(|row| row.iter().take(rank).map(|v| v / block.weight))
+            .collect();
+        loadings.push(
+            Matrix::new(rows.len(), rank, data).map_err(|_| NmfError::Empty {
+                instances,
+                features,
+            })?,
+        );
+    }
+    let unpadded: Vec<f32> = f
+        .chunks_exact(lanes)
+        .flat_map(|row| row.iter().take(rank).copied())
+        .collect();
+    let instance_weights = Matrix::new(instances, rank, unpadded).map_err(|_| NmfError::Empty {
+        instances,
+        features,
+    })?;
+    Ok(NmfFit {
+        loadings,
+        instance_weights,
+        objective,
+        block_rmse,
+        rmse: (total_sq / total_count.max(1) as f64).sqrt(),
+    })
+}
+
+/// Total reconstruction RMSE at each of `ranks`, all other options as given.
+pub fn rmse_by_rank(
+    blocks: &[NmfBlockInput<'_>],
+    ranks: &[usize],
+    options: &NmfOptions,
+) -> Result<Vec<(usize, f64)>, NmfError> {
+    ranks
+        .iter()
+        .map(|&rank| {
+            let fit = coupled_nmf(blocks, &NmfOptions { rank, ..*options })?;
+            Ok((rank, fit.rmse))
+        })
+        .collect()
+}
+
+/// Singular values of `matrix` (instances x features), descending.
+pub fn singular_values(matrix: &Matrix) -> Result<Vec<f32>, NmfError> {
+    if matrix.rows() == 0 || matrix.cols() == 0 {
+        return Ok(Vec::new());
+    }
+    // Row-major instances x features is column-major features x instances: same values.
+    let view = MatRef::from_column_major_slice(matrix.as_slice(), matrix.cols(), matrix.rows());
+    view.singular_values().map_err(|_| NmfError::Svd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<'a>(name: &'a str, data: &'a Matrix) -> NmfBlockInput<'a> {
+        NmfBlockInput {
+            name,
+            data,
+            weight: 1.0,
+        }
+    }
+
+    /// A non-negative `rows x cols` product of two random rank-`rank` factors.
+    fn planted(rows: usize, cols: usize, rank: usize, seed: u64) -> Matrix {
+        let mut rng = SplitMix64(seed);
+        let a: Vec<f32> = (0..rows * rank).map(|_| rng.next_unit()).collect();
+        let b: Vec<f32> = (0..cols * rank).map(|_| rng.next_unit()).collect();
+        let mut data = Vec::with_capacity(rows * cols);
+        for i in 0..rows {
+            for j in 0..cols {
+                data.push((0..rank).map(|k| a[i * rank + k] * b[j * rank + k]).sum());
+            }
+        }
+        Matrix::new(rows, cols, data).unwrap()
+    }
+
+    fn random_matrix(rows: usize, cols: usize, seed: u64) -> Matrix {
+        let mut rng = SplitMix64(seed);
+        Matrix::new(
+            rows,
+            cols,
+            (0..rows * cols).map(|_| rng.next_unit()).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn objective_never_rises_and_factors_stay_non_negative() {
+        let pixels = random_matrix(60, 25, 1);
+        let layer = random_matrix(60, 12, 2);
+        let fit = coupled_nmf(
+            &[
+                block("inputs", &pixels),
+                NmfBlockInput {
+                    name: "layer 1",
+                    data: &layer,
+                    weight: 2.5,
+                },
+            ],
+            &NmfOptions {
+                rank: 5,
+                max_iters: 300,
+                tolerance: 0.0,
+                ..NmfOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(fit.iterations(), 300);
+        let scale = fit.objective[0];
+        for pair in fit.objective.windows(2) {
+            assert!(
+                pair[1] <= pair[0] + 1e-6 * scale,
+                "{} -> {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        assert!(fit.objective[299] < fit.objective[0]);
+        for m in fit.loadings.iter().chain([&fit.instance_weights]) {
+            assert!(m.as_slice().iter().all(|v| *v >= 0.0 && v.is_finite()));
+        }
+        assert_eq!(fit.loadings[0].rows(), 25);
+        assert_eq!(fit.loadings[1].rows(), 12);
+        assert_eq!(fit.instance_weights.rows(), 60);
+        assert_eq!(fit.instance_weights.cols(), 5);
+    }
+
+    #[test]
+    fn tracked_objective_matches_the_residual() {
+        let data = random_matrix(40, 20, 3);
+        let fit = coupled_nmf(
+            &[block("x", &data)],
+            &NmfOptions {
+                rank: 4,
+                max_iters: 50,
+                tolerance: 0.0,
+                ..NmfOptions::default()
+            },
+        )
+        .unwrap();
+        let count = (40 * 20) as f64;
+        let from_rmse = fit.rmse * fit.rmse * count;
+        let tracked = *fit.objective.last().unwrap();
+        assert!(
+            (from_rmse - tracked).abs() <= 1e-3 * tracked,
+            "{from_rmse} vs {tracked}"
+        );
+    }
+
+    #[test]
+    fn recovers_a_planted_low_rank_product() {
+        let data = planted(50, 30, 3, 7);
+        let fit = coupled_nmf(
+            &[block("x", &data)],
+            &NmfOptions {
+                rank: 3,
+                max_iters: 5000,
+                tolerance: 0.0,
+                seed: 11,
+                ..NmfOptions::default()
+            },
+        )
+        .unwrap();
+        let mean = data.as_slice().iter().map(|v| f64::from(*v)).sum::<f64>() / (50.0 * 30.0);
+        assert!(
+            fit.rmse < 0.01 * mean,
+            "rmse {} vs mean value {mean}",
+            fit.rmse
+        );
+    }
+
+    #[test]
+    fn rmse_falls_as_rank_rises() {
+        let data = random_matrix(80, 40, 5);
+        let curve = rmse_by_rank(
+            &[block("x", &data)],
+            &[2, 5, 10, 20],
+            &NmfOptions {
+                max_iters: 400,
+                tolerance: 0.0,
+                ..NmfOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(curve.len(), 4);
+        for pair in curve.windows(2) {
+            assert!(pair[1].1 < pair[0].1, "{curve:?}");
+        }
+    }
+
+    #[test]
+    fn weights_balance_blocks() {
+        // A big-valued block dominates an unweighted fit; weighting it down shifts the error
+        // towards it and away from the small block.
+        let big = Matrix::new(
+            30,
+            10,
+            random_matrix(30, 10, 8)
+                .as_slice()
+                .iter()
+                .map(|v| v * 100.0)
+                .collect(),
+        )
+        .unwrap();
+        let small = random_matrix(30, 10, 9);
+        let options = NmfOptions {
+            rank: 2,
+            max_iters: 300,
+            tolerance: 0.0,
+            ..NmfOptions::default()
+        };
+        let plain = coupled_nmf(&[block("big", &big), block("small", &small)], &options).unwrap();
+        let balanced = coupled_nmf(
+            &[
+                NmfBlockInput {
+                    name: "big",
+                    data: &big,
+                    weight: 0.01,
+                },
+                block("small", &small),
+            ],
+            &options,
+        )
+        .unwrap();
+        assert!(balanced.block_rmse[1] < plain.block_rmse[1]);
+    }
+
+    #[test]
+    fn same_seed_same_fit() {
+        let data = random_matrix(20, 10, 4);
+        let options = NmfOptions {
+            rank: 3,
+            ..NmfOptions::default()
+        };
+        let a = coupled_nmf(&[block("x", &data)], &options).unwrap();
+        let b = coupled_nmf(&[block("x", &data)], &options).unwrap();
+        assert_eq!(a, b);
+        let c = coupled_nmf(&[block("x", &data)], &NmfOptions { seed: 1, ..options }).unwrap();
+        assert_ne!(a.instance_weights, c.instance_weights);
+    }
+
+    #[test]
+    fn top_instances_are_ordered_by_weight() {
+        let data = planted(30, 8, 2, 3);
+        let fit = coupled_nmf(
+            &[block("x", &data)],
+            &NmfOptions {
+                rank: 2,
+                ..NmfOptions::default()
+            },
+        )
+        .unwrap();
+        let top = fit.top_instances(5);
+        assert_eq!(top.len(), 2);
+        for (factor, list) in top.iter().enumerate() {
+            assert_eq!(list.len(), 5);
+            let weights: Vec<f32> = list
+                .iter()
+                .map(|&i| fit.instance_weights.row(i as usize).unwrap()[factor])
+                .collect();
+            assert!(weights.windows(2).all(|w| w[0] >= w[1]), "{weights:?}");
+            let max = fit
+                .instance_weights
+                .iter_rows()
+                .map(|r| r[factor])
+                .fold(0.0f32, f32::max);
+            assert_eq!(weights[0], max);
+        }
+    }
+
+    #[test]
+    fn sparse_and_dense_products_agree() {
+        // About 80% zeros, like digit pixels.
+        let mut rng = SplitMix64(42);
+        let values: Vec<f32> = (0..70 * 30)
+            .map(|_| {
+                let v = rng.next_unit();
+                if v < 0.8 { 0.0 } else { v }
+            })
+            .collect();
+        let data = Matrix::new(70, 30, values).unwrap();
+        let layer = random_matrix(70, 6, 3);
+        let blocks = [block("pixels", &data), block("layer", &layer)];
+        let options = NmfOptions {
+            rank: 4,
+            max_iters: 60,
+            tolerance: 0.0,
+            ..NmfOptions::default()
+        };
+        let dense = fit(&blocks, &options, Layout::Dense).unwrap();
+        let sparse = fit(&blocks, &options, Layout::Sparse).unwrap();
+        for (a, b) in dense.objective.iter().zip(&sparse.objective) {
+            assert!((a - b).abs() <= 1e-4 * a, "{a} vs {b}");
+        }
+        for (a, b) in dense
+            .instance_weights
+            .as_slice()
+            .iter()
+            .zip(sparse.instance_weights.as_slice())
+        {
+            assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+        // The automatic choice takes the sparse path here (density about 0.2 + one dense
+        // block: under the threshold overall) and gives the same fit.
+        let auto = coupled_nmf(&[block("pixels", &data)], &options).unwrap();
+        let forced = fit(&[block("pixels", &data)], &options, Layout::Sparse).unwrap();
+        assert_eq!(auto, forced);
+    }
+
+    #[test]
+    fn threaded_products_match_one_thread() {
+        let mut rng = SplitMix64(5);
+        let (features, instances) = (37, 101);
+        let mut x = Mat::<f32>::zeros(features, instances);
+        for j in 0..instances {
+            for v in x.col_as_slice_mut(j) {
+                let u = rng.next_unit();
+                *v = if u < 0.7 { 0.0 } else { u };
+            }
+        }
+        let Data::Sparse(csr) = Data::new(&x, Layout::Sparse) else {
+            panic!("asked for the sparse layout");
+        };
+        for lanes in [8, 24, 72] {
+            let f: Vec<f32> = (0..instances * lanes).map(|_| rng.next_unit()).collect();
+            let w: Vec<f32> = (0..features * lanes).map(|_| rng.next_unit()).collect();
+            let mut one = vec![0.0; features * lanes];
+            let mut three = vec![0.0; features * lanes];
+            sparse_product(lanes, &csr, &f, &mut one, Kernel::Scatter, 1);
+            sparse_product(lanes, &csr, &f, &mut three, Kernel::Scatter, 3);
+            // Against the dense product.
+            for r in 0..features {
+                for k in 0..lanes {
+                    let expected: f32 = (0..instances).map(|j| x[(r, j)] * f[j * lanes + k]).sum();
+                    let got = one[r * lanes + k];
+                    assert!(
+                        (got - expected).abs() < 1e-3 * (1.0 + expected.abs()),
+                        "{got} vs {expected}"
+                    );
+                    assert!((three[r * lanes + k] - got).abs() < 1e-3 * (1.0 + got.abs()));
+                }
+            }
+            let mut one = vec![0.0; instances * lanes];
+            let mut three = vec![1.0; instances * lanes];
+            sparse_product(lanes, &csr, &w, &mut one, Kernel::Gather, 1);
+            sparse_product(lanes, &csr, &w, &mut three, Kernel::Gather, 3);
+            assert_eq!(
+                one, three,
+                "gather rows are computed the same way on any thread"
+            );
+            for j in 0..instances {
+                for k in 0..lanes {
+                    let expected: f32 = (0..features).map(|r| x[(r, j)] * w[r * lanes + k]).sum();
+                    assert!((one[j * lanes + k] - expected).abs() < 1e-3 * (1.0 + expected.abs()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let good = random_matrix(5, 3, 1);
+        let negative = Matrix::new(1, 2, vec![0.5, -1.0]).unwrap();
+        let short = random_matrix(4, 3, 1);
+        let options = NmfOptions::default();
+        assert_eq!(coupled_nmf(&[], &options), Err(NmfError::NoBlocks));
+        let err = coupled_nmf(&[block("neg", &negative)], &options).unwrap_err();
+        assert!(err.to_string().contains("row 0, column 1"), "{err}");
+        assert!(matches!(
+            coupled_nmf(&[block("a", &good), block("b", &short)], &options),
+            Err(NmfError::InstanceCount {
+                expected: 5,
+                found: 4,
+                ..
+            })
+        ));
+        assert!(matches!(
+            coupled_nmf(&[block("a", &good)], &NmfOptions { rank: 0, ..options }),
+            Err(NmfError::BadRank { .. })
+        ));
+        assert!(matches!(
+            coupled_nmf(
+                &[NmfBlockInput {
+                    name: "a",
+                    data: &good,
+                    weight: f32::NAN
+                }],
+                &options
+            ),
+            Err(NmfError::BadWeight { .. })
+        ));
+    }
+
+    #[test]
+    fn spectrum_of_a_known_matrix() {
+        // diag(3, 2) padded with a zero row: singular values 3 and 2.
+        let m = Matrix::new(3, 2, vec![3.0, 0.0, 0.0, -2.0, 0.0, 0.0]).unwrap();
+        let s = singular_values(&m).unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(
+            (s[0] - 3.0).abs() < 1e-5 && (s[1] - 2.0).abs() < 1e-5,
+            "{s:?}"
+        );
+        // A rank-one outer product u v^T has one singular value |u||v|.
+        let u = [1.0f32, 2.0, 2.0];
+        let v = [3.0f32, 4.0];
+        let data: Vec<f32> = u
+            .iter()
+            .flat_map(|a| v.iter().map(move |b| a * b))
+            .collect();
+        let s = singular_values(&Matrix::new(3, 2, data).unwrap()).unwrap();
+        assert!((s[0] - 15.0).abs() < 1e-4 && s[1].abs() < 1e-4, "{s:?}");
+        // Frobenius norm squared equals the sum of squared singular values.
+        let r = random_matrix(12, 7, 2);
+        let s = singular_values(&r).unwrap();
+        let fro: f32 = r.as_slice().iter().map(|v| v * v).sum();
+        let sum: f32 = s.iter().map(|v| v * v).sum();
+        assert!((fro - sum).abs() < 1e-3 * fro);
+        assert!(s.windows(2).all(|w| w[0] >= w[1]));
+    }
+}

@@ -1,0 +1,370 @@
+//! The factorization lens: coupled NMF of the probe set's inputs and activations at the epoch
+//! on screen (latent images, neurons x factors heatmaps), the reconstruction error against
+//! rank and the singular-value spectra of each layer, with the first, shown and last epochs on
+//! one chart. Clicking a factor selects its top instances (inspector, APD and mapper follow).
+
+use std::fmt::Write as _;
+
+use actiscope_protocol::WireMatrix;
+use actiscope_protocol::nmf::{NmfResult, RmseCurve, Spectra};
+use leptos::prelude::*;
+
+use crate::charts::XyChart;
+use crate::images::grey_bmp_data_url;
+use crate::mapper_view::ramp;
+
+/// Column `factor` of a loadings matrix scaled to bytes (largest value = 255).
+pub fn latent_image(loadings: &WireMatrix, factor: usize) -> Vec<u8> {
+    let cols = loadings.cols as usize;
+    let column: Vec<f32> = loadings
+        .values
+        .chunks_exact(cols.max(1))
+        .map(|row| row.get(factor).copied().unwrap_or(0.0))
+        .collect();
+    let max = column.iter().copied().fold(0.0f32, f32::max);
+    column
+        .iter()
+        .map(|v| {
+            if max > 0.0 {
+                (v / max * 255.0).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// SVG markup of a `neurons x factors` heatmap (one row per neuron); cells carry
+/// `data-factor`, the chosen factor's column is outlined.
+pub fn heatmap_markup(loadings: &WireMatrix, chosen: Option<usize>) -> (String, f64, f64) {
+    const CELL: f64 = 10.0;
+    let (rows, cols) = (loadings.rows as usize, loadings.cols as usize);
+    let max = loadings.values.iter().copied().fold(0.0f32, f32::max);
+    let mut svg = String::new();
+    for (r, row) in loadings.values.chunks_exact(cols.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            let t = if max > 0.0 { f64::from(v / max) } else { 0.0 };
+            let _ = write!(
+                svg,
+                r#"<rect class="factor-cell" data-factor="{c}" x="{:.0}" y="{:.0}" width="{CELL}" height="{CELL}" fill="{}"><title>neuron {}, factor {}: {v:.3}</title></rect>"#,
+                c as f64 * CELL,
+                r as f64 * CELL,
+                ramp(t),
+                r + 1,
+                c + 1
+            );
+        }
+    }
+    if let Some(c) = chosen.filter(|&c| c < cols) {
+        let _ = write!(
+            svg,
+            r#"<rect class="factor-chosen" x="{:.0}" y="0" width="{CELL}" height="{:.0}"></rect>"#,
+            c as f64 * CELL,
+            rows as f64 * CELL
+        );
+    }
+    (svg, cols as f64 * CELL, rows as f64 * CELL)
+}
+
+/// Epochs compared on the charts: the first, the one on screen and the latest, without repeats.
+pub fn compared_epochs(shown: u32, latest: u32) -> Vec<u32> {
+    let mut epochs = vec![1, shown, latest];
+    epochs.retain(|&e| e >= 1);
+    epochs.sort_unstable();
+    epochs.dedup();
+    epochs
+}
+
+fn nmf_query(rank: u32, inputs: bool) -> String {
+    format!("rank={rank}&inputs={inputs}&balance=true")
+}
+
+fn factor_of(ev: &leptos::ev::MouseEvent) -> Option<usize> {
+    use wasm_bindgen::JsCast;
+    let element = ev.target()?.dyn_into::<web_sys::Element>().ok()?;
+    let holder = element.closest("[data-factor]").ok()??;
+    holder.get_attribute("data-factor")?.parse().ok()
+}
+
+/// The factorization panel.
+#[component]
+pub fn FactorPanel(
+    /// Subscribed run.
+    run_id: Signal<Option<i64>>,
+    /// Epoch on screen.
+    epoch: Signal<Option<u32>>,
+    /// Latest stored epoch.
+    latest_epoch: Signal<u32>,
+    /// Whether the run's inputs are images (only then can they join the factorization).
+    has_images: Signal<bool>,
+    /// Called with a label and the top instances of a clicked factor.
+    on_select: Callback<(String, Vec<u32>)>,
+    /// Access token.
+    token: Option<String>,
+) -> impl IntoView {
+    let rank = RwSignal::new(10u32);
+    let with_inputs = RwSignal::new(true);
+    let result = RwSignal::new(None::<std::sync::Arc<NmfResult>>);
+    let error = RwSignal::new(None::<String>);
+    let loading = RwSignal::new(false);
+    let chosen = RwSignal::new(None::<usize>);
+    let spectra = RwSignal::new(Vec::<Spectra>::new());
+    let spectra_layer = RwSignal::new(0usize);
+    let curves = RwSignal::new(Vec::<RmseCurve>::new());
+    let curves_state = RwSignal::new(String::new());
+    let generation = StoredValue::new_local(0u64);
+
+    let nmf_token = token.clone();
+    Effect::new(move |_| {
+        let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
+            return;
+        };
+        let inputs = with_inputs.get() && has_images.get();
+        let path = format!(
+            "/api/runs/{run_id}/epochs/{epoch}/nmf?{}",
+            nmf_query(rank.get(), inputs)
+        );
+        let token = nmf_token.clone();
+        let ticket = generation.get_value() + 1;
+        generation.set_value(ticket);
+        loading.set(true);
+        leptos::task::spawn_local(async move {
+            let answer = crate::api::get_json::<NmfResult>(&path, token.as_deref()).await;
+            if generation.get_value() != ticket {
+                return;
+            }
+            loading.set(false);
+            match answer {
+                Ok(r) => {
+                    error.set(None);
+                    result.set(Some(std::sync::Arc::new(r)));
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    });
+
+    let spectra_token = token.clone();
+    Effect::new(move |_| {
+        let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
+            return;
+        };
+        let epochs = compared_epochs(epoch, latest_epoch.get());
+        let token = spectra_token.clone();
+        leptos::task::spawn_local(async move {
+            let mut all = Vec::new();
+            for e in epochs {
+                let path = format!("/api/runs/{run_id}/epochs/{e}/spectra");
+                if let Ok(s) = crate::api::get_json::<Spectra>(&path, token.as_deref()).await {
+                    all.push(s);
+                }
+            }
+            spectra.set(all);
+        });
+    });
+
+    let curve_token = token.clone();
+    let compute_curves = move |_| {
+        let (Some(run_id), Some(epoch)) = (run_id.get_untracked(), epoch.get_untracked()) else {
+            return;
+        };
+        let inputs = with_inputs.get_untracked() && has_images.get_untracked();
+        let epochs = compared_epochs(epoch, latest_epoch.get_untracked());
+        let token = curve_token.clone();
+        curves_state.set("computing…".to_owned());
+        leptos::task::spawn_local(async move {
+            let mut all = Vec::new();
+            for (done, e) in epochs.iter().enumerate() {
+                curves_state.set(format!(
+                    "computing epoch {e} ({} of {})…",
+                    done + 1,
+                    epochs.len()
+                ));
+                let path = format!(
+                    "/api/runs/{run_id}/epochs/{e}/nmf/rmse?ranks=10,20,30,40,50&{}",
+                    nmf_query(10, inputs)
+                );
+                match crate::api::get_json::<RmseCurve>(&path, token.as_deref()).await {
+                    Ok(c) => all.push(c),
+                    Err(err) => {
+                        curves_state.set(format!("failed: {err}"));
+                        return;
+                    }
+                }
+            }
+            curves.set(all);
+            curves_state.set(String::new());
+        });
+    };
+
+    let pick = move |ev: leptos::ev::MouseEvent| {
+        let Some(factor) = factor_of(&ev) else {
+            return;
+        };
+        let Some(r) = result.get_untracked() else {
+            return;
+        };
+        chosen.set(Some(factor));
+        let instances = r.top_instances.get(factor).cloned().unwrap_or_default();
+        on_select.run((
+            format!(
+                "NMF factor {} (top {} instances)",
+                factor + 1,
+                instances.len()
+            ),
+            instances,
+        ));
+    };
+
+    let latent_grid = move || {
+        let r = result.get()?;
+        let (rows, cols) = r.image_shape?;
+        let block = r.blocks.iter().find(|b| b.layer_idx.is_none())?;
+        let chosen = chosen.get();
+        Some(
+            (0..block.loadings.cols as usize)
+                .map(|k| {
+                    let url = grey_bmp_data_url(&latent_image(&block.loadings, k), rows as usize, cols as usize);
+                    let class = if chosen == Some(k) { "latent chosen" } else { "latent" };
+                    view! {
+                        <figure class=class data-factor=k.to_string()>
+                            <img src=url alt=format!("latent image of factor {}", k + 1) width="56" height="56" />
+                            <figcaption>{format!("factor {}", k + 1)}</figcaption>
+                        </figure>
+                    }
+                })
+                .collect_view(),
+        )
+    };
+    let heatmaps = move || {
+        let r = result.get()?;
+        let chosen = chosen.get();
+        Some(
+            r.blocks
+                .iter()
+                .filter(|b| b.layer_idx.is_some())
+                .map(|b| {
+                    let (svg, w, h) = heatmap_markup(&b.loadings, chosen);
+                    view! {
+                        <figure class="heatmap">
+                            <figcaption>{format!("{}: neurons × factors (rmse {:.4})", b.name, b.rmse)}</figcaption>
+                            <svg class="factor-heatmap" viewBox=format!("0 0 {w} {h}") width=w.to_string() height=h.to_string() inner_html=svg></svg>
+                        </figure>
+                    }
+                })
+                .collect_view(),
+        )
+    };
+    let spectra_series = Signal::derive(move || {
+        let layer = spectra_layer.get();
+        spectra
+            .get()
+            .iter()
+            .map(|s| {
+                let values = s.layers.get(layer).cloned().unwrap_or_default();
+                (
+                    format!("epoch {}", s.epoch),
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| ((i + 1) as f64, f64::from(v)))
+                        .collect(),
+                )
+            })
+            .collect()
+    });
+    let curve_series = Signal::derive(move || {
+        curves
+            .get()
+            .iter()
+            .map(|c| {
+                (
+                    format!("epoch {}", c.epoch),
+                    c.points.iter().map(|&(r, e)| (f64::from(r), e)).collect(),
+                )
+            })
+            .collect()
+    });
+    let layer_count = move || spectra.with(|s| s.first().map_or(0, |s| s.layers.len()));
+    view! {
+        <section class="panel" id="factor-section">
+            <h2>"Factorization lens: coupled NMF of inputs and activations"</h2>
+            <div class="factor-controls">
+                <label>"rank "
+                    <select id="nmf-rank" on:change=move |ev| { if let Ok(r) = event_target_value(&ev).parse::<u32>() { chosen.set(None); rank.set(r); } }>
+                        {[5u32, 10, 20, 30, 50].into_iter().map(|r| view! { <option value=r.to_string() selected=move || rank.get() == r>{r.to_string()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>
+                    <input id="nmf-inputs" type="checkbox" prop:checked=move || with_inputs.get() && has_images.get()
+                        disabled=move || !has_images.get()
+                        on:change=move |ev| with_inputs.set(event_target_checked(&ev)) />
+                    " include input pixels"
+                </label>
+                <span id="nmf-status" class="note" data-loading=move || loading.get().to_string()>
+                    {move || match (error.get(), result.get()) {
+                        (Some(e), _) => format!("could not factorize: {e}"),
+                        (None, Some(r)) => format!("epoch {}: rmse {:.4} after {} rounds; click a factor to select its top instances", r.epoch, r.rmse, r.objective.len()),
+                        (None, None) => "waiting for the first epoch…".to_owned(),
+                    }}
+                </span>
+            </div>
+            <div class="latent-grid" id="latent-grid" on:click=pick>{latent_grid}</div>
+            <div class="heatmaps" id="factor-heatmaps" on:click=pick>{heatmaps}</div>
+            <div class="charts">
+                <div>
+                    <XyChart id="chart-spectra" title="Singular values of the layer's activations" x_label="index" log_y=true series=spectra_series />
+                    <label>"layer "
+                        <select id="spectra-layer" on:change=move |ev| { if let Ok(l) = event_target_value(&ev).parse::<usize>() { spectra_layer.set(l); } }>
+                            {move || (0..layer_count()).map(|l| view! { <option value=l.to_string() selected=move || spectra_layer.get() == l>{(l + 1).to_string()}</option> }).collect_view()}
+                        </select>
+                    </label>
+                </div>
+                <div>
+                    <XyChart id="chart-rmse" title="NMF reconstruction error against rank" x_label="rank" log_y=false series=curve_series />
+                    <button id="rmse-compute" on:click=compute_curves>"compute RMSE vs rank"</button>
+                    <span class="note" id="rmse-state">{move || curves_state.get()}</span>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latent_images_scale_each_factor_to_its_maximum() {
+        // 3 pixels x 2 factors.
+        let loadings = WireMatrix {
+            rows: 3,
+            cols: 2,
+            values: vec![0.0, 1.0, 0.5, 2.0, 1.0, 0.0],
+        };
+        assert_eq!(latent_image(&loadings, 0), vec![0, 128, 255]);
+        assert_eq!(latent_image(&loadings, 1), vec![128, 255, 0]);
+        assert_eq!(latent_image(&loadings, 5), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn heatmap_has_one_cell_per_value_and_marks_the_factor() {
+        let loadings = WireMatrix {
+            rows: 2,
+            cols: 3,
+            values: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        };
+        let (svg, w, h) = heatmap_markup(&loadings, Some(1));
+        assert_eq!(svg.matches("factor-cell").count(), 6);
+        assert_eq!(svg.matches("factor-chosen").count(), 1);
+        assert_eq!((w, h), (30.0, 20.0));
+        assert!(svg.contains(&ramp(1.0)));
+    }
+
+    #[test]
+    fn compared_epochs_are_unique_and_sorted() {
+        assert_eq!(compared_epochs(5, 9), vec![1, 5, 9]);
+        assert_eq!(compared_epochs(1, 1), vec![1]);
+        assert_eq!(compared_epochs(9, 9), vec![1, 9]);
+    }
+}

@@ -1,0 +1,531 @@
+//! On-demand analyses of stored epochs: mapper graphs, the coupled NMF, RMSE against rank and
+//! singular-value spectra.
+//!
+//! Each request loads the stored probe data of one epoch (activations, labels, predictions,
+//! scores, images), runs the pure analysis from `actiscope-analysis` and caches the JSON
+//! answer per (run, epoch, parameters), so scrubbing back and forth costs one computation per
+//! epoch. Mapper node identities are carried from epoch to epoch (epoch `e`'s graph is matched
+//! against epoch `e - 1`'s with the same parameters), so colours and positions persist.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use actiscope_analysis::Matrix;
+use actiscope_analysis::mapper::{MapperInput, carry_identities, mapper};
+use actiscope_analysis::nmf::{
+    NmfBlockInput, NmfFit, NmfOptions, coupled_nmf, rmse_by_rank, singular_values,
+};
+use actiscope_protocol::mapper::{MapperGraph, MapperParams};
+use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve, Spectra};
+use actiscope_protocol::{ProbeImages, WireMatrix};
+use bytes::Bytes;
+
+use crate::hub::{Hub, HubError};
+use crate::runner::{PROBE_ACTIVATIONS_KIND, PROBE_SCORES_KIND};
+
+/// Cached answers kept at most.
+const CACHE_ENTRIES: usize = 512;
+/// Most factors an NMF request may ask for.
+pub const MAX_RANK: u32 = 200;
+/// Most update rounds an NMF request may ask for.
+pub const MAX_ITERS: u32 = 5000;
+/// Most ranks one RMSE curve may ask for.
+pub const MAX_CURVE_RANKS: usize = 12;
+
+/// Why a lens could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum LensError {
+    /// The run or epoch is not stored.
+    #[error("{0}")]
+    NotFound(String),
+    /// The parameters do not fit the data.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Reading the store failed, or a stored blob is corrupt.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The worker thread failed.
+    #[error("the analysis worker failed: {0}")]
+    Worker(String),
+}
+
+/// Answers kept per (run, epoch, parameters), oldest evicted first.
+#[derive(Default)]
+pub struct LensCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    answers: HashMap<String, Bytes>,
+    mappers: HashMap<String, Arc<MapperGraph>>,
+    order: VecDeque<String>,
+}
+
+impl CacheInner {
+    fn remember(&mut self, key: String) {
+        self.order.push_back(key);
+        while self.order.len() > CACHE_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+                self.mappers.remove(&old);
+            }
+        }
+    }
+}
+
+impl LensCache {
+    fn answer(&self, key: &str) -> Option<Bytes> {
+        self.inner.lock().ok()?.answers.get(key).cloned()
+    }
+
+    fn put_answer(&self, key: String, value: Bytes) {
+        if let Ok(mut inner) = self.inner.lock()
+            && inner.answers.insert(key.clone(), value).is_none()
+        {
+            inner.remember(key);
+        }
+    }
+
+    fn mapper(&self, key: &str) -> Option<Arc<MapperGraph>> {
+        self.inner.lock().ok()?.mappers.get(key).cloned()
+    }
+
+    fn put_mapper(&self, key: String, graph: Arc<MapperGraph>) {
+        if let Ok(mut inner) = self.inner.lock()
+            && inner.mappers.insert(key.clone(), graph).is_none()
+        {
+            inner.remember(key);
+        }
+    }
+
+    /// Forgets everything about `run_id` (after it is deleted).
+    pub fn forget_run(&self, run_id: i64) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let prefix = format!("{run_id}/");
+            inner.answers.retain(|k, _| !k.starts_with(&prefix));
+            inner.mappers.retain(|k, _| !k.starts_with(&prefix));
+            inner.order.retain(|k| !k.starts_with(&prefix));
+        }
+    }
+}
+
+/// The probe data of one stored epoch, as the analyses want them.
+struct ProbeData {
+    /// ReLU outputs per hidden layer, instances x units.
+    layers: Vec<Matrix>,
+    labels: Vec<u32>,
+    predictions: Vec<u32>,
+    scores: Option<Vec<f32>>,
+}
+
+impl ProbeData {
+    fn class_count(&self) -> usize {
+        self.labels
+            .iter()
+            .chain(&self.predictions)
+            .max()
+            .map_or(0, |&m| m as usize + 1)
+    }
+
+    fn layer(&self, layer_idx: u32) -> Result<&Matrix, LensError> {
+        self.layers.get(layer_idx as usize).ok_or_else(|| {
+            LensError::BadRequest(format!(
+                "layer {layer_idx} does not exist: the network has {} hidden layers (0-based)",
+                self.layers.len()
+            ))
+        })
+    }
+}
+
+/// The ReLU outputs of stored pre-activations.
+fn relu(matrix: &WireMatrix) -> Result<Matrix, actiscope_analysis::MatrixError> {
+    Matrix::new(
+        matrix.rows as usize,
+        matrix.cols as usize,
+        matrix.values.iter().map(|v| v.max(0.0)).collect(),
+    )
+}
+
+fn corrupt(run_id: i64, epoch: u32, reason: impl ToString) -> LensError {
+    LensError::Hub(HubError::Corrupt {
+        run_id,
+        epoch,
+        reason: reason.to_string(),
+    })
+}
+
+fn load_probe(hub: &Hub, run_id: i64, epoch: u32) -> Result<ProbeData, LensError> {
+    let snapshot = hub
+        .stored_epoch(run_id, epoch)?
+        .ok_or_else(|| LensError::NotFound(format!("run {run_id} has no stored epoch {epoch}")))?;
+    let blob = hub
+        .with_store(|s| s.snapshot(run_id, epoch, PROBE_ACTIVATIONS_KIND))?
+        .ok_or_else(|| {
+            LensError::NotFound(format!(
+                "run {run_id} stored no probe activations for epoch {epoch}"
+            ))
+        })?;
+    let wire: Vec<WireMatrix> =
+        actiscope_protocol::decode(&blob).map_err(|e| corrupt(run_id, epoch, e))?;
+    let layers = wire
+        .iter()
+        .map(relu)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(run_id, epoch, e))?;
+    let scores = match hub.with_store(|s| s.snapshot(run_id, epoch, PROBE_SCORES_KIND))? {
+        Some(blob) => Some(
+            actiscope_protocol::decode::<Vec<f32>>(&blob).map_err(|e| corrupt(run_id, epoch, e))?,
+        ),
+        None => None,
+    };
+    Ok(ProbeData {
+        layers,
+        labels: snapshot.probe.labels,
+        predictions: snapshot.probe.predictions,
+        scores,
+    })
+}
+
+/// The probe inputs as a non-negative `instances x pixels` block, with the image shape.
+fn input_block(images: &ProbeImages) -> Result<(Matrix, (u32, u32)), LensError> {
+    let pixels_per_image = (images.rows as usize) * (images.cols as usize);
+    if pixels_per_image == 0 {
+        return Err(LensError::BadRequest(
+            "this run's data are planar points, not images: their coordinates can be negative, \
+             so the input block cannot join a non-negative factorization (set inputs=false)"
+                .to_owned(),
+        ));
+    }
+    let count = images.pixels.len() / pixels_per_image;
+    let values = images
+        .pixels
+        .iter()
+        .map(|&p| f32::from(p) / 255.0)
+        .collect();
+    let matrix = Matrix::new(count, pixels_per_image, values)
+        .map_err(|e| LensError::BadRequest(e.to_string()))?;
+    Ok((matrix, (images.rows, images.cols)))
+}
+
+fn to_wire(matrix: &Matrix) -> WireMatrix {
+    WireMatrix {
+        rows: u32::try_from(matrix.rows()).unwrap_or(u32::MAX),
+        cols: u32::try_from(matrix.cols()).unwrap_or(u32::MAX),
+        values: matrix.as_slice().to_vec(),
+    }
+}
+
+fn frobenius(matrix: &Matrix) -> f32 {
+    matrix.as_slice().iter().map(|v| v * v).sum::<f32>().sqrt()
+}
+
+fn json(value: &impl serde::Serialize) -> Result<Bytes, LensError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| LensError::Worker(e.to_string()))
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LensError> + Send + 'static,
+) -> Result<T, LensError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LensError::Worker(e.to_string()))?
+}
+
+/// The blocks of an NMF request: inputs first when asked for, then the chosen layers.
+struct NmfData {
+    names: Vec<String>,
+    layer_ids: Vec<Option<u32>>,
+    matrices: Vec<Matrix>,
+    weights: Vec<f32>,
+    image_shape: Option<(u32, u32)>,
+}
+
+impl NmfData {
+    fn blocks(&self) -> Vec<NmfBlockInput<'_>> {
+        self.names
+            .iter()
+            .zip(&self.matrices)
+            .zip(&self.weights)
+            .map(|((name, data), &weight)| NmfBlockInput { name, data, weight })
+            .collect()
+    }
+}
+
+fn nmf_data(hub: &Hub, run_id: i64, epoch: u32, params: &NmfParams) -> Result<NmfData, LensError> {
+    let probe = load_probe(hub, run_id, epoch)?;
+    let layers: Vec<u32> = if params.layers.is_empty() {
+        (0..u32::try_from(probe.layers.len()).unwrap_or(0)).collect()
+    } else {
+        params.layers.clone()
+    };
+    let mut data = NmfData {
+        names: Vec::new(),
+        layer_ids: Vec::new(),
+        matrices: Vec::new(),
+        weights: Vec::new(),
+        image_shape: None,
+    };
+    if params.include_inputs {
+        let images = hub
+            .images(run_id)?
+            .ok_or_else(|| LensError::NotFound(format!("run {run_id} stored no probe images")))?;
+        let (matrix, shape) = input_block(&images)?;
+        data.names.push("inputs".to_owned());
+        data.layer_ids.push(None);
+        data.matrices.push(matrix);
+        data.image_shape = Some(shape);
+    }
+    for layer_idx in layers {
+        let matrix = probe.layer(layer_idx)?.clone();
+        data.names.push(format!("layer {}", layer_idx + 1));
+        data.layer_ids.push(Some(layer_idx));
+        data.matrices.push(matrix);
+    }
+    if data.matrices.is_empty() {
+        return Err(LensError::BadRequest(
+            "nothing to factorize: choose the inputs or at least one layer".to_owned(),
+        ));
+    }
+    data.weights = data
+        .matrices
+        .iter()
+        .map(|m| {
+            let norm = frobenius(m);
+            if params.balance_blocks && norm > 0.0 {
+                1.0 / norm
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Ok(data)
+}
+
+fn check_nmf_params(params: &NmfParams) -> Result<(), LensError> {
+    if params.rank == 0 || params.rank > MAX_RANK {
+        return Err(LensError::BadRequest(format!(
+            "rank {} is outside 1..={MAX_RANK}",
+            params.rank
+        )));
+    }
+    if params.max_iters == 0 || params.max_iters > MAX_ITERS {
+        return Err(LensError::BadRequest(format!(
+            "iters {} is outside 1..={MAX_ITERS}",
+            params.max_iters
+        )));
+    }
+    if !(params.tolerance.is_finite() && params.tolerance >= 0.0) {
+        return Err(LensError::BadRequest(format!(
+            "tol {} must be a finite number >= 0",
+            params.tolerance
+        )));
+    }
+    Ok(())
+}
+
+fn options(params: &NmfParams) -> NmfOptions {
+    NmfOptions {
+        rank: params.rank as usize,
+        max_iters: params.max_iters as usize,
+        tolerance: params.tolerance,
+        seed: params.seed,
+        ..NmfOptions::default()
+    }
+}
+
+fn nmf_result(epoch: u32, params: NmfParams, data: &NmfData, fit: NmfFit) -> NmfResult {
+    let blocks = data
+        .names
+        .iter()
+        .zip(&data.layer_ids)
+        .zip(fit.loadings.iter().zip(&fit.block_rmse))
+        .map(|((name, layer_idx), (loadings, rmse))| NmfBlock {
+            name: name.clone(),
+            layer_idx: *layer_idx,
+            loadings: to_wire(loadings),
+            rmse: *rmse,
+        })
+        .collect();
+    NmfResult {
+        params,
+        epoch,
+        blocks,
+        top_instances: fit.top_instances(16),
+        instance_weights: to_wire(&fit.instance_weights),
+        objective: fit.objective,
+        rmse: fit.rmse,
+        image_shape: data.image_shape,
+    }
+}
+
+/// The coupled NMF of one epoch, as JSON ([`NmfResult`]).
+pub async fn nmf_json(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+    params: NmfParams,
+) -> Result<Bytes, LensError> {
+    check_nmf_params(&params)?;
+    let key = format!("{run_id}/{epoch}/nmf/{params:?}");
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(move || {
+        let data = nmf_data(&hub, run_id, epoch, &params)?;
+        let fit = coupled_nmf(&data.blocks(), &options(&params))
+            .map_err(|e| LensError::BadRequest(e.to_string()))?;
+        json(&nmf_result(epoch, params, &data, fit))
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
+/// RMSE against rank for one epoch, as JSON ([`RmseCurve`]).
+pub async fn rmse_json(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+    params: NmfParams,
+    ranks: Vec<u32>,
+) -> Result<Bytes, LensError> {
+    if ranks.is_empty() || ranks.len() > MAX_CURVE_RANKS {
+        return Err(LensError::BadRequest(format!(
+            "ask for 1 to {MAX_CURVE_RANKS} ranks, not {}",
+            ranks.len()
+        )));
+    }
+    for &rank in &ranks {
+        check_nmf_params(&NmfParams {
+            rank,
+            ..params.clone()
+        })?;
+    }
+    let key = format!("{run_id}/{epoch}/rmse/{ranks:?}/{params:?}");
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(move || {
+        let data = nmf_data(&hub, run_id, epoch, &params)?;
+        let ranks_usize: Vec<usize> = ranks.iter().map(|&r| r as usize).collect();
+        let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params))
+            .map_err(|e| LensError::BadRequest(e.to_string()))?
+            .into_iter()
+            .map(|(rank, rmse)| (u32::try_from(rank).unwrap_or(u32::MAX), rmse))
+            .collect();
+        json(&RmseCurve { epoch, points })
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
+/// Singular values of each layer's activations at one epoch, as JSON ([`Spectra`]).
+pub async fn spectra_json(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+) -> Result<Bytes, LensError> {
+    let key = format!("{run_id}/{epoch}/spectra");
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(move || {
+        let probe = load_probe(&hub, run_id, epoch)?;
+        let layers = probe
+            .layers
+            .iter()
+            .map(singular_values)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LensError::Worker(e.to_string()))?;
+        json(&Spectra { epoch, layers })
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
+fn mapper_key(run_id: i64, epoch: u32, params: &MapperParams) -> String {
+    format!("{run_id}/{epoch}/mapper/{params:?}")
+}
+
+fn compute_mapper(
+    hub: &Hub,
+    run_id: i64,
+    epoch: u32,
+    params: &MapperParams,
+    previous: Option<&MapperGraph>,
+) -> Result<MapperGraph, LensError> {
+    let probe = load_probe(hub, run_id, epoch)?;
+    let activations = probe.layer(params.layer_idx)?;
+    let input = MapperInput {
+        activations,
+        labels: &probe.labels,
+        predictions: &probe.predictions,
+        predicted_scores: probe.scores.as_deref(),
+        class_count: probe.class_count(),
+    };
+    let mut graph = mapper(&input, params).map_err(|e| LensError::BadRequest(e.to_string()))?;
+    carry_identities(previous, &mut graph);
+    Ok(graph)
+}
+
+/// The mapper graph of one epoch, as JSON ([`MapperGraph`]), with node identities carried
+/// from the graphs of the earlier epochs under the same parameters.
+pub async fn mapper_json(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+    params: MapperParams,
+) -> Result<Bytes, LensError> {
+    let key = mapper_key(run_id, epoch, &params);
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let worker_cache = cache.clone();
+    let answer = blocking(move || {
+        let cache = worker_cache;
+        if hub.stored_epoch(run_id, epoch)?.is_none() {
+            return Err(LensError::NotFound(format!(
+                "run {run_id} has no stored epoch {epoch}"
+            )));
+        }
+        // Walk back to the latest epoch whose graph is cached, then forward, matching each
+        // graph to the one before it.
+        let mut start = epoch;
+        let mut previous: Option<Arc<MapperGraph>> = None;
+        while start > 1 {
+            if let Some(graph) = cache.mapper(&mapper_key(run_id, start - 1, &params)) {
+                previous = Some(graph);
+                break;
+            }
+            start -= 1;
+        }
+        let mut graph = None;
+        for e in start..=epoch {
+            let next = Arc::new(compute_mapper(
+                &hub,
+                run_id,
+                e,
+                &params,
+                previous.as_deref(),
+            )?);
+            cache.put_mapper(mapper_key(run_id, e, &params), next.clone());
+            previous = Some(next.clone());
+            graph = Some(next);
+        }
+        let graph = graph.ok_or_else(|| LensError::Worker("no epoch to map".to_owned()))?;
+        json(graph.as_ref())
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}

@@ -1,0 +1,238 @@
+//! The lens endpoints (mapper, NMF, RMSE against rank, spectra) on a real server with a real
+//! run: shapes, invariants, identities carried across epochs, caching, and clear 4xx errors.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::time::Duration;
+
+use actiscope_e2e::{TestServer, http_get};
+use actiscope_protocol::mapper::MapperGraph;
+use actiscope_protocol::nmf::{NmfResult, RmseCurve, Spectra};
+
+fn run_config(
+    dataset: actiscope_train::data::DatasetSpec,
+    epochs: usize,
+) -> actiscope_train::TrainConfig {
+    use actiscope_train::device::DeviceChoice;
+    use actiscope_train::model::{Activation, ModelSpec};
+    actiscope_train::TrainConfig {
+        dataset,
+        model: ModelSpec::Mlp {
+            hidden: vec![12, 10],
+            activation: Activation::Relu,
+        },
+        optimizer: actiscope_train::OptimizerKind::Adam,
+        learning_rate: 0.01,
+        batch_size: 256,
+        epochs,
+        seed: 3,
+        probe: actiscope_train::ProbeSpec::parse("n=150").unwrap(),
+        device: DeviceChoice::Flex,
+    }
+}
+
+async fn wait_for_epochs(server: &TestServer, run_id: i64, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, body) = http_get(server.addr, &format!("/api/runs/{run_id}/epochs"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let epochs: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        if epochs.len() >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {run_id} stored {} of {count} epochs in 300 s",
+            epochs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn get_ok<T: serde::de::DeserializeOwned>(server: &TestServer, path: &str) -> (T, String) {
+    let (status, body) = http_get(server.addr, path).await.unwrap();
+    assert_eq!(status, 200, "GET {path}: {body}");
+    (serde_json::from_str(&body).unwrap(), body)
+}
+
+async fn get_error(server: &TestServer, path: &str) -> (u16, String) {
+    let (status, body) = http_get(server.addr, path).await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    (
+        status,
+        json["error"].as_str().map_or(body.clone(), str::to_owned),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenses_on_a_digits_run() {
+    let (server, run_id) = TestServer::start_with_run(
+        None,
+        Some(run_config(actiscope_train::data::DatasetSpec::Digits, 3)),
+    )
+    .await
+    .unwrap();
+    let run_id = run_id.unwrap();
+    wait_for_epochs(&server, run_id, 3).await;
+    let base = format!("/api/runs/{run_id}/epochs");
+
+    // Mapper: every probe instance in some node (min_samples 1 makes every point a core
+    // point), members sorted, edges well formed, stable identities across epochs.
+    let query = "layer=1&lens=pca1&intervals=6&overlap=40&clusterer=dbscan&eps=auto&min_samples=1";
+    let mut graphs = Vec::new();
+    for epoch in 1..=3 {
+        let (graph, body): (MapperGraph, String) =
+            get_ok(&server, &format!("{base}/{epoch}/mapper?{query}")).await;
+        assert_eq!(graph.instance_count, 150);
+        assert!(!graph.nodes.is_empty());
+        let mut covered = [false; 150];
+        for node in &graph.nodes {
+            assert!(node.members.windows(2).all(|w| w[0] < w[1]));
+            for &m in &node.members {
+                covered[m as usize] = true;
+            }
+            assert_eq!(
+                node.class_counts.iter().sum::<u32>() as usize,
+                node.members.len()
+            );
+            assert!((0.0..=1.0).contains(&node.purity) && (0.0..=1.0).contains(&node.error_rate));
+        }
+        assert!(
+            covered.iter().all(|&c| c),
+            "epoch {epoch}: an instance is in no node"
+        );
+        for edge in &graph.edges {
+            assert!(edge.source < edge.target);
+            assert!(edge.jaccard > 0.0 && edge.jaccard <= 1.0);
+        }
+        // The same request again is answered from the cache, byte for byte.
+        let (_, again): (MapperGraph, String) =
+            get_ok(&server, &format!("{base}/{epoch}/mapper?{query}")).await;
+        assert_eq!(body, again);
+        graphs.push(graph);
+    }
+    let ids = |g: &MapperGraph| -> std::collections::HashSet<u32> {
+        g.nodes.iter().map(|n| n.id).collect()
+    };
+    assert!(
+        !ids(&graphs[2]).is_disjoint(&ids(&graphs[1])),
+        "no node kept its identity from epoch 2 to 3"
+    );
+    for node in &graphs[2].nodes {
+        if !ids(&graphs[1]).contains(&node.id) {
+            assert!(node.id > *ids(&graphs[1]).iter().max().unwrap());
+        }
+    }
+
+    // Coupled NMF of inputs and both layers.
+    let (nmf, _): (NmfResult, _) = get_ok(&server, &format!("{base}/3/nmf?rank=6&iters=150")).await;
+    assert_eq!(nmf.blocks.len(), 3);
+    assert_eq!(nmf.blocks[0].name, "inputs");
+    assert_eq!(nmf.image_shape, Some((28, 28)));
+    assert_eq!(
+        (nmf.blocks[0].loadings.rows, nmf.blocks[0].loadings.cols),
+        (784, 6)
+    );
+    assert_eq!(
+        (nmf.blocks[1].loadings.rows, nmf.blocks[2].loadings.rows),
+        (12, 10)
+    );
+    assert_eq!(
+        (nmf.instance_weights.rows, nmf.instance_weights.cols),
+        (150, 6)
+    );
+    assert_eq!(nmf.top_instances.len(), 6);
+    assert!(
+        nmf.objective
+            .windows(2)
+            .all(|w| w[1] <= w[0] * (1.0 + 1e-6))
+    );
+    for block in &nmf.blocks {
+        assert!(block.loadings.values.iter().all(|v| *v >= 0.0));
+        assert!(block.rmse.is_finite());
+    }
+    // Layers only, without the inputs.
+    let (layers_only, _): (NmfResult, _) = get_ok(
+        &server,
+        &format!("{base}/3/nmf?rank=4&inputs=false&layers=1"),
+    )
+    .await;
+    assert_eq!(layers_only.blocks.len(), 1);
+    assert_eq!(layers_only.blocks[0].layer_idx, Some(1));
+    assert_eq!(layers_only.image_shape, None);
+
+    let (curve, _): (RmseCurve, _) = get_ok(
+        &server,
+        &format!("{base}/3/nmf/rmse?ranks=2,6,12&inputs=false&iters=300&tol=0"),
+    )
+    .await;
+    assert_eq!(curve.points.len(), 3);
+    assert!(
+        curve.points.windows(2).all(|w| w[1].1 < w[0].1),
+        "rmse should fall as rank rises: {:?}",
+        curve.points
+    );
+
+    let (spectra, _): (Spectra, _) = get_ok(&server, &format!("{base}/2/spectra")).await;
+    assert_eq!(spectra.epoch, 2);
+    assert_eq!(spectra.layers.len(), 2);
+    assert_eq!(spectra.layers[0].len(), 12);
+    assert!(spectra.layers[0].windows(2).all(|w| w[0] >= w[1]));
+
+    // Clear errors.
+    let cases = [
+        (format!("{base}/1/mapper?lens=pca9"), 400, "pca9"),
+        (format!("{base}/1/mapper?layer=7"), 400, "layer 7"),
+        (format!("{base}/1/mapper?intervals=0"), 400, "intervals"),
+        (format!("{base}/99/mapper"), 404, "epoch 99"),
+        ("/api/runs/9999/epochs/1/nmf".to_owned(), 404, "9999"),
+        (format!("{base}/1/nmf?rank=0"), 400, "rank 0"),
+        (format!("{base}/1/nmf?rank=10&iters=99999"), 400, "iters"),
+        (
+            format!("{base}/1/nmf?inputs=false&layers=5"),
+            400,
+            "layer 5",
+        ),
+        (format!("{base}/1/nmf/rmse?ranks=x"), 400, "ranks"),
+    ];
+    for (path, status, needle) in cases {
+        let (got, message) = get_error(&server, &path).await;
+        assert_eq!(got, status, "{path}: {message}");
+        assert!(
+            message.contains(needle),
+            "{path}: {message:?} lacks {needle:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planar_inputs_cannot_join_the_factorization() {
+    use actiscope_train::data::DatasetSpec;
+    use actiscope_train::data::synthetic::Planar;
+    let (server, run_id) = TestServer::start_with_run(
+        None,
+        Some(run_config(DatasetSpec::Planar(Planar::Circles), 1)),
+    )
+    .await
+    .unwrap();
+    let run_id = run_id.unwrap();
+    wait_for_epochs(&server, run_id, 1).await;
+    let base = format!("/api/runs/{run_id}/epochs/1");
+    let (status, message) = get_error(&server, &format!("{base}/nmf")).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("planar"), "{message}");
+    let (nmf, _): (NmfResult, _) =
+        get_ok(&server, &format!("{base}/nmf?inputs=false&rank=3")).await;
+    assert_eq!(nmf.blocks.len(), 2);
+    // The predicted-score lens has its scores stored with each epoch.
+    let (graph, _): (MapperGraph, _) =
+        get_ok(&server, &format!("{base}/mapper?lens=score&intervals=4")).await;
+    assert!(!graph.nodes.is_empty());
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask bench-nmf`: actiscope's NMF against scikit-learn's (`solver="mu"`) side by
+//! side in one run, on the same matrix: the built-in digits' pixels (10,000 x 784, intensities
+//! in `[0, 1]`), rank 20, 200 rounds, no early stop. Prints both times, the ratio and both
+//! RMSEs (which should be close: same algorithm, different random starts).
+
+use std::io::Read;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::bench::bench_python;
+use crate::shell::{cargo, repo_root, run};
+
+/// Options of `cargo xtask bench-nmf`.
+#[derive(Debug, clap::Args)]
+pub struct NmfBenchArgs {
+    /// Factors.
+    #[arg(long, default_value_t = 20)]
+    rank: usize,
+    /// Multiplicative-update rounds.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    /// Threads of the second comparison (the first runs both sides on one thread).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+/// Decodes the built-in digits into `count x pixels` row-major `f32` in `[0, 1]`.
+fn digits_pixels() -> anyhow::Result<(usize, usize, Vec<u8>)> {
+    let path = repo_root().join("assets/digits-10k.bin.gz");
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).context("opening the digits")?)
+        .read_to_end(&mut raw)
+        .context("decompressing the digits")?;
+    let field = |at: usize| -> anyhow::Result<usize> {
+        let bytes: [u8; 4] = raw
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .context("digits header cut short")?;
+        Ok(u32::from_be_bytes(bytes) as usize)
+    };
+    if raw.get(..4) != Some(b"ADG1".as_slice()) {
+        bail!("{} is not an ADG1 file", path.display());
+    }
+    let (count, rows, cols) = (field(4)?, field(8)?, field(12)?);
+    let pixels_at = 16 + count;
+    let pixels = raw
+        .get(pixels_at..pixels_at + count * rows * cols)
+        .context("digits pixels cut short")?;
+    let mut out = Vec::with_capacity(pixels.len() * 4);
+    for &p in pixels {
+        out.extend_from_slice(&(f32::from(p) / 255.0).to_le_bytes());
+    }
+    Ok((count, rows * cols, out))
+}
+
+fn field(output: &[u8], key: &str) -> anyhow::Result<f64> {
+    let text = String::from_utf8_lossy(output);
+    let line = text.lines().last().context("no output")?;
+    let value: serde_json::Value = serde_json::from_str(line).context("not JSON")?;
+    value
+        .get(key)
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("no {key} in {line}"))
+}
+
+/// Runs both sides and prints the comparison.
+pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
+    let root = repo_root();
+    let (count, features, bytes) = digits_pixels()?;
+    let dir = root.join("target/bench-nmf");
+    std::fs::create_dir_all(&dir)?;
+    let matrix = dir.join("digits-pixels.f32");
+    std::fs::write(&matrix, bytes)?;
+    let shape = [
+        count.to_string(),
+        features.to_string(),
+        args.rank.to_string(),
+        args.iterations.to_string(),
+    ];
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "actiscope-analysis",
+        "--example",
+        "nmf_bench",
+    ]))?;
+    let python = bench_python(&[("sklearn", "scikit-learn")])?;
+    let ours = |threads: usize| -> anyhow::Result<Vec<u8>> {
+        let output = Command::new(root.join("target/release/examples/nmf_bench"))
+            .arg(&matrix)
+            .args(&shape)
+            .arg(threads.to_string())
+            .output()
+            .context("running nmf_bench")?;
+        if !output.status.success() {
+            bail!(
+                "nmf_bench failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(output.stdout)
+    };
+    let theirs = |threads: usize| -> anyhow::Result<Vec<u8>> {
+        let threads = threads.to_string();
+        let output = Command::new(&python)
+            .arg(root.join("xtask/bench/sklearn_nmf.py"))
+            .arg(&matrix)
+            .args(&shape)
+            .env("OMP_NUM_THREADS", &threads)
+            .env("OPENBLAS_NUM_THREADS", &threads)
+            .env("MKL_NUM_THREADS", &threads)
+            .output()
+            .context("running the scikit-learn peer")?;
+        if !output.status.success() {
+            bail!(
+                "scikit-learn peer failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(output.stdout)
+    };
+    println!(
+        "NMF of the {features} x {count} digits pixel matrix, rank {}, {} rounds (best of 3 after a warm-up):",
+        args.rank, args.iterations
+    );
+    for threads in [1, args.threads.max(1)] {
+        let (a, b) = (ours(threads)?, theirs(threads)?);
+        let (our_secs, their_secs) = (field(&a, "secs")?, field(&b, "secs")?);
+        println!(
+            "  {threads} thread(s): actiscope {our_secs:.3} s (rmse {:.4}), scikit-learn mu {their_secs:.3} s (rmse {:.4}): {:.2}x faster (goal: at least 3x)",
+            field(&a, "rmse")?,
+            field(&b, "rmse")?,
+            their_secs / our_secs
+        );
+        if args.threads <= 1 {
+            break;
+        }
+    }
+    Ok(())
+}

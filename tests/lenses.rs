@@ -82,6 +82,10 @@ async fn lenses_on_a_digits_run() {
     let run_id = run_id.unwrap();
     wait_for_epochs(&server, run_id, 3).await;
     let base = format!("/api/runs/{run_id}/epochs");
+    // The run records which data it saw.
+    let (run, _): (actiscope_protocol::RunSummary, _) =
+        get_ok(&server, &format!("/api/runs/{run_id}")).await;
+    assert_eq!(run.dataset_sha256.len(), 64, "{run:?}");
 
     // Mapper: every probe instance in some node (min_samples 1 makes every point a core
     // point), members sorted, edges well formed, stable identities across epochs.

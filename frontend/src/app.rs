@@ -458,7 +458,9 @@ fn RunHeader(dash: Dashboard) -> impl IntoView {
                 None => view! { <span>"no run yet"</span> }.into_any(),
                 Some(run) => view! {
                     <span id="run-name">{run.name.clone()}</span>
-                    <span id="run-dataset">{format!("data {}", run.dataset)}</span>
+                    <span id="run-dataset" title=format!("SHA-256 of the data: {}", run.dataset_sha256)>
+                        {format!("data {} {}", run.dataset, run.dataset_sha256.get(..8).map(|h| format!("({h}…)")).unwrap_or_default())}
+                    </span>
                     <span id="run-device">{format!("device {}", run.device)}</span>
                     <span id="run-status">{run.status.clone()}</span>
                 }.into_any(),

@@ -189,15 +189,21 @@ fn radius(size: usize, max_size: usize) -> f64 {
 
 /// One line describing a node, for the hover text and the inspector label.
 pub fn describe(node: &MapperNode) -> String {
+    let exemplars: Vec<String> = node.exemplars.iter().map(|e| format!("#{e}")).collect();
     format!(
-        "node {}: {} instances, majority class {}, purity {:.0}%, errors {:.0}%, mean norm {:.2}",
+        "node {}: {} instances, majority class {}, purity {:.0}%, errors {:.0}%, mean norm {:.2}, exemplars {}",
         node.id,
         node.members.len(),
         node.majority_class()
             .map_or_else(|| "-".to_owned(), |c| c.to_string()),
         100.0 * node.purity,
         100.0 * node.error_rate,
-        node.mean_norm
+        node.mean_norm,
+        if exemplars.is_empty() {
+            "-".to_owned()
+        } else {
+            exemplars.join(" ")
+        }
     )
 }
 
@@ -275,6 +281,16 @@ pub fn mapper_path(run_id: i64, epoch: u32, settings: &PanelSettings) -> String 
     if settings.clusterer == "dbscan" {
         let _ = write!(path, "&eps={}", settings.eps);
     }
+    if settings.lens == "knn" {
+        let _ = write!(path, "&k={}", settings.k);
+    }
+    if settings.min_edge_pct > 0 {
+        let _ = write!(
+            path,
+            "&min_edge={}",
+            f64::from(settings.min_edge_pct) / 100.0
+        );
+    }
     path
 }
 
@@ -293,6 +309,10 @@ pub struct PanelSettings {
     pub clusterer: String,
     /// DBSCAN radius or `auto`.
     pub eps: String,
+    /// Neighbour of the k-NN distance lens.
+    pub k: u32,
+    /// Smallest Jaccard weight drawn, in percent.
+    pub min_edge_pct: u32,
 }
 
 impl PanelSettings {
@@ -304,6 +324,8 @@ impl PanelSettings {
             overlap_pct: 30,
             clusterer: "dbscan".to_owned(),
             eps: "auto".to_owned(),
+            k: 5,
+            min_edge_pct: 0,
         }
     }
 }
@@ -498,6 +520,16 @@ fn MapperPanel(
                     <input class="mapper-eps" type="text" size="5" prop:value=move || settings.get().eps
                         on:change=move |ev| { let v = event_target_value(&ev); set(&|s| s.eps = if v.trim().is_empty() { "auto".to_owned() } else { v.trim().to_owned() }); } />
                 </label>
+                <Show when=move || settings.get().lens == "knn">
+                    <label>" k "
+                        <input class="mapper-k" type="number" min="1" max="50" prop:value=move || settings.get().k.to_string()
+                            on:change=move |ev| { if let Ok(n) = event_target_value(&ev).parse::<u32>() { set(&|s| s.k = n.clamp(1, 50)); } } />
+                    </label>
+                </Show>
+                <label>" min edge % "
+                    <input class="mapper-min-edge" type="number" min="0" max="100" prop:value=move || settings.get().min_edge_pct.to_string()
+                        on:change=move |ev| { if let Ok(n) = event_target_value(&ev).parse::<u32>() { set(&|s| s.min_edge_pct = n.min(100)); } } />
+                </label>
                 <label>" colour "
                     <select class="mapper-colour" on:change=move |ev| colour_by.set(ColourBy::parse(&event_target_value(&ev)))>
                         {ColourBy::ALL.into_iter().map(|(c, k, t)| view! { <option value=k selected=move || colour_by.get() == c>{t}</option> }).collect_view()}
@@ -661,6 +693,19 @@ mod tests {
         );
         s.clusterer = "single".into();
         assert!(!mapper_path(3, 7, &s).contains("eps"));
+        s.lens = "knn".into();
+        s.k = 9;
+        s.min_edge_pct = 25;
+        assert!(mapper_path(3, 7, &s).ends_with("&k=9&min_edge=0.25"));
+        let mut n = node(4, None, vec![1, 2]);
+        assert!(describe(&n).ends_with("exemplars -"));
+        n.exemplars = vec![2, 1];
+        assert!(
+            describe(&n).ends_with("exemplars #2 #1"),
+            "{}",
+            describe(&n)
+        );
+        assert!(describe(&n).contains("majority class 0"));
         assert_eq!(ramp(0.0), "rgb(198,219,239)");
         assert_eq!(ramp(2.0), ramp(1.0));
     }

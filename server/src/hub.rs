@@ -11,10 +11,8 @@ use actiscope_store::{RunStatus, Store, StoreError};
 use actiscope_train::{TrainConfig, TrainError, Trainer};
 use tokio::sync::broadcast;
 
-use crate::runner::{SNAPSHOT_KIND, run_to_completion};
+use crate::runner::{IMAGES_KIND, RunError, SNAPSHOT_KIND, record_run, run_to_completion};
 
-/// Kind under which a run's probe images are stored (at epoch 0).
-pub const IMAGES_KIND: &str = "probe_images";
 /// Shortest time between two progress events of a run.
 const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 /// Events buffered per session before it lags and must catch up from the store.
@@ -314,20 +312,16 @@ impl Hub {
         config: TrainConfig,
     ) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
         let trainer = Trainer::new(config.clone())?;
-        let images = probe_images(&trainer);
-        let config_json = serde_json::to_string(&config).unwrap_or_else(|_| "{}".to_owned());
-        let name = format!("{} on {}", config.model.describe(), config.dataset.name());
-        let images_blob = actiscope_protocol::encode(&images).map_err(|e| HubError::Corrupt {
-            run_id: 0,
-            epoch: 0,
-            reason: e.to_string(),
-        })?;
         let run_id = {
             let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
-            let run_id = store.create_run(&name, &config_json)?;
-            store.set_device(run_id, &trainer.device().description)?;
-            store.put_snapshot(run_id, 0, IMAGES_KIND, &images_blob)?;
-            run_id
+            record_run(&store, &trainer).map_err(|e| match e {
+                RunError::Store(err) => HubError::Store(err),
+                other => HubError::Corrupt {
+                    run_id: 0,
+                    epoch: 0,
+                    reason: other.to_string(),
+                },
+            })?
         };
         let stop = Arc::new(AtomicBool::new(false));
         if let Ok(mut stops) = self.stops.lock() {
@@ -352,41 +346,6 @@ impl Hub {
 }
 
 /// The probe set's images (or points), from the trainer's data.
-fn probe_images(trainer: &Trainer) -> ProbeImages {
-    let splits = trainer.splits();
-    let source = match trainer.config().probe.source {
-        actiscope_train::ProbeSource::Test => &splits.test,
-        actiscope_train::ProbeSource::Train => &splits.train,
-    };
-    let rows_of = |i: usize| source.row(i).unwrap_or(&[]);
-    match source.image_shape {
-        Some((rows, cols)) => ProbeImages {
-            rows: u32::try_from(rows).unwrap_or(0),
-            cols: u32::try_from(cols).unwrap_or(0),
-            pixels: trainer
-                .probe_indices()
-                .iter()
-                .flat_map(|&i| {
-                    rows_of(i)
-                        .iter()
-                        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-                })
-                .collect(),
-            points: Vec::new(),
-        },
-        None => ProbeImages {
-            rows: 0,
-            cols: 0,
-            pixels: Vec::new(),
-            points: trainer
-                .probe_indices()
-                .iter()
-                .flat_map(|&i| rows_of(i).iter().copied())
-                .collect(),
-        },
-    }
-}
-
 fn summary(row: &actiscope_store::RunRow) -> RunSummary {
     let config: Option<TrainConfig> = serde_json::from_str(&row.config_json).ok();
     RunSummary {
@@ -401,6 +360,7 @@ fn summary(row: &actiscope_store::RunRow) -> RunSummary {
             .map(|c| c.model.describe())
             .unwrap_or_default(),
         device: row.device.clone(),
+        dataset_sha256: row.dataset_sha256.clone(),
         status: row.status.clone(),
         epochs_planned: config
             .as_ref()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actiscope_analysis::apd::{ApdOptions, build_apd};
 use actiscope_analysis::flows::flow_table;
 use actiscope_analysis::{LayerPatterns, PatternMatrix};
-use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeInstances, WireMatrix};
+use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeImages, ProbeInstances, WireMatrix};
 use actiscope_store::{RunStatus, Store};
 use actiscope_train::{EpochReport, TrainError, Trainer};
 
@@ -15,6 +15,8 @@ use actiscope_train::{EpochReport, TrainError, Trainer};
 pub const SNAPSHOT_KIND: &str = "epoch";
 /// Kind under which the probe set's raw activations are stored.
 pub const PROBE_ACTIVATIONS_KIND: &str = "probe_activations";
+/// Kind under which the probe set's images (or planar points) are stored, at epoch 0.
+pub const IMAGES_KIND: &str = "probe_images";
 /// Kind under which the probe set's predicted-class probabilities (`Vec<f32>`) are stored.
 pub const PROBE_SCORES_KIND: &str = "probe_scores";
 
@@ -45,6 +47,58 @@ pub struct RunOutcome {
     pub status: RunStatus,
     /// Metrics of every stored epoch.
     pub epochs: Vec<EpochMetrics>,
+}
+
+/// Records a new run of `trainer` in `store`: its name, configuration, device, the SHA-256
+/// of its data and its probe images (epoch 0). Returns the run id. Used by the server and by `actiscope train`, so a
+/// run looks the same in the dashboard whichever started it.
+pub fn record_run(store: &Store, trainer: &Trainer) -> Result<i64, RunError> {
+    let config = trainer.config();
+    let config_json =
+        serde_json::to_string(config).map_err(|e| RunError::Analysis(e.to_string()))?;
+    let name = format!("{} on {}", config.model.describe(), config.dataset.name());
+    let images_blob = actiscope_protocol::encode(&probe_images(trainer))?;
+    let run_id = store.create_run(&name, &config_json)?;
+    store.set_device(run_id, &trainer.device().description)?;
+    store.set_dataset_sha256(run_id, &trainer.splits().sha256_hex())?;
+    store.put_snapshot(run_id, 0, IMAGES_KIND, &images_blob)?;
+    Ok(run_id)
+}
+
+/// The probe set's inputs: bytes of the images, or the planar points.
+fn probe_images(trainer: &Trainer) -> ProbeImages {
+    let splits = trainer.splits();
+    let source = match trainer.config().probe.source {
+        actiscope_train::ProbeSource::Test => &splits.test,
+        actiscope_train::ProbeSource::Train => &splits.train,
+    };
+    let rows_of = |i: usize| source.row(i).unwrap_or(&[]);
+    match source.image_shape {
+        Some((rows, cols)) => ProbeImages {
+            rows: u32::try_from(rows).unwrap_or(0),
+            cols: u32::try_from(cols).unwrap_or(0),
+            pixels: trainer
+                .probe_indices()
+                .iter()
+                .flat_map(|&i| {
+                    rows_of(i)
+                        .iter()
+                        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+                })
+                .collect(),
+            points: Vec::new(),
+        },
+        None => ProbeImages {
+            rows: 0,
+            cols: 0,
+            pixels: Vec::new(),
+            points: trainer
+                .probe_indices()
+                .iter()
+                .flat_map(|&i| rows_of(i).iter().copied())
+                .collect(),
+        },
+    }
 }
 
 /// Builds the stored snapshot of one epoch from the trainer's report.

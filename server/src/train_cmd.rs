@@ -16,7 +16,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::runner::run_to_completion;
+use crate::runner::{record_run, run_to_completion};
 
 /// Bad input from the user: the binary exits with status 2 and this message.
 #[derive(Debug, thiserror::Error)]
@@ -223,10 +223,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     );
     let store = Store::open(&args.store)
         .with_context(|| format!("opening the run store {}", args.store.display()))?;
-    let config_json = serde_json::to_string(&config).context("encoding the configuration")?;
-    let name = format!("{} on {}", config.model.describe(), config.dataset.name());
-    let run_id = store.create_run(&name, &config_json)?;
-    store.set_device(run_id, &device)?;
+    let run_id = record_run(&store, &trainer).context("recording the run")?;
     let store = Mutex::new(store);
 
     let stop = Arc::new(AtomicBool::new(false));

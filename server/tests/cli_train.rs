@@ -141,6 +141,10 @@ fn a_short_run_prints_json_and_stores_every_epoch() {
     assert_eq!(store.status(run_id).unwrap().as_deref(), Some("completed"));
     assert_eq!(store.epochs(run_id).unwrap().len(), 2);
     assert!(store.snapshot(run_id, 2, "epoch").unwrap().is_some());
+    // Stored like a run the server started: the dashboard's inspector and the NMF input block
+    // need the probe's inputs.
+    assert!(store.snapshot(run_id, 0, "probe_images").unwrap().is_some());
+    assert!(store.snapshot(run_id, 2, "probe_scores").unwrap().is_some());
 }
 
 fn stored_epochs(path: &Path) -> usize {

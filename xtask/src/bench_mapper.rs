@@ -7,7 +7,7 @@
 //! a warm-up, twice each, alternating. Prints both times, the ratio, and whether node and
 //! edge counts agree.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::{Context, bail};
@@ -41,27 +41,6 @@ pub struct MapperBenchArgs {
     /// CPU threads for scikit-learn's BLAS / OpenMP (actiscope's mapper runs on one thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-}
-
-/// The Python of the benchmark venv (`target/bench-venv`), made on first use, with
-/// KeplerMapper and scikit-learn installed from PyPI when they do not import.
-fn python_with_kmapper() -> anyhow::Result<PathBuf> {
-    let venv = repo_root().join("target/bench-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    for (module, package) in [("sklearn", "scikit-learn"), ("kmapper", "kmapper")] {
-        let present = Command::new(&python)
-            .args(["-c", &format!("import {module}")])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !present {
-            println!("installing {package} from PyPI into {}", venv.display());
-            run(Command::new(&python).args(["-m", "pip", "install", "--quiet", package]))?;
-        }
-    }
-    Ok(python)
 }
 
 /// The last line of a peer's standard output, parsed as JSON.
@@ -141,7 +120,8 @@ pub fn bench_mapper(args: &MapperBenchArgs) -> anyhow::Result<()> {
         .collect();
     let mut ours_args = vec!["run"];
     ours_args.extend(&flags);
-    let python = python_with_kmapper()?;
+    let python =
+        crate::bench::bench_python(&[("sklearn", "scikit-learn"), ("kmapper", "kmapper")])?;
     let threads = args.threads.to_string();
     let kmapper = || -> anyhow::Result<serde_json::Value> {
         let output = Command::new(&python)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the websocket envelope. Bump it whenever a message changes shape; a peer that
 /// receives another version refuses the frame instead of misreading it.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest websocket frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -162,6 +162,8 @@ pub struct RunSummary {
     pub model: String,
     /// Device description, e.g. `flex (CPU; no GPU adapter found)`.
     pub device: String,
+    /// SHA-256 (hex) of the data the run saw; empty for runs stored by older versions.
+    pub dataset_sha256: String,
     /// `running`, `completed`, `stopped`, `diverged`, `interrupted` or `queued`.
     pub status: String,
     /// Epochs the run was asked to train.

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Version of the schema this build writes. Each entry of [`MIGRATIONS`] raises it by one.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long an opener waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
         blob BLOB NOT NULL,
         PRIMARY KEY (run_id, epoch, kind)
      );",
+    "ALTER TABLE runs ADD COLUMN dataset_sha256 TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Errors of the run store.
@@ -101,9 +102,11 @@ pub struct RunRow {
     pub created_unix_secs: i64,
     /// Epochs stored.
     pub epochs_stored: u32,
+    /// SHA-256 of the data the run saw (empty for runs stored before schema version 3).
+    pub dataset_sha256: String,
 }
 
-const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, \
+const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, r.dataset_sha256, \
      (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id)";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
@@ -114,7 +117,8 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         status: row.get(3)?,
         device: row.get(4)?,
         created_unix_secs: row.get(5)?,
-        epochs_stored: row.get(6)?,
+        dataset_sha256: row.get(6)?,
+        epochs_stored: row.get(7)?,
     })
 }
 
@@ -222,6 +226,15 @@ impl Store {
         self.conn.execute(
             "UPDATE runs SET device = ?1 WHERE id = ?2",
             params![device, run_id],
+        )?;
+        Ok(())
+    }
+
+    /// Records the SHA-256 of the data run `run_id` saw.
+    pub fn set_dataset_sha256(&self, run_id: i64, sha256: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET dataset_sha256 = ?1 WHERE id = ?2",
+            params![sha256, run_id],
         )?;
         Ok(())
     }
@@ -450,6 +463,11 @@ mod tests {
         assert_eq!(store.schema_version()?, SCHEMA_VERSION);
         assert_eq!(store.run_count()?, 1);
         assert_eq!(store.epochs(1)?, vec![]);
+        // Columns added later read as empty for old runs and can be filled in.
+        let old = store.run(1)?.ok_or("run 1")?;
+        assert_eq!((old.device.as_str(), old.dataset_sha256.as_str()), ("", ""));
+        store.set_dataset_sha256(1, "abc")?;
+        assert_eq!(store.run(1)?.ok_or("run 1")?.dataset_sha256, "abc");
         Ok(())
     }
 

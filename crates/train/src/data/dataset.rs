@@ -143,6 +143,36 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+impl Splits {
+    /// SHA-256 (hex) of the data a run saw: each split's name, shape, features (little-endian
+    /// `f32`) and labels. Two runs with the same hash trained and were evaluated on the same
+    /// data, whatever the file paths said.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (name, set) in [
+            ("train", &self.train),
+            ("validation", &self.validation),
+            ("test", &self.test),
+        ] {
+            hasher.update(name.as_bytes());
+            hasher.update((set.len() as u64).to_le_bytes());
+            hasher.update((set.dim as u64).to_le_bytes());
+            for v in &set.features {
+                hasher.update(v.to_le_bytes());
+            }
+            for l in &set.labels {
+                hasher.update(l.to_le_bytes());
+            }
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Loads `spec` and splits it; the validation split depends on `seed`, the test set never does.
 pub fn load_splits(spec: &DatasetSpec, seed: u64) -> Result<Splits, DataError> {
     let (train_and_validation, test) = match spec {
@@ -220,6 +250,18 @@ fn split_indices(n: usize, share: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_hash_names_exactly_the_data() {
+        let moons = DatasetSpec::Planar(Planar::Moons);
+        let a = load_splits(&moons, 1).unwrap().sha256_hex();
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a, load_splits(&moons, 1).unwrap().sha256_hex());
+        assert_ne!(a, load_splits(&moons, 2).unwrap().sha256_hex());
+        let circles = DatasetSpec::Planar(Planar::Circles);
+        assert_ne!(a, load_splits(&circles, 1).unwrap().sha256_hex());
+    }
 
     #[test]
     fn builtin_digits_split_into_fixed_test_and_seeded_validation() {

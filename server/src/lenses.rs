@@ -419,7 +419,16 @@ pub async fn rmse_json(
             .into_iter()
             .map(|(rank, rmse)| (u32::try_from(rank).unwrap_or(u32::MAX), rmse))
             .collect();
-        json(&RmseCurve { epoch, points })
+        let (sum_sq, count) = data.matrices.iter().fold((0.0f64, 0usize), |(s, c), m| {
+            let block: f64 = m.as_slice().iter().map(|v| f64::from(*v).powi(2)).sum();
+            (s + block, c + m.as_slice().len())
+        });
+        let data_rms = (sum_sq / count.max(1) as f64).sqrt();
+        json(&RmseCurve {
+            epoch,
+            points,
+            data_rms,
+        })
     })
     .await?;
     cache.put_answer(key, answer.clone());

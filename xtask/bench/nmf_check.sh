@@ -21,6 +21,7 @@ ranks = "10,20,30,40,50"
 for title, query in [("layers 1-3 (activations only)", "inputs=false"),
                      ("inputs + layers 1-3, balanced blocks", "inputs=true&balance=true")]:
     print(f"\n{title}: RMSE by rank (probe: 1,000 test digits; 200 rounds, seed 0)")
+    print("RMSE (and RMSE / RMS of the data, in brackets)")
     print("| epoch | val accuracy | " + " | ".join(f"rank {r}" for r in ranks.split(",")) + " |")
     print("| --- | --- |" + " --- |" * len(ranks.split(",")))
     for epoch in [1, 3, 10, 30]:
@@ -29,6 +30,7 @@ for title, query in [("layers 1-3 (activations only)", "inputs=false"),
             curve = json.load(urllib.request.urlopen(url, timeout=600))
         except urllib.error.HTTPError as err:
             sys.exit(f"{url}: {err.code} {err.read().decode()}")
-        cells = " | ".join(f"{rmse:.4f}" for _, rmse in curve["points"])
+        rms = curve["data_rms"]
+        cells = " | ".join(f"{rmse:.4f} ({rmse / rms:.3f})" for _, rmse in curve["points"])
         print(f"| {epoch} | {100 * acc[epoch]:.1f}% | {cells} |")
 PY

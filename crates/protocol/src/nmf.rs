@@ -82,6 +82,9 @@ pub struct RmseCurve {
     pub epoch: u32,
     /// `(rank, rmse)` pairs, ascending rank.
     pub points: Vec<(u32, f64)>,
+    /// Root mean square of the factorized values themselves (all blocks, unscaled), so that
+    /// `rmse / data_rms` compares epochs whose activations differ in size.
+    pub data_rms: f64,
 }
 
 /// Singular values of each layer's activation matrix over the probe set, for one epoch.

@@ -604,6 +604,29 @@ async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
     )
     .expect("save screenshot");
 
+    // Flows over another span of layers: the histograms follow the server's table.
+    js(&client, "const s = document.getElementById('flow-from'); s.value = '0'; s.dispatchEvent(new Event('change', {bubbles: true})); \
+                 const t = document.getElementById('flow-to'); t.value = '0'; t.dispatchEvent(new Event('change', {bubbles: true})); return 0;").await;
+    let (_, body) = actiscope_e2e::http_get(
+        server.addr,
+        &format!("/api/runs/{run_id}/epochs/{epochs}/flows?from=0&to=0"),
+    )
+    .await
+    .expect("GET flows");
+    let table: actiscope_protocol::apd::FlowTable = serde_json::from_str(&body).expect("flows");
+    let note = wait_for_text(&client, "#flow-span-state", Duration::from_secs(30), |t| {
+        t.ends_with(" flows")
+    })
+    .await;
+    assert_eq!(note, format!("{} flows", table.flows.len()));
+    let drawn: u64 = js(&client, "return Array.from(document.querySelectorAll('#hist-all rect.cell')).reduce((a, r) => a + Number(r.dataset.count), 0);")
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    let expected: u32 = table.histogram.instances.iter().flatten().sum();
+    assert_eq!(drawn, u64::from(expected));
+    assert_eq!(expected, 200, "every probe instance is in one flow");
+
     // The New-run form starts a run on the server and the dashboard switches to it.
     click_js(
         &client,

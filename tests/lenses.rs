@@ -190,6 +190,20 @@ async fn lenses_on_a_digits_run() {
     assert_eq!(spectra.layers[0].len(), 12);
     assert!(spectra.layers[0].windows(2).all(|w| w[0] >= w[1]));
 
+    // Flows over any span of layers; the last two are what the snapshot stored.
+    let (stored, _): (actiscope_protocol::EpochSnapshot, _) =
+        get_ok(&server, &format!("{base}/2")).await;
+    let (last_two, _): (actiscope_protocol::apd::FlowTable, _) =
+        get_ok(&server, &format!("{base}/2/flows?from=0&to=1")).await;
+    assert_eq!(last_two, stored.flows);
+    let (first_only, _): (actiscope_protocol::apd::FlowTable, _) =
+        get_ok(&server, &format!("{base}/2/flows?from=0&to=0")).await;
+    let total = |t: &actiscope_protocol::apd::FlowTable| -> usize {
+        t.flows.iter().map(|f| f.instances.len()).sum()
+    };
+    assert_eq!(total(&first_only), 150);
+    assert!(first_only.flows.len() <= last_two.flows.len());
+
     // Clear errors.
     let cases = [
         (format!("{base}/1/mapper?lens=pca9"), 400, "pca9"),
@@ -205,6 +219,8 @@ async fn lenses_on_a_digits_run() {
             "layer 5",
         ),
         (format!("{base}/1/nmf/rmse?ranks=x"), 400, "ranks"),
+        (format!("{base}/1/flows?from=1&to=0"), 400, "from"),
+        (format!("{base}/1/flows?from=0&to=5"), 400, "to < 2"),
     ];
     for (path, status, needle) in cases {
         let (got, message) = get_error(&server, &path).await;

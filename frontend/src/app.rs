@@ -1,6 +1,6 @@
 //! The root component: connection, run header, epoch slider, and the views that follow it.
 
-use actiscope_protocol::apd::Apd;
+use actiscope_protocol::apd::{Apd, FlowHistogram, FlowTable};
 use actiscope_protocol::{
     ClientMessage, EpochMetrics, EpochSnapshot, ProbeImages, RunSummary, ServerInfo, ServerMessage,
 };
@@ -299,6 +299,58 @@ pub fn App() -> impl IntoView {
         dash.epochs
             .with(|e| e.iter().map(|s| s.metrics.clone()).collect())
     });
+    // Which hidden layers define the flows: the stored snapshot has the last two (the paper's
+    // choice); any other span is asked from the server for the epoch on screen.
+    let flow_span = RwSignal::new(None::<(u32, u32)>);
+    let fetched_flows = RwSignal::new(None::<FlowHistogram>);
+    let flow_note = RwSignal::new(String::new());
+    let hidden_layers = move || dash.run.get().map_or(1, |r| r.hidden_layers.max(1));
+    let shown_span = move || {
+        flow_span.get().unwrap_or_else(|| {
+            snapshot.with(|s| {
+                s.as_ref()
+                    .map_or((0, 0), |s| (s.flows.first_layer, s.flows.last_layer))
+            })
+        })
+    };
+    // Another run may have other layers: back to the stored span.
+    Effect::new(move |previous: Option<Option<i64>>| {
+        let run_id = dash.run.get().map(|r| r.run_id);
+        if previous.is_some_and(|p| p != run_id) {
+            flow_span.set(None);
+        }
+        run_id
+    });
+    let flows_token = token.clone();
+    Effect::new(move |_| {
+        let (Some(run), Some(epoch), Some((from, to))) =
+            (dash.run.get(), dash.shown_epoch(), flow_span.get())
+        else {
+            fetched_flows.set(None);
+            flow_note.set(String::new());
+            return;
+        };
+        let path = format!(
+            "/api/runs/{}/epochs/{epoch}/flows?from={from}&to={to}",
+            run.run_id
+        );
+        let token = flows_token.clone();
+        flow_note.set("computing…".to_owned());
+        leptos::task::spawn_local(async move {
+            match crate::api::get_json::<FlowTable>(&path, token.as_deref()).await {
+                Ok(table) => {
+                    fetched_flows.set(Some(table.histogram));
+                    flow_note.set(format!("{} flows", table.flows.len()));
+                }
+                Err(e) => flow_note.set(format!("could not compute the flows: {e}")),
+            }
+        });
+    });
+    let flow_histogram = Signal::derive(move || {
+        fetched_flows
+            .get()
+            .or_else(|| snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone())))
+    });
     let (render_ms, set_render_ms) = signal(0.0f64);
     let on_select = Callback::new(move |(label, instances): (String, Vec<u32>)| {
         dash.selection_label.set(label);
@@ -417,10 +469,35 @@ pub fn App() -> impl IntoView {
                 <LineChart id="chart-loss" title="Loss"
                     series=Signal::derive(move || loss_series(&metrics.get()))
                     current=Signal::derive(move || dash.shown_epoch().map(|e| e as usize)) />
+                <div class="flow-span">
+                    "flows over hidden layers "
+                    <select id="flow-from" on:change=move |ev| {
+                        if let Ok(from) = event_target_value(&ev).parse::<u32>() {
+                            let (_, to) = shown_span();
+                            flow_span.set(Some((from, to.max(from))));
+                        }
+                    }>
+                        {move || (0..hidden_layers()).map(|l| view! {
+                            <option value=l.to_string() selected=move || shown_span().0 == l>{(l + 1).to_string()}</option>
+                        }).collect_view()}
+                    </select>
+                    " to "
+                    <select id="flow-to" on:change=move |ev| {
+                        if let Ok(to) = event_target_value(&ev).parse::<u32>() {
+                            let (from, _) = shown_span();
+                            flow_span.set(Some((from.min(to), to)));
+                        }
+                    }>
+                        {move || (0..hidden_layers()).map(|l| view! {
+                            <option value=l.to_string() selected=move || shown_span().1 == l>{(l + 1).to_string()}</option>
+                        }).collect_view()}
+                    </select>
+                    <span class="note" id="flow-span-state">{move || flow_note.get()}</span>
+                </div>
                 <FlowHeatmap id="hist-errors" title="Flows: misclassified instances by strength and purity"
-                    histogram=Signal::derive(move || snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone()))) errors=true />
+                    histogram=flow_histogram errors=true />
                 <FlowHeatmap id="hist-all" title="Flows: all instances by strength and purity"
-                    histogram=Signal::derive(move || snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone()))) errors=false />
+                    histogram=flow_histogram errors=false />
             </section>
             <Show when=move || dash.last_error.get().is_some()>
                 <p id="last-error" class="status" data-state="disconnected">

@@ -39,6 +39,7 @@ pub fn app(state: AppState) -> Router {
             "/api/runs/{run_id}/epochs/{epoch}/spectra",
             get(get_spectra),
         )
+        .route("/api/runs/{run_id}/epochs/{epoch}/flows", get(get_flows))
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -271,6 +272,31 @@ async fn get_spectra(
         .await
         .map(json_bytes)
         .map_err(lens_error)
+}
+
+/// Query of `GET …/flows`: hidden layers (0-based) spanned by the flows.
+#[derive(Debug, serde::Deserialize)]
+struct FlowsQuery {
+    from: u32,
+    to: u32,
+}
+
+async fn get_flows(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+    Query(query): Query<FlowsQuery>,
+) -> Result<Response, ApiError> {
+    lenses::flows_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+        epoch,
+        query.from,
+        query.to,
+    )
+    .await
+    .map(json_bytes)
+    .map_err(lens_error)
 }
 
 async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {

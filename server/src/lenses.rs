@@ -10,11 +10,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use actiscope_analysis::Matrix;
+use actiscope_analysis::flows::flow_table;
 use actiscope_analysis::mapper::{MapperInput, carry_identities, mapper};
 use actiscope_analysis::nmf::{
     NmfBlockInput, NmfFit, NmfOptions, coupled_nmf, rmse_by_rank, singular_values,
 };
+use actiscope_analysis::{LayerPatterns, Matrix, PatternMatrix};
 use actiscope_protocol::mapper::{MapperGraph, MapperParams};
 use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve, Spectra};
 use actiscope_protocol::{ProbeImages, WireMatrix};
@@ -455,6 +456,49 @@ pub async fn spectra_json(
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| LensError::Worker(e.to_string()))?;
         json(&Spectra { epoch, layers })
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
+/// Flows over hidden layers `first..=last` (0-based) of one epoch's probe set, as JSON
+/// ([`FlowTable`](actiscope_protocol::apd::FlowTable)); the stored snapshot holds the paper's
+/// choice, the last two layers.
+pub async fn flows_json(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+    first: u32,
+    last: u32,
+) -> Result<Bytes, LensError> {
+    let key = format!("{run_id}/{epoch}/flows/{first}/{last}");
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(move || {
+        let probe = load_probe(&hub, run_id, epoch)?;
+        let count = probe.layers.len();
+        if first > last || last as usize >= count {
+            return Err(LensError::BadRequest(format!(
+                "flows need 0 <= from <= to < {count} (hidden layers, 0-based), not {first}..{last}"
+            )));
+        }
+        let patterns: Vec<LayerPatterns> = probe
+            .layers
+            .iter()
+            .map(|m| LayerPatterns::from_patterns(&PatternMatrix::from_preactivations(m)))
+            .collect();
+        let table = flow_table(
+            &patterns,
+            first as usize,
+            last as usize,
+            &probe.predictions,
+            &probe.labels,
+        )
+        .map_err(|e| LensError::BadRequest(e.to_string()))?;
+        json(&table)
     })
     .await?;
     cache.put_answer(key, answer.clone());

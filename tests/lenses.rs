@@ -204,6 +204,23 @@ async fn lenses_on_a_digits_run() {
     assert_eq!(total(&first_only), 150);
     assert!(first_only.flows.len() <= last_two.flows.len());
 
+    // Images and the CSV export.
+    let (images, _): (actiscope_protocol::ProbeImages, _) =
+        get_ok(&server, &format!("/api/runs/{run_id}/images")).await;
+    assert_eq!((images.rows, images.cols), (28, 28));
+    assert_eq!(images.pixels.len(), 150 * 784);
+    let (status, csv) = http_get(server.addr, &format!("{base}/2/probe.csv"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "instance,source_index,label,prediction,loss");
+    assert_eq!(lines.len(), 151);
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(first[0], "0");
+    assert_eq!(first[1], stored.probe.indices[0].to_string());
+    assert_eq!(first[2], stored.probe.labels[0].to_string());
+
     // Clear errors.
     let cases = [
         (format!("{base}/1/mapper?lens=pca9"), 400, "pca9"),
@@ -221,6 +238,8 @@ async fn lenses_on_a_digits_run() {
         (format!("{base}/1/nmf/rmse?ranks=x"), 400, "ranks"),
         (format!("{base}/1/flows?from=1&to=0"), 400, "from"),
         (format!("{base}/1/flows?from=0&to=5"), 400, "to < 2"),
+        ("/api/runs/9999/images".to_owned(), 404, "9999"),
+        (format!("{base}/77/probe.csv"), 404, "77"),
     ];
     for (path, status, needle) in cases {
         let (got, message) = get_error(&server, &path).await;

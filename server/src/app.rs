@@ -40,6 +40,11 @@ pub fn app(state: AppState) -> Router {
             get(get_spectra),
         )
         .route("/api/runs/{run_id}/epochs/{epoch}/flows", get(get_flows))
+        .route(
+            "/api/runs/{run_id}/epochs/{epoch}/probe.csv",
+            get(get_probe_csv),
+        )
+        .route("/api/runs/{run_id}/images", get(get_images))
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -272,6 +277,55 @@ async fn get_spectra(
         .await
         .map(json_bytes)
         .map_err(lens_error)
+}
+
+async fn get_images(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+) -> Result<Json<actiscope_protocol::ProbeImages>, ApiError> {
+    state
+        .hub()
+        .images(run_id)
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::NOT_FOUND,
+                format!("run {run_id} has no stored probe images"),
+            )
+        })
+}
+
+/// One epoch's probe instances as CSV: position in the probe set, index in the source set,
+/// true label, prediction and loss.
+async fn get_probe_csv(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+) -> Result<Response, ApiError> {
+    let snapshot = get_snapshot(State(state), Path((run_id, epoch))).await?.0;
+    let probe = &snapshot.probe;
+    let mut csv = String::from("instance,source_index,label,prediction,loss\n");
+    for (i, (((index, label), prediction), loss)) in probe
+        .indices
+        .iter()
+        .zip(&probe.labels)
+        .zip(&probe.predictions)
+        .zip(&probe.losses)
+        .enumerate()
+    {
+        csv.push_str(&format!("{i},{index},{label},{prediction},{loss}\n"));
+    }
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"probe.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
 }
 
 /// Query of `GET …/flows`: hidden layers (0-based) spanned by the flows.

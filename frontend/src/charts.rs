@@ -63,9 +63,13 @@ pub fn LineChart(
     /// The epoch shown elsewhere, marked with a vertical line.
     current: Signal<Option<usize>>,
 ) -> impl IntoView {
+    // The lines depend on the series only; the marker on the shown epoch only, so scrubbing
+    // moves one line instead of redrawing the chart.
+    let epochs =
+        Memo::new(move |_| series.with(|s| s.iter().map(|(_, v)| v.len()).max().unwrap_or(0)));
     let body = move || {
         let series = series.get();
-        let epochs = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+        let epochs = epochs.get();
         let max_value = series
             .iter()
             .flat_map(|(_, v)| v.iter().copied())
@@ -85,10 +89,6 @@ pub fn LineChart(
                 }
             })
             .collect_view();
-        let marker = current.get().filter(|_| epochs > 1).map(|epoch| {
-            let x = PAD_L + (epoch.saturating_sub(1)) as f64 * (W - PAD_L - PAD_R) / (epochs - 1) as f64;
-            view! { <line x1=format!("{x:.1}") x2=format!("{x:.1}") y1=PAD_T.to_string() y2=(H - PAD_B).to_string() class="marker"></line> }
-        });
         view! {
             <line x1=PAD_L.to_string() x2=PAD_L.to_string() y1=PAD_T.to_string() y2=(H - PAD_B).to_string() class="axis"></line>
             <line x1=PAD_L.to_string() x2=(W - PAD_R).to_string() y1=(H - PAD_B).to_string() y2=(H - PAD_B).to_string() class="axis"></line>
@@ -97,13 +97,23 @@ pub fn LineChart(
             <text x=PAD_L.to_string() y=(H - 8.0).to_string() class="tick">"1"</text>
             <text x=(W - PAD_R).to_string() y=(H - 8.0).to_string() text-anchor="end" class="tick">{format!("epoch {epochs}")}</text>
             {lines}
-            {marker}
         }
+    };
+    let marker_x = move || {
+        let epochs = epochs.get();
+        let epoch = current.get().filter(|_| epochs > 1)?;
+        Some(PAD_L + (epoch.saturating_sub(1)) as f64 * (W - PAD_L - PAD_R) / (epochs - 1) as f64)
     };
     view! {
         <figure class="chart">
             <figcaption>{title}</figcaption>
-            <svg id=id viewBox=format!("0 0 {W} {H}")>{body}</svg>
+            <svg id=id viewBox=format!("0 0 {W} {H}")>
+                {body}
+                <line class="marker" y1=PAD_T.to_string() y2=(H - PAD_B).to_string()
+                    x1=move || format!("{:.1}", marker_x().unwrap_or(-10.0))
+                    x2=move || format!("{:.1}", marker_x().unwrap_or(-10.0))
+                    visibility=move || if marker_x().is_some() { "visible" } else { "hidden" }></line>
+            </svg>
         </figure>
     }
 }

@@ -109,28 +109,44 @@ pub fn Inspector(
             }
         })
     });
+    // Rows are keyed by instance: scrubbing epochs keeps each row and its picture and only
+    // rewrites the texts that changed, instead of rebuilding the list.
+    let by_instance = Memo::new(move |_| {
+        table.with(|t| {
+            t.iter()
+                .map(|r| (r.instance, r.clone()))
+                .collect::<std::collections::HashMap<u32, InstanceRow>>()
+        })
+    });
+    let listed = move || {
+        table.with(|t| {
+            t.iter()
+                .take(MAX_LISTED)
+                .map(|r| r.instance)
+                .collect::<Vec<u32>>()
+        })
+    };
     let list = move || {
-        table
-            .get()
-            .into_iter()
-            .take(MAX_LISTED)
-            .map(|row| {
-                let picture = pictures.with(|p| match p.get(row.instance as usize) {
-                    Some(Picture::Point(x, y)) => Some(view! { <span class="point">{format!("({x:.2}, {y:.2})")}</span> }.into_any()),
-                    Some(Picture::Image(url)) => Some(view! { <img class="digit" width="28" height="28" alt="instance" src=url.clone() /> }.into_any()),
-                    None => None,
-                });
-                let wrong = row.label != row.prediction;
-                view! {
-                    <li data-instance=row.instance.to_string() class:wrong=wrong>
-                        {picture}
-                        <span class="meta">
-                            {format!("#{} true {} pred {} loss {:.3}", row.instance, row.label, row.prediction, row.loss)}
-                        </span>
-                    </li>
+        view! {
+            <For each=listed key=|instance| *instance let:instance>
+                {
+                    let picture = move || pictures.with(|p| match p.get(instance as usize) {
+                        Some(Picture::Point(x, y)) => Some(view! { <span class="point">{format!("({x:.2}, {y:.2})")}</span> }.into_any()),
+                        Some(Picture::Image(url)) => Some(view! { <img class="digit" width="28" height="28" alt="instance" src=url.clone() /> }.into_any()),
+                        None => None,
+                    });
+                    let row = move || by_instance.with(|m| m.get(&instance).cloned());
+                    view! {
+                        <li data-instance=instance.to_string() class:wrong=move || row().is_some_and(|r| r.label != r.prediction)>
+                            {picture}
+                            <span class="meta">
+                                {move || row().map(|r| format!("#{} true {} pred {} loss {:.3}", r.instance, r.label, r.prediction, r.loss)).unwrap_or_default()}
+                            </span>
+                        </li>
+                    }
                 }
-            })
-            .collect_view()
+            </For>
+        }
     };
     let csv_href = move || data_url("text/csv", &to_csv(&table.get()));
     let json_href = move || {

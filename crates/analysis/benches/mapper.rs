@@ -9,27 +9,7 @@ use actiscope_analysis::mapper::{MapperInput, mapper};
 use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-/// splitmix64 (as in `examples/mapper_bench.rs`).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
+use actiscope_analysis::rng::SplitMix64;
 
 /// `rows x cols` ReLU outputs of 10 Gaussian blobs (centres N(0, 2^2), spread N(0, 0.6^2)),
 /// row `i` in blob `i % 10`; the same values as `mapper_bench generate` with seed 42.

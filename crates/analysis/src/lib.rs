@@ -14,6 +14,7 @@ pub mod mapper;
 pub mod matrix;
 pub mod nmf;
 pub mod patterns;
+pub mod rng;
 
 pub use matrix::{Matrix, MatrixError};
 pub use patterns::{LayerPatterns, PatternMatrix};

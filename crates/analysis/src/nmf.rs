@@ -20,6 +20,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::Matrix;
+use crate::rng::SplitMix64;
 
 /// Errors of the factorization.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -160,21 +161,6 @@ impl NmfFit {
                 order.into_iter().take(count).map(|(i, _)| i).collect()
             })
             .collect()
-    }
-}
-
-/// SplitMix64: a tiny seeded generator for the initialisation.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_unit(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // 24 random bits give every f32 in [0, 1) on a 2^-24 grid.
-        (z >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
@@ -578,7 +564,7 @@ fn random_factor(rows: usize, rank: usize, lanes: usize, rng: &mut SplitMix64) -
     let mut out = vec![0.0f32; rows * lanes];
     for row in out.chunks_exact_mut(lanes.max(1)) {
         for v in row.iter_mut().take(rank) {
-            *v = rng.next_unit();
+            *v = rng.next_unit_f32();
         }
     }
     out
@@ -800,8 +786,8 @@ mod tests {
     /// A non-negative `rows x cols` product of two random rank-`rank` factors.
     fn planted(rows: usize, cols: usize, rank: usize, seed: u64) -> Matrix {
         let mut rng = SplitMix64(seed);
-        let a: Vec<f32> = (0..rows * rank).map(|_| rng.next_unit()).collect();
-        let b: Vec<f32> = (0..cols * rank).map(|_| rng.next_unit()).collect();
+        let a: Vec<f32> = (0..rows * rank).map(|_| rng.next_unit_f32()).collect();
+        let b: Vec<f32> = (0..cols * rank).map(|_| rng.next_unit_f32()).collect();
         let mut data = Vec::with_capacity(rows * cols);
         for i in 0..rows {
             for j in 0..cols {
@@ -816,7 +802,7 @@ mod tests {
         Matrix::new(
             rows,
             cols,
-            (0..rows * cols).map(|_| rng.next_unit()).collect(),
+            (0..rows * cols).map(|_| rng.next_unit_f32()).collect(),
         )
         .unwrap()
     }
@@ -1011,7 +997,7 @@ mod tests {
         let mut rng = SplitMix64(42);
         let values: Vec<f32> = (0..70 * 30)
             .map(|_| {
-                let v = rng.next_unit();
+                let v = rng.next_unit_f32();
                 if v < 0.8 { 0.0 } else { v }
             })
             .collect();
@@ -1051,7 +1037,7 @@ mod tests {
         let mut x = Mat::<f32>::zeros(features, instances);
         for j in 0..instances {
             for v in x.col_as_slice_mut(j) {
-                let u = rng.next_unit();
+                let u = rng.next_unit_f32();
                 *v = if u < 0.7 { 0.0 } else { u };
             }
         }
@@ -1059,8 +1045,10 @@ mod tests {
             panic!("asked for the sparse layout");
         };
         for lanes in [8, 24, 72] {
-            let f: Vec<f32> = (0..instances * lanes).map(|_| rng.next_unit()).collect();
-            let w: Vec<f32> = (0..features * lanes).map(|_| rng.next_unit()).collect();
+            let f: Vec<f32> = (0..instances * lanes)
+                .map(|_| rng.next_unit_f32())
+                .collect();
+            let w: Vec<f32> = (0..features * lanes).map(|_| rng.next_unit_f32()).collect();
             let mut one = vec![0.0; features * lanes];
             let mut three = vec![0.0; features * lanes];
             sparse_product(lanes, &csr, &f, &mut one, Kernel::Scatter, 1);

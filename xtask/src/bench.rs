@@ -3,7 +3,7 @@
 //! the share of an epoch spent on capture and pattern counting.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use anyhow::{Context, bail};
 
@@ -26,6 +26,27 @@ pub struct BenchArgs {
 fn mean_after_first(values: &[f64]) -> f64 {
     let tail = values.get(1..).filter(|t| !t.is_empty()).unwrap_or(values);
     tail.iter().sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// The last line of a peer's standard output, parsed as JSON.
+pub fn report(output: &Output, who: &str) -> anyhow::Result<serde_json::Value> {
+    if !output.status.success() {
+        bail!("{who} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .last()
+        .with_context(|| format!("{who} printed nothing"))?;
+    serde_json::from_str(line).with_context(|| format!("{who} printed no JSON: {line}"))
+}
+
+/// `key` of a peer's JSON report as a number.
+pub fn number(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {
+    value
+        .get(key)
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("no {key} in {value}"))
 }
 
 /// The Python of the benchmark venv (`target/bench-venv`), made on first use, with each

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, bail};
 
+use crate::bench::{number, report};
 use crate::shell::{cargo, repo_root, run};
 
 /// Options of `cargo xtask bench-mapper`.
@@ -41,26 +42,6 @@ pub struct MapperBenchArgs {
     /// CPU threads for scikit-learn's BLAS / OpenMP (actiscope's mapper runs on one thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-}
-
-/// The last line of a peer's standard output, parsed as JSON.
-fn report(output: &Output, who: &str) -> anyhow::Result<serde_json::Value> {
-    if !output.status.success() {
-        bail!("{who} failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .last()
-        .with_context(|| format!("{who} printed nothing"))?;
-    serde_json::from_str(line).with_context(|| format!("{who} printed no JSON: {line}"))
-}
-
-fn number(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {
-    value
-        .get(key)
-        .and_then(serde_json::Value::as_f64)
-        .with_context(|| format!("no {key} in {value}"))
 }
 
 /// `cargo run --release` of the `mapper_bench` example with `args`, output captured.

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::bench::bench_python;
+use crate::bench::{bench_python, number, report};
 use crate::shell::{cargo, repo_root, run};
 
 /// Options of `cargo xtask bench-nmf`.
@@ -54,16 +54,6 @@ fn digits_pixels() -> anyhow::Result<(usize, usize, Vec<u8>)> {
     Ok((count, rows * cols, out))
 }
 
-fn field(output: &[u8], key: &str) -> anyhow::Result<f64> {
-    let text = String::from_utf8_lossy(output);
-    let line = text.lines().last().context("no output")?;
-    let value: serde_json::Value = serde_json::from_str(line).context("not JSON")?;
-    value
-        .get(key)
-        .and_then(serde_json::Value::as_f64)
-        .with_context(|| format!("no {key} in {line}"))
-}
-
 /// Runs both sides and prints the comparison.
 pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
     let root = repo_root();
@@ -87,22 +77,16 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
         "nmf_bench",
     ]))?;
     let python = bench_python(&[("sklearn", "scikit-learn")])?;
-    let ours = |threads: usize| -> anyhow::Result<Vec<u8>> {
+    let ours = |threads: usize| -> anyhow::Result<serde_json::Value> {
         let output = Command::new(root.join("target/release/examples/nmf_bench"))
             .arg(&matrix)
             .args(&shape)
             .arg(threads.to_string())
             .output()
             .context("running nmf_bench")?;
-        if !output.status.success() {
-            bail!(
-                "nmf_bench failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(output.stdout)
+        report(&output, "actiscope (nmf_bench)")
     };
-    let theirs = |threads: usize| -> anyhow::Result<Vec<u8>> {
+    let theirs = |threads: usize| -> anyhow::Result<serde_json::Value> {
         let threads = threads.to_string();
         let output = Command::new(&python)
             .arg(root.join("xtask/bench/sklearn_nmf.py"))
@@ -113,13 +97,7 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
             .env("MKL_NUM_THREADS", &threads)
             .output()
             .context("running the scikit-learn peer")?;
-        if !output.status.success() {
-            bail!(
-                "scikit-learn peer failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(output.stdout)
+        report(&output, "scikit-learn peer")
     };
     println!(
         "NMF of the {features} x {count} digits pixel matrix, rank {}, {} rounds (best of 3 after a warm-up):",
@@ -127,11 +105,11 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
     );
     for threads in [1, args.threads.max(1)] {
         let (a, b) = (ours(threads)?, theirs(threads)?);
-        let (our_secs, their_secs) = (field(&a, "secs")?, field(&b, "secs")?);
+        let (our_secs, their_secs) = (number(&a, "secs")?, number(&b, "secs")?);
         println!(
             "  {threads} thread(s): actiscope {our_secs:.3} s (rmse {:.4}), scikit-learn mu {their_secs:.3} s (rmse {:.4}): {:.2}x faster (goal: at least 3x)",
-            field(&a, "rmse")?,
-            field(&b, "rmse")?,
+            number(&a, "rmse")?,
+            number(&b, "rmse")?,
             their_secs / our_secs
         );
         if args.threads <= 1 {

@@ -209,12 +209,20 @@ fn lens_error(err: LensError) -> ApiError {
     }
 }
 
-fn json_bytes(bytes: bytes::Bytes) -> Response {
-    (
+/// A lens's JSON answer as a response, or its error as a 4xx/5xx.
+async fn lens_answer(
+    answer: impl Future<Output = Result<bytes::Bytes, LensError>>,
+) -> Result<Response, ApiError> {
+    let bytes = answer.await.map_err(lens_error)?;
+    Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         bytes,
     )
-        .into_response()
+        .into_response())
+}
+
+fn bad_query(message: String) -> ApiError {
+    api_error(StatusCode::BAD_REQUEST, message)
 }
 
 async fn get_mapper(
@@ -222,13 +230,15 @@ async fn get_mapper(
     Path((run_id, epoch)): Path<(i64, u32)>,
     Query(query): Query<MapperQuery>,
 ) -> Result<Response, ApiError> {
-    let params = query
-        .params()
-        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
-    lenses::mapper_json(state.hub().clone(), state.lenses(), run_id, epoch, params)
-        .await
-        .map(json_bytes)
-        .map_err(lens_error)
+    let params = query.params().map_err(bad_query)?;
+    lens_answer(lenses::mapper_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+        epoch,
+        params,
+    ))
+    .await
 }
 
 async fn get_nmf(
@@ -236,13 +246,15 @@ async fn get_nmf(
     Path((run_id, epoch)): Path<(i64, u32)>,
     Query(query): Query<NmfQuery>,
 ) -> Result<Response, ApiError> {
-    let params = query
-        .params()
-        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
-    lenses::nmf_json(state.hub().clone(), state.lenses(), run_id, epoch, params)
-        .await
-        .map(json_bytes)
-        .map_err(lens_error)
+    let params = query.params().map_err(bad_query)?;
+    lens_answer(lenses::nmf_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+        epoch,
+        params,
+    ))
+    .await
 }
 
 async fn get_rmse(
@@ -250,33 +262,30 @@ async fn get_rmse(
     Path((run_id, epoch)): Path<(i64, u32)>,
     Query(query): Query<NmfQuery>,
 ) -> Result<Response, ApiError> {
-    let params = query
-        .params()
-        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
-    let ranks = query
-        .ranks()
-        .map_err(|m| api_error(StatusCode::BAD_REQUEST, m))?;
-    lenses::rmse_json(
+    let params = query.params().map_err(bad_query)?;
+    let ranks = query.ranks().map_err(bad_query)?;
+    lens_answer(lenses::rmse_json(
         state.hub().clone(),
         state.lenses(),
         run_id,
         epoch,
         params,
         ranks,
-    )
+    ))
     .await
-    .map(json_bytes)
-    .map_err(lens_error)
 }
 
 async fn get_spectra(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
 ) -> Result<Response, ApiError> {
-    lenses::spectra_json(state.hub().clone(), state.lenses(), run_id, epoch)
-        .await
-        .map(json_bytes)
-        .map_err(lens_error)
+    lens_answer(lenses::spectra_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+        epoch,
+    ))
+    .await
 }
 
 async fn get_images(
@@ -340,17 +349,15 @@ async fn get_flows(
     Path((run_id, epoch)): Path<(i64, u32)>,
     Query(query): Query<FlowsQuery>,
 ) -> Result<Response, ApiError> {
-    lenses::flows_json(
+    lens_answer(lenses::flows_json(
         state.hub().clone(),
         state.lenses(),
         run_id,
         epoch,
         query.from,
         query.to,
-    )
+    ))
     .await
-    .map(json_bytes)
-    .map_err(lens_error)
 }
 
 async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {

@@ -9,26 +9,12 @@ use actiscope_analysis::mapper::{MapperInput, mapper};
 use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use actiscope_analysis::rng::SplitMix64;
+use actiscope_analysis::rng::relu_blobs;
 
-/// `rows x cols` ReLU outputs of 10 Gaussian blobs (centres N(0, 2^2), spread N(0, 0.6^2)),
-/// row `i` in blob `i % 10`; the same values as `mapper_bench generate` with seed 42.
+/// [`relu_blobs`] as a matrix (the same values as `mapper_bench generate` with the same seed).
 fn blobs(rows: usize, cols: usize, seed: u64) -> Matrix {
-    const BLOBS: usize = 10;
-    let mut rng = SplitMix64(seed);
-    let centres: Vec<f64> = (0..BLOBS * cols).map(|_| 2.0 * rng.normal()).collect();
-    let mut data = Vec::with_capacity(rows * cols);
-    for r in 0..rows {
-        let centre = centres
-            .get((r % BLOBS) * cols..(r % BLOBS + 1) * cols)
-            .unwrap_or(&[]);
-        data.extend(
-            centre
-                .iter()
-                .map(|&c| (c + 0.6 * rng.normal()).max(0.0) as f32),
-        );
-    }
-    Matrix::new(rows, cols, data).unwrap_or_else(|_| unreachable!("shape is consistent"))
+    Matrix::new(rows, cols, relu_blobs(rows, cols, seed))
+        .unwrap_or_else(|_| unreachable!("shape is consistent"))
 }
 
 fn params(clusterer: MapperClusterer) -> MapperParams {

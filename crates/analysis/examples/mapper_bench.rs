@@ -20,27 +20,7 @@ use actiscope_analysis::Matrix;
 use actiscope_analysis::mapper::{MapperInput, lens_values, mapper};
 use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
 
-use actiscope_analysis::rng::SplitMix64;
-
-/// `rows x cols` ReLU outputs of 10 Gaussian blobs (centres N(0, 2^2), spread N(0, 0.6^2));
-/// row `i` belongs to blob `i % 10`.
-fn blobs(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    const BLOBS: usize = 10;
-    let mut rng = SplitMix64(seed);
-    let centres: Vec<f64> = (0..BLOBS * cols).map(|_| 2.0 * rng.normal()).collect();
-    let mut data = Vec::with_capacity(rows * cols);
-    for r in 0..rows {
-        let centre = centres
-            .get((r % BLOBS) * cols..(r % BLOBS + 1) * cols)
-            .unwrap_or(&[]);
-        data.extend(
-            centre
-                .iter()
-                .map(|&c| (c + 0.6 * rng.normal()).max(0.0) as f32),
-        );
-    }
-    data
-}
+use actiscope_analysis::rng::relu_blobs;
 
 /// Value of `--name` in `args`, parsed, or `default`.
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
@@ -58,7 +38,7 @@ fn generate(path: &str, args: &[String]) -> Result<(), String> {
     let rows = flag(args, "--rows", 10_000usize)?;
     let cols = flag(args, "--cols", 40usize)?;
     let seed = flag(args, "--seed", 42u64)?;
-    let bytes: Vec<u8> = blobs(rows, cols, seed)
+    let bytes: Vec<u8> = relu_blobs(rows, cols, seed)
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();

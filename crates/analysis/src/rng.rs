@@ -1,5 +1,6 @@
-//! SplitMix64: a tiny seeded generator for reproducible initialisations and synthetic data
-//! (NMF starts, benchmark matrices). Not for anything that needs statistical strength.
+//! SplitMix64, a tiny seeded generator for reproducible initialisations (the NMF start), and
+//! the synthetic activation matrix the mapper benchmarks share. Not for anything that needs
+//! statistical strength.
 
 /// The generator; the state is the seed.
 #[derive(Debug, Clone)]
@@ -30,6 +31,27 @@ impl SplitMix64 {
         let (u1, u2) = (self.uniform(), self.uniform());
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
+}
+
+/// `rows x cols` synthetic "activations" for benchmarks: the ReLU of 10 Gaussian blobs
+/// (centres N(0, 2^2) per coordinate, spread N(0, 0.6^2)); row `i` belongs to blob `i % 10`.
+/// Row-major.
+pub fn relu_blobs(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    const BLOBS: usize = 10;
+    let mut rng = SplitMix64(seed);
+    let centres: Vec<f64> = (0..BLOBS * cols).map(|_| 2.0 * rng.normal()).collect();
+    let mut data = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let centre = centres
+            .get((r % BLOBS) * cols..(r % BLOBS + 1) * cols)
+            .unwrap_or(&[]);
+        data.extend(
+            centre
+                .iter()
+                .map(|&c| (c + 0.6 * rng.normal()).max(0.0) as f32),
+        );
+    }
+    data
 }
 
 #[cfg(test)]

@@ -183,6 +183,14 @@ async fn js(client: &Client, script: &str) -> serde_json::Value {
     client.execute(script, vec![]).await.expect("script runs")
 }
 
+/// The instances the inspector lists, in its order.
+async fn inspector_instances(client: &Client) -> Vec<u32> {
+    serde_json::from_value(
+        js(client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
+    )
+    .expect("instance list")
+}
+
 /// A signature of what the Sankey currently draws.
 async fn sankey_signature(client: &Client) -> String {
     js(
@@ -271,10 +279,7 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     })
     .await;
     assert_eq!(count, size.to_string());
-    let listed: Vec<u32> = serde_json::from_value(
-        js(&client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
-    )
-    .expect("instance list");
+    let listed = inspector_instances(&client).await;
 
     // What the server says belongs to that flow.
     let (status, body) =
@@ -464,10 +469,7 @@ async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
     })
     .await;
     assert_eq!(count, node.members.len().to_string());
-    let listed: Vec<u32> = serde_json::from_value(
-        js(&client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
-    )
-    .expect("instance list");
+    let listed = inspector_instances(&client).await;
     let (_, body) =
         actiscope_e2e::http_get(server.addr, &format!("/api/runs/{run_id}/epochs/{epochs}"))
             .await
@@ -576,10 +578,7 @@ async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
         t.starts_with("NMF factor 3")
     })
     .await;
-    let listed: Vec<u32> = serde_json::from_value(
-        js(&client, "return Array.from(document.querySelectorAll('#inspector li[data-instance]')).map(li => Number(li.dataset.instance));").await,
-    )
-    .expect("instance list");
+    let listed = inspector_instances(&client).await;
     let mut expected: Vec<u32> = top.clone();
     expected.sort_unstable();
     let mut listed_sorted = listed;

@@ -252,6 +252,60 @@ struct Csr {
 }
 
 impl Csr {
+    /// The non-zeros in `columns` by column: a `column_count`-row matrix whose columns are the
+    /// rows of `self` (ascending), by counting sort.
+    fn transpose(&self, column_count: usize, rows: std::ops::Range<usize>) -> Self {
+        let mut offsets = vec![0usize; column_count + 1];
+        for r in rows.clone() {
+            for &c in self.row(r).0 {
+                if let Some(count) = offsets.get_mut(c as usize + 1) {
+                    *count += 1;
+                }
+            }
+        }
+        for c in 1..offsets.len() {
+            let before = offsets.get(c - 1).copied().unwrap_or(0);
+            if let Some(o) = offsets.get_mut(c) {
+                *o += before;
+            }
+        }
+        let nonzeros = offsets.last().copied().unwrap_or(0);
+        let mut out = Self {
+            columns: vec![0; nonzeros],
+            values: vec![0.0; nonzeros],
+            offsets: offsets.clone(),
+        };
+        let mut next = offsets;
+        for r in rows {
+            let (columns, values) = self.row(r);
+            for (&c, &v) in columns.iter().zip(values) {
+                let Some(at) = next.get_mut(c as usize) else {
+                    continue;
+                };
+                if let (Some(slot), Some(value)) =
+                    (out.columns.get_mut(*at), out.values.get_mut(*at))
+                {
+                    *slot = u32::try_from(r).unwrap_or(u32::MAX);
+                    *value = v;
+                }
+                *at += 1;
+            }
+        }
+        out
+    }
+
+    /// An empty matrix with room for `rows` rows and `nonzeros` entries.
+    fn with_capacity(rows: usize, nonzeros: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            columns: Vec::with_capacity(nonzeros),
+            values: Vec::with_capacity(nonzeros),
+        }
+    }
+
+    #[inline(always)]
     fn row(&self, row: usize) -> (&[u32], &[f32]) {
         let (Some(&from), Some(&to)) = (self.offsets.get(row), self.offsets.get(row + 1)) else {
             return (&[], &[]);
@@ -267,12 +321,29 @@ impl Csr {
 enum Data {
     /// `features x instances`, column-major.
     Dense(Mat<f32>),
-    /// The non-zeros of each instance (column of `X`), feature indices ascending.
-    Sparse(Csr),
+    /// The non-zeros twice over, so that both products read the data row by row and keep
+    /// their sums in registers.
+    Sparse {
+        /// The non-zeros of each instance (column of `X`), feature indices ascending.
+        by_instance: Csr,
+        /// The non-zeros of each feature (row of `X`), instance indices ascending, split into
+        /// blocks of instances whose factor rows fit in a core's L2 cache together.
+        by_feature: Vec<Csr>,
+    },
 }
 
 impl Data {
-    fn new(x: &Mat<f32>, layout: Layout) -> Self {
+    /// The data for factors of `lanes` columns.
+    fn new(x: &Mat<f32>, layout: Layout, lanes: usize) -> Self {
+        Self::with_blocks(
+            x,
+            layout,
+            (L2_BYTES / (lanes.max(1) * size_of::<f32>())).max(1),
+        )
+    }
+
+    /// The data with the feature-side non-zeros in blocks of `block` instances.
+    fn with_blocks(x: &Mat<f32>, layout: Layout, block: usize) -> Self {
         let (features, instances) = (x.nrows(), x.ncols());
         let nonzeros: usize = (0..instances)
             .map(|j| x.col_as_slice(j).iter().filter(|v| **v != 0.0).count())
@@ -286,12 +357,7 @@ impl Data {
         if !sparse {
             return Self::Dense(x.clone());
         }
-        let mut by_instance = Csr {
-            offsets: Vec::with_capacity(instances + 1),
-            columns: Vec::with_capacity(nonzeros),
-            values: Vec::with_capacity(nonzeros),
-        };
-        by_instance.offsets.push(0);
+        let mut by_instance = Csr::with_capacity(instances, nonzeros);
         for j in 0..instances {
             for (r, &v) in x.col_as_slice(j).iter().enumerate() {
                 if v != 0.0 {
@@ -303,211 +369,350 @@ impl Data {
             }
             by_instance.offsets.push(by_instance.columns.len());
         }
-        Self::Sparse(by_instance)
-    }
-
-    /// `out (features x lanes, row-major) <- X F` for row-major `f` (instances x lanes).
-    fn times(&self, f: &[f32], lanes: usize, out: &mut [f32], threads: usize) {
-        match self {
-            Self::Dense(x) => {
-                let instances = x.ncols();
-                matmul(
-                    MatMut::from_row_major_slice_mut(out, x.nrows(), lanes),
-                    Accum::Replace,
-                    x.as_ref(),
-                    MatRef::from_row_major_slice(f, instances, lanes),
-                    1.0,
-                    Par::Seq,
-                );
-            }
-            Self::Sparse(by_instance) => {
-                out.fill(0.0);
-                let threads = threads_for(by_instance, threads);
-                sparse_product(lanes, by_instance, f, out, Kernel::Scatter, threads);
-            }
+        let block = block.max(1);
+        let by_feature = (0..instances)
+            .step_by(block)
+            .map(|from| by_instance.transpose(features, from..(from + block).min(instances)))
+            .collect();
+        Self::Sparse {
+            by_instance,
+            by_feature,
         }
     }
 
-    /// `out (instances x lanes, row-major) <- X^T W` for row-major `w` (features x lanes).
-    fn transpose_times(&self, w: &[f32], lanes: usize, out: &mut [f32], threads: usize) {
+    /// The data as the W update reads it: one row per feature.
+    fn by_feature(&self) -> Side<'_> {
         match self {
-            Self::Dense(x) => {
-                let features = x.nrows();
-                matmul(
-                    MatMut::from_row_major_slice_mut(out, x.ncols(), lanes),
-                    Accum::Replace,
-                    x.transpose(),
-                    MatRef::from_row_major_slice(w, features, lanes),
-                    1.0,
-                    Par::Seq,
-                );
-            }
-            Self::Sparse(by_instance) => {
-                let threads = threads_for(by_instance, threads);
-                sparse_product(lanes, by_instance, w, out, Kernel::Gather, threads);
-            }
+            Self::Dense(x) => Side::Dense(x.as_ref()),
+            Self::Sparse { by_feature, .. } => Side::Sparse(by_feature),
+        }
+    }
+
+    /// The data as the F update reads it: one row per instance.
+    fn by_instance(&self) -> Side<'_> {
+        match self {
+            Self::Dense(x) => Side::Dense(x.transpose()),
+            Self::Sparse { by_instance, .. } => Side::Sparse(std::slice::from_ref(by_instance)),
         }
     }
 }
 
-/// Width of the SIMD chunks factor rows are padded to.
-const LANES: usize = 8;
-
-/// The two sparse products.
-#[derive(Debug, Clone, Copy)]
-enum Kernel {
-    /// `out (features x lanes) <- X F`: each instance's factor row is read once and added into
-    /// the rows of its non-zero features; `out` stays in cache.
-    Scatter,
-    /// `out (instances x lanes) <- X^T W`: each instance's row sums the rows of `W` (small,
-    /// cached) of its non-zero features, in registers.
-    Gather,
+/// The data seen from one factor: row `i` of the product with the other factor is the
+/// numerator of row `i` of this factor's update.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    /// A dense view, `rows x other rows`.
+    Dense(MatRef<'a, f32>),
+    /// The non-zeros row by row, columns indexing the other factor's rows, in blocks of
+    /// columns (each block has every row; the product adds the blocks up).
+    Sparse(&'a [Csr]),
 }
 
-/// Non-zeros below which the sparse products stay on one thread.
-const PARALLEL_ABOVE_NONZEROS: usize = 200_000;
+impl Side<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Dense(x) => x.nrows(),
+            Self::Sparse(blocks) => blocks
+                .first()
+                .map_or(0, |csr| csr.offsets.len().saturating_sub(1)),
+        }
+    }
 
-/// Threads worth using for a product over `csr`.
-fn threads_for(csr: &Csr, threads: usize) -> usize {
-    if csr.values.len() < PARALLEL_ABOVE_NONZEROS {
-        1
-    } else {
-        threads
-    }
-}
-
-/// Runs `kernel` over all instances, split into contiguous ranges of about equal non-zeros,
-/// one per thread (`threads` of them, at most): `Gather` writes disjoint rows of `out`;
-/// `Scatter` gives each thread its own `out` and adds them up.
-fn sparse_product(
-    lanes: usize,
-    csr: &Csr,
-    dense: &[f32],
-    out: &mut [f32],
-    kernel: Kernel,
-    threads: usize,
-) {
-    let instances = csr.offsets.len().saturating_sub(1);
-    let nonzeros = csr.values.len();
-    let threads = threads.clamp(1, instances.max(1));
-    if threads == 1 {
-        dispatch_lanes(lanes, csr, 0..instances, dense, out, kernel);
-        return;
-    }
-    // Range boundaries at equal shares of the non-zeros.
-    let mut bounds = vec![0usize];
-    for t in 1..threads {
-        let goal = nonzeros * t / threads;
-        let at = csr.offsets.partition_point(|&o| o < goal).min(instances);
-        bounds.push(at.max(bounds.last().copied().unwrap_or(0)));
-    }
-    bounds.push(instances);
-    let ranges: Vec<std::ops::Range<usize>> = bounds
-        .iter()
-        .zip(bounds.iter().skip(1))
-        .map(|(&from, &to)| from..to)
-        .collect();
-    match kernel {
-        Kernel::Gather => std::thread::scope(|scope| {
-            let mut rest = out;
-            for range in ranges {
-                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(range.len() * lanes);
-                rest = tail;
-                scope.spawn(move || dispatch_lanes(lanes, csr, range, dense, mine, kernel));
+    /// `out (range rows x lanes) <- self[range] * other` for row-major `other` (other rows x
+    /// lanes).
+    fn product(&self, range: std::ops::Range<usize>, other: &[f32], lanes: usize, out: &mut [f32]) {
+        match self {
+            Self::Dense(x) => {
+                let rows = x.subrows(range.start, range.len());
+                matmul(
+                    MatMut::from_row_major_slice_mut(out, range.len(), lanes),
+                    Accum::Replace,
+                    rows,
+                    MatRef::from_row_major_slice(other, x.ncols(), lanes),
+                    1.0,
+                    Par::Seq,
+                );
             }
-        }),
-        Kernel::Scatter => {
-            let len = out.len();
-            let partials: Vec<Vec<f32>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = ranges
-                    .into_iter()
-                    .map(|range| {
-                        scope.spawn(move || {
-                            let mut partial = vec![0.0f32; len];
-                            dispatch_lanes(lanes, csr, range, dense, &mut partial, kernel);
-                            partial
-                        })
-                    })
-                    .collect();
-                handles.into_iter().filter_map(|h| h.join().ok()).collect()
-            });
-            out.fill(0.0);
-            for partial in partials {
-                for (o, p) in out.iter_mut().zip(&partial) {
-                    *o += p;
+            Self::Sparse(blocks) => {
+                for (b, csr) in blocks.iter().enumerate() {
+                    dispatch_lanes(lanes, csr, range.clone(), other, out, b > 0);
                 }
             }
         }
     }
+
+    /// Contiguous row ranges, at most `threads` of them, of about equal work (non-zeros for
+    /// sparse data); one range when the whole product (multiply-adds per lane) is below
+    /// `parallel_above`.
+    fn ranges(&self, threads: usize, parallel_above: usize) -> Vec<std::ops::Range<usize>> {
+        let rows = self.rows();
+        let (work, cumulative): (usize, Box<dyn Fn(usize) -> usize + '_>) = match self {
+            Self::Dense(x) => (x.nrows() * x.ncols(), Box::new(move |r| r * x.ncols())),
+            Self::Sparse(blocks) => (
+                blocks.iter().map(|csr| csr.values.len()).sum(),
+                Box::new(move |r| {
+                    blocks
+                        .iter()
+                        .map(|csr| csr.offsets.get(r).copied().unwrap_or(usize::MAX))
+                        .fold(0, usize::saturating_add)
+                }),
+            ),
+        };
+        let threads = if work < parallel_above {
+            1
+        } else {
+            threads.clamp(1, rows.max(1))
+        };
+        let mut bounds = vec![0usize];
+        for t in 1..threads {
+            let goal = work * t / threads;
+            let (mut low, mut high) = (0, rows);
+            while low < high {
+                let mid = (low + high) / 2;
+                if cumulative(mid) < goal {
+                    low = mid + 1;
+                } else {
+                    high = mid;
+                }
+            }
+            bounds.push(low.max(bounds.last().copied().unwrap_or(0)));
+        }
+        bounds.push(rows);
+        bounds
+            .iter()
+            .zip(bounds.iter().skip(1))
+            .map(|(&from, &to)| from..to)
+            .collect()
+    }
 }
 
-/// Runs `kernel` on instances `range` with the row width known at compile time (rows of `C`
-/// chunks of 8, up to rank 64) so the compiler emits whole SIMD registers, or a generic loop
-/// for wider rows.
+/// Scratch rows for one factor's update, kept across rounds so no round allocates.
+struct Scratch {
+    numerator: Vec<f32>,
+    denominator: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(rows: usize, lanes: usize) -> Self {
+        Self {
+            numerator: vec![0.0; rows * lanes],
+            denominator: vec![0.0; rows * lanes],
+        }
+    }
+}
+
+/// What one factor's update reports for the objective.
+struct Updated {
+    /// `target^T target` after the update (`lanes x lanes`, row-major).
+    gram: Vec<f32>,
+    /// `<side * other, target>` after the update.
+    numerator_dot: f64,
+}
+
+/// One multiplicative update of `target` (`side.rows() x lanes`, row-major):
+/// `target <- target .* (side * other) ./ (target * other_gram + eps)`. The rows are split
+/// over up to `threads` threads; each computes its rows' numerators, denominators and
+/// updates in one pass, while they are in cache, and its share of the new gram matrix.
+#[allow(clippy::too_many_arguments)]
+fn update_factor(
+    side: Side<'_>,
+    other: &[f32],
+    other_gram: &[f32],
+    target: &mut [f32],
+    scratch: &mut Scratch,
+    lanes: usize,
+    eps: f32,
+    threads: usize,
+) -> Updated {
+    let ranges = side.ranges(threads, PARALLEL_ABOVE_WORK);
+    let chunk = |range: std::ops::Range<usize>,
+                 target: &mut [f32],
+                 numerator: &mut [f32],
+                 denominator: &mut [f32]| {
+        side.product(range, other, lanes, numerator);
+        let rows = target.len() / lanes.max(1);
+        matmul(
+            MatMut::from_row_major_slice_mut(denominator, rows, lanes),
+            Accum::Replace,
+            MatRef::from_row_major_slice(target, rows, lanes),
+            MatRef::from_row_major_slice(other_gram, lanes, lanes),
+            1.0,
+            Par::Seq,
+        );
+        for ((t, n), d) in target.iter_mut().zip(&*numerator).zip(&*denominator) {
+            let next = *t * (n / (d + eps));
+            // Entries the updates drive towards zero would turn subnormal, and arithmetic
+            // on subnormals is tens of times slower on x86; below the smallest normal f32
+            // an entry is zero for every purpose, so it becomes zero.
+            *t = if next < 1e-30 { 0.0 } else { next };
+        }
+        (gram(target, lanes), dot(numerator, target))
+    };
+    let mut partials = Vec::with_capacity(ranges.len());
+    if let [range] = ranges.as_slice() {
+        partials.push(chunk(
+            range.clone(),
+            target,
+            &mut scratch.numerator,
+            &mut scratch.denominator,
+        ));
+    } else {
+        std::thread::scope(|scope| {
+            let (mut target, mut numerator, mut denominator) = (
+                &mut *target,
+                &mut scratch.numerator[..],
+                &mut scratch.denominator[..],
+            );
+            let handles: Vec<_> = ranges
+                .into_iter()
+                .map(|range| {
+                    let len = range.len() * lanes;
+                    let (t, t_rest) = std::mem::take(&mut target).split_at_mut(len);
+                    let (n, n_rest) = std::mem::take(&mut numerator).split_at_mut(len);
+                    let (d, d_rest) = std::mem::take(&mut denominator).split_at_mut(len);
+                    (target, numerator, denominator) = (t_rest, n_rest, d_rest);
+                    let chunk = &chunk;
+                    scope.spawn(move || chunk(range, t, n, d))
+                })
+                .collect();
+            partials.extend(handles.into_iter().filter_map(|h| h.join().ok()));
+        });
+    }
+    let mut total = Updated {
+        gram: vec![0.0; lanes * lanes],
+        numerator_dot: 0.0,
+    };
+    for (gram, dot) in partials {
+        for (a, b) in total.gram.iter_mut().zip(&gram) {
+            *a += b;
+        }
+        total.numerator_dot += dot;
+    }
+    total
+}
+
+/// Width of the SIMD chunks factor rows are padded to.
+const LANES: usize = 4;
+
+/// The factor rows one block of the sparse data reads should fit in this many bytes: a quarter
+/// of a typical core's L2 cache (measured: 32-256 KiB all run the benchmark alike).
+const L2_BYTES: usize = 128 * 1024;
+
+/// Multiply-adds (non-zeros, for sparse data) below which a product stays on one thread.
+const PARALLEL_ABOVE_WORK: usize = 200_000;
+
+/// Runs [`sparse_kernel`] on rows `range` with the row width known at compile time (rows of
+/// `C` chunks of 8, up to rank 64) so the compiler emits whole SIMD registers, or a generic
+/// loop for wider rows. On x86-64 CPUs with AVX2 and FMA (checked at run time) the
+/// fixed-width kernels are compiled for those instructions: 8 lanes a register and one fused
+/// multiply-add per lane, about twice the throughput of the SSE2 baseline.
 fn dispatch_lanes(
     lanes: usize,
     csr: &Csr,
     range: std::ops::Range<usize>,
     dense: &[f32],
     out: &mut [f32],
-    kernel: Kernel,
+    accumulate: bool,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        macro_rules! widths_v3 {
+            ($($c:literal)*) => {
+                match lanes / LANES {
+                    $($c => return simd.vectorize(KernelCall::<$c, true> {
+                        csr, range, dense, out, accumulate,
+                    }),)*
+                    _ => {}
+                }
+            };
+        }
+        widths_v3!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    }
     macro_rules! widths {
         ($($c:literal)*) => {
             match lanes / LANES {
-                $($c => sparse_kernel::<$c>(csr, range, dense, out, kernel),)*
-                _ => sparse_kernel_any(lanes, csr, range, dense, out, kernel),
+                $($c => sparse_kernel::<$c, false>(csr, range, dense, out, accumulate),)*
+                _ => sparse_kernel_any(lanes, csr, range, dense, out, accumulate),
             }
         };
     }
-    widths!(1 2 3 4 5 6 7 8)
+    widths!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
+/// One call of [`sparse_kernel`], as pulp's vectorize wants it: everything it calls is
+/// `#[inline(always)]`, so the whole loop is compiled with the target features pulp enables.
+#[cfg(target_arch = "x86_64")]
+struct KernelCall<'a, const C: usize, const FMA: bool> {
+    csr: &'a Csr,
+    range: std::ops::Range<usize>,
+    dense: &'a [f32],
+    out: &'a mut [f32],
+    accumulate: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const C: usize, const FMA: bool> pulp::NullaryFnOnce for KernelCall<'_, C, FMA> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        sparse_kernel::<C, FMA>(self.csr, self.range, self.dense, self.out, self.accumulate);
+    }
+}
+
+/// `acc += v * x`, lane by lane; with `FMA` as fused multiply-adds (only where the CPU has
+/// them: without the instruction `mul_add` is a slow library call).
 #[inline(always)]
-fn axpy_rows<const C: usize>(acc: &mut [[f32; LANES]; C], v: f32, x: &[[f32; LANES]; C]) {
+fn axpy_rows<const C: usize, const FMA: bool>(
+    acc: &mut [[f32; LANES]; C],
+    v: f32,
+    x: &[[f32; LANES]; C],
+) {
     for (a, b) in acc.iter_mut().zip(x) {
         for (a, b) in a.iter_mut().zip(b) {
-            *a += v * b;
+            *a = if FMA { v.mul_add(*b, *a) } else { *a + v * b };
         }
     }
 }
 
-/// Scatter: `out` (features rows) += the instance rows of `dense` in `range`, weighted by
-/// their non-zeros; `out` must start zeroed. Gather: `out` row `j - range.start` = the rows
-/// of `dense` (features) at instance `j`'s non-zeros, weighted.
-fn sparse_kernel<const C: usize>(
+/// Row `i - range.start` of `out` <- (or += when `accumulate`) the rows of `dense` at row
+/// `i`'s non-zeros, weighted.
+/// Two sets of accumulators take the non-zeros in turn, so consecutive multiply-adds do not
+/// wait on each other.
+#[inline(always)]
+fn sparse_kernel<const C: usize, const FMA: bool>(
     csr: &Csr,
     range: std::ops::Range<usize>,
     dense: &[f32],
     out: &mut [f32],
-    kernel: Kernel,
+    accumulate: bool,
 ) {
     let (dense, _) = dense.as_chunks::<LANES>();
     let (dense, _) = dense.as_chunks::<C>();
     let (out, _) = out.as_chunks_mut::<LANES>();
     let (out, _) = out.as_chunks_mut::<C>();
-    match kernel {
-        Kernel::Scatter => {
-            for j in range {
-                let Some(source) = dense.get(j) else { break };
-                let (features, values) = csr.row(j);
-                for (&r, &v) in features.iter().zip(values) {
-                    if let Some(target) = out.get_mut(r as usize) {
-                        axpy_rows(target, v, source);
-                    }
-                }
+    for (i, target) in range.zip(out.iter_mut()) {
+        let mut even = [[0.0; LANES]; C];
+        let mut odd = [[0.0; LANES]; C];
+        let (columns, values) = csr.row(i);
+        let (column_pairs, column_rest) = columns.as_chunks::<2>();
+        let (value_pairs, value_rest) = values.as_chunks::<2>();
+        for (&[c0, c1], &[v0, v1]) in column_pairs.iter().zip(value_pairs) {
+            if let Some(source) = dense.get(c0 as usize) {
+                axpy_rows::<C, FMA>(&mut even, v0, source);
+            }
+            if let Some(source) = dense.get(c1 as usize) {
+                axpy_rows::<C, FMA>(&mut odd, v1, source);
             }
         }
-        Kernel::Gather => {
-            for (j, target) in range.zip(out.iter_mut()) {
-                let mut acc = [[0.0; LANES]; C];
-                let (features, values) = csr.row(j);
-                for (&r, &v) in features.iter().zip(values) {
-                    if let Some(source) = dense.get(r as usize) {
-                        axpy_rows(&mut acc, v, source);
-                    }
-                }
-                *target = acc;
+        for (&c, &v) in column_rest.iter().zip(value_rest) {
+            if let Some(source) = dense.get(c as usize) {
+                axpy_rows::<C, FMA>(&mut even, v, source);
+            }
+        }
+        for (t, (e, o)) in target.iter_mut().zip(even.iter().zip(&odd)) {
+            for (t, (e, o)) in t.iter_mut().zip(e.iter().zip(o)) {
+                *t = if accumulate { *t + (e + o) } else { e + o };
             }
         }
     }
@@ -520,38 +725,19 @@ fn sparse_kernel_any(
     range: std::ops::Range<usize>,
     dense: &[f32],
     out: &mut [f32],
-    kernel: Kernel,
+    accumulate: bool,
 ) {
-    let axpy = |acc: &mut [f32], v: f32, x: &[f32]| {
-        for (a, b) in acc.iter_mut().zip(x) {
-            *a += v * b;
-        }
-    };
     let lanes = lanes.max(1);
-    match kernel {
-        Kernel::Scatter => {
-            for j in range {
-                let Some(source) = dense.get(j * lanes..(j + 1) * lanes) else {
-                    break;
-                };
-                let (features, values) = csr.row(j);
-                for (&r, &v) in features.iter().zip(values) {
-                    let start = r as usize * lanes;
-                    if let Some(target) = out.get_mut(start..start + lanes) {
-                        axpy(target, v, source);
-                    }
-                }
-            }
+    for (i, target) in range.zip(out.chunks_exact_mut(lanes)) {
+        if !accumulate {
+            target.fill(0.0);
         }
-        Kernel::Gather => {
-            for (j, target) in range.zip(out.chunks_exact_mut(lanes)) {
-                target.fill(0.0);
-                let (features, values) = csr.row(j);
-                for (&r, &v) in features.iter().zip(values) {
-                    let start = r as usize * lanes;
-                    if let Some(source) = dense.get(start..start + lanes) {
-                        axpy(target, v, source);
-                    }
+        let (columns, values) = csr.row(i);
+        for (&c, &v) in columns.iter().zip(values) {
+            let start = c as usize * lanes;
+            if let Some(source) = dense.get(start..start + lanes) {
+                for (a, b) in target.iter_mut().zip(source) {
+                    *a += v * b;
                 }
             }
         }
@@ -594,34 +780,6 @@ fn gram(a: &[f32], rank: usize) -> Vec<f32> {
     out
 }
 
-/// `target <- target .* numerator ./ (target * gram + eps)`, the multiplicative update, on
-/// row-major `rows x rank` matrices.
-fn multiplicative_update(
-    target: &mut [f32],
-    numerator: &[f32],
-    gram: &[f32],
-    rank: usize,
-    eps: f32,
-) {
-    let rows = target.len() / rank.max(1);
-    let mut denominator = vec![0.0f32; target.len()];
-    matmul(
-        MatMut::from_row_major_slice_mut(&mut denominator, rows, rank),
-        Accum::Replace,
-        MatRef::from_row_major_slice(target, rows, rank),
-        MatRef::from_row_major_slice(gram, rank, rank),
-        1.0,
-        Par::Seq,
-    );
-    for ((t, n), d) in target.iter_mut().zip(numerator).zip(&denominator) {
-        let next = *t * (n / (d + eps));
-        // Entries the updates drive towards zero would turn subnormal, and arithmetic on
-        // subnormals is tens of times slower on x86; below the smallest normal f32 an entry
-        // is zero for every purpose, so it becomes zero.
-        *t = if next < 1e-30 { 0.0 } else { next };
-    }
-}
-
 /// Fits the coupled factorization of `blocks` (see the module doc). Data with fewer than
 /// [`SPARSE_BELOW_DENSITY`] non-zeros (digit pixels, sparse ReLU layers) are multiplied in
 /// sparse form; the result is the same either way, up to float rounding.
@@ -644,12 +802,12 @@ fn fit(
             max: max_rank,
         });
     }
-    let data = Data::new(&x, layout);
     let mut rng = SplitMix64(options.seed);
     // Row-major factors, each row padded with zeros to whole SIMD chunks: `w` is features x
     // lanes, `f` is instances x lanes. The padding columns start at zero and the updates keep
     // them there (0 * anything = 0), so they change nothing but the memory layout.
     let lanes = rank.div_ceil(LANES) * LANES;
+    let data = Data::new(&x, layout, lanes);
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
     } else {
@@ -666,19 +824,36 @@ fn fit(
         })
         .sum();
 
-    let mut xf = vec![0.0f32; features * lanes];
-    let mut xtw = vec![0.0f32; instances * lanes];
+    let mut w_scratch = Scratch::new(features, lanes);
+    let mut f_scratch = Scratch::new(instances, lanes);
     let mut ftf = gram(&f, lanes);
     let mut objective = Vec::new();
     for _ in 0..options.max_iters {
-        data.times(&f, lanes, &mut xf, threads);
-        multiplicative_update(&mut w, &xf, &ftf, lanes, options.epsilon);
-        data.transpose_times(&w, lanes, &mut xtw, threads);
-        let wtw = gram(&w, lanes);
-        multiplicative_update(&mut f, &xtw, &wtw, lanes, options.epsilon);
-        ftf = gram(&f, lanes);
+        let (by_feature, by_instance) = (data.by_feature(), data.by_instance());
+        let wtw = update_factor(
+            by_feature,
+            &f,
+            &ftf,
+            &mut w,
+            &mut w_scratch,
+            lanes,
+            options.epsilon,
+            threads,
+        )
+        .gram;
+        let updated = update_factor(
+            by_instance,
+            &w,
+            &wtw,
+            &mut f,
+            &mut f_scratch,
+            lanes,
+            options.epsilon,
+            threads,
+        );
+        ftf = updated.gram;
         // ||X - W F^T||^2 = ||X||^2 - 2 <X^T W, F> + <W^T W, F^T F>
-        let value = (x_norm_sq - 2.0 * dot(&xtw, &f) + dot(&wtw, &ftf)).max(0.0);
+        let value = (x_norm_sq - 2.0 * updated.numerator_dot + dot(&wtw, &ftf)).max(0.0);
         let previous = objective.last().copied();
         objective.push(value);
         if let Some(previous) = previous
@@ -1031,7 +1206,7 @@ mod tests {
     }
 
     #[test]
-    fn threaded_products_match_one_thread() {
+    fn sparse_products_match_the_dense_product_in_blocks() {
         let mut rng = SplitMix64(5);
         let (features, instances) = (37, 101);
         let mut x = Mat::<f32>::zeros(features, instances);
@@ -1041,44 +1216,105 @@ mod tests {
                 *v = if u < 0.7 { 0.0 } else { u };
             }
         }
-        let Data::Sparse(csr) = Data::new(&x, Layout::Sparse) else {
-            panic!("asked for the sparse layout");
-        };
-        for lanes in [8, 24, 72] {
+        // 4, 20 and 64 lanes take the fixed-width kernels, 72 the generic one; blocks of 7
+        // instances make the feature-side product add up 15 blocks.
+        for lanes in [4, 20, 64, 72] {
+            let Data::Sparse {
+                by_instance,
+                by_feature,
+            } = Data::with_blocks(&x, Layout::Sparse, 7)
+            else {
+                panic!("asked for the sparse layout");
+            };
+            assert_eq!(by_feature.len(), instances.div_ceil(7));
             let f: Vec<f32> = (0..instances * lanes)
                 .map(|_| rng.next_unit_f32())
                 .collect();
             let w: Vec<f32> = (0..features * lanes).map(|_| rng.next_unit_f32()).collect();
-            let mut one = vec![0.0; features * lanes];
-            let mut three = vec![0.0; features * lanes];
-            sparse_product(lanes, &csr, &f, &mut one, Kernel::Scatter, 1);
-            sparse_product(lanes, &csr, &f, &mut three, Kernel::Scatter, 3);
-            // Against the dense product.
+            let mut xf = vec![1.0; features * lanes];
+            Side::Sparse(&by_feature).product(0..features, &f, lanes, &mut xf);
             for r in 0..features {
                 for k in 0..lanes {
                     let expected: f32 = (0..instances).map(|j| x[(r, j)] * f[j * lanes + k]).sum();
-                    let got = one[r * lanes + k];
+                    let got = xf[r * lanes + k];
                     assert!(
-                        (got - expected).abs() < 1e-3 * (1.0 + expected.abs()),
-                        "{got} vs {expected}"
+                        (got - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+                        "lanes {lanes}: {got} vs {expected}"
                     );
-                    assert!((three[r * lanes + k] - got).abs() < 1e-3 * (1.0 + got.abs()));
                 }
             }
-            let mut one = vec![0.0; instances * lanes];
-            let mut three = vec![1.0; instances * lanes];
-            sparse_product(lanes, &csr, &w, &mut one, Kernel::Gather, 1);
-            sparse_product(lanes, &csr, &w, &mut three, Kernel::Gather, 3);
-            assert_eq!(
-                one, three,
-                "gather rows are computed the same way on any thread"
+            let mut xtw = vec![1.0; instances * lanes];
+            Side::Sparse(std::slice::from_ref(&by_instance)).product(
+                0..instances,
+                &w,
+                lanes,
+                &mut xtw,
             );
             for j in 0..instances {
                 for k in 0..lanes {
                     let expected: f32 = (0..features).map(|r| x[(r, j)] * w[r * lanes + k]).sum();
-                    assert!((one[j * lanes + k] - expected).abs() < 1e-3 * (1.0 + expected.abs()));
+                    let got = xtw[j * lanes + k];
+                    assert!((got - expected).abs() < 1e-4 * (1.0 + expected.abs()));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn threaded_updates_match_one_thread() {
+        let mut rng = SplitMix64(9);
+        // Enough non-zeros (about 300,000) for the updates to use threads.
+        let (features, instances, lanes) = (50, 20_000, 8);
+        let mut x = Mat::<f32>::zeros(features, instances);
+        for j in 0..instances {
+            for v in x.col_as_slice_mut(j) {
+                let u = rng.next_unit_f32();
+                *v = if u < 0.7 { 0.0 } else { u };
+            }
+        }
+        let w = random_factor(features, 6, lanes, &mut rng);
+        let f = random_factor(instances, 6, lanes, &mut rng);
+        let w_gram = gram(&w, lanes);
+        for layout in [Layout::Sparse, Layout::Dense] {
+            let data = Data::with_blocks(&x, layout, 3_000);
+            let side = data.by_instance();
+            assert_eq!(side.ranges(3, PARALLEL_ABOVE_WORK).len(), 3);
+            let ranges = side.ranges(3, 0);
+            assert_eq!(ranges.first().map(|r| r.start), Some(0));
+            assert_eq!(ranges.last().map(|r| r.end), Some(instances));
+            assert!(ranges.windows(2).all(|p| p[0].end == p[1].start));
+            let update = |threads: usize| {
+                let mut target = f.clone();
+                let mut scratch = Scratch::new(instances, lanes);
+                let updated = update_factor(
+                    side,
+                    &w,
+                    &w_gram,
+                    &mut target,
+                    &mut scratch,
+                    lanes,
+                    1e-9,
+                    threads,
+                );
+                (target, updated)
+            };
+            let (one, one_updated) = update(1);
+            let (three, three_updated) = update(3);
+            assert_eq!(one, three, "rows are updated the same way on any thread");
+            assert_ne!(one, f, "the update changed the factor");
+            let expected_gram = gram(&one, lanes);
+            for ((a, b), c) in one_updated
+                .gram
+                .iter()
+                .zip(&three_updated.gram)
+                .zip(&expected_gram)
+            {
+                assert!((a - c).abs() < 1e-3 * (1.0 + c.abs()), "{a} vs {c}");
+                assert!((b - c).abs() < 1e-3 * (1.0 + c.abs()), "{b} vs {c}");
+            }
+            let relative = (one_updated.numerator_dot - three_updated.numerator_dot).abs()
+                / one_updated.numerator_dot.abs().max(1.0);
+            assert!(relative < 1e-9, "{relative}");
         }
     }
 

@@ -338,3 +338,25 @@ pub fn XyChart(
         </figure>
     }
 }
+
+/// The pointer position of a mouse event in drawing units of the `<svg>` the handler is bound
+/// to, whose `viewBox` is `width x height` and keeps its aspect ratio (`xMidYMid meet`, the
+/// default).
+pub fn svg_point(event: &web_sys::MouseEvent, width: f64, height: f64) -> Option<(f64, f64)> {
+    use wasm_bindgen::JsCast;
+    let element = event
+        .current_target()?
+        .dyn_into::<web_sys::Element>()
+        .ok()?;
+    let rect = element.get_bounding_client_rect();
+    // `clientX` is fractional in browsers; web-sys rounds it to an integer.
+    let read = |name: &str| js_sys::Reflect::get(event, &name.into()).ok()?.as_f64();
+    let (client_x, client_y) = (read("clientX")?, read("clientY")?);
+    let scale = (rect.width() / width).min(rect.height() / height);
+    if !(scale.is_finite() && scale > 0.0) {
+        return None;
+    }
+    let left = rect.left() + (rect.width() - width * scale) / 2.0;
+    let top = rect.top() + (rect.height() - height * scale) / 2.0;
+    Some(((client_x - left) / scale, (client_y - top) / scale))
+}

@@ -3,15 +3,13 @@
 //! rank and the singular-value spectra of each layer, with the first, shown and last epochs on
 //! one chart. Clicking a factor selects its top instances (inspector, APD and mapper follow).
 
-use std::fmt::Write as _;
-
 use actiscope_protocol::WireMatrix;
 use actiscope_protocol::nmf::{NmfResult, RmseCurve, Spectra};
 use leptos::prelude::*;
 
 use crate::charts::XyChart;
-use crate::images::grey_bmp_data_url;
-use crate::mapper_view::ramp;
+use crate::images::{grey_bmp_data_url, palette_bmp_data_url};
+use crate::mapper_view::ramp_rgb;
 
 /// Column `factor` of a loadings matrix scaled to bytes (largest value = 255).
 pub fn latent_image(loadings: &WireMatrix, factor: usize) -> Vec<u8> {
@@ -34,36 +32,45 @@ pub fn latent_image(loadings: &WireMatrix, factor: usize) -> Vec<u8> {
         .collect()
 }
 
-/// SVG markup of a `neurons x factors` heatmap (one row per neuron); cells carry
-/// `data-factor`, the chosen factor's column is outlined.
-pub fn heatmap_markup(loadings: &WireMatrix, chosen: Option<usize>) -> (String, f64, f64) {
-    const CELL: f64 = 10.0;
+/// Size of a heatmap cell, in SVG units (and CSS pixels at scale 1).
+pub const CELL: f64 = 10.0;
+
+/// A `neurons x factors` heatmap as an image: one pixel per loading (scaled up without
+/// smoothing by the `<svg>` that shows it), the colour on [`ramp`] relative to the block's
+/// largest loading. One image instead of an element per cell keeps an epoch change cheap.
+/// Returns the data URL and the drawing's width and height.
+pub fn heatmap_image(loadings: &WireMatrix) -> (String, f64, f64) {
     let (rows, cols) = (loadings.rows as usize, loadings.cols as usize);
     let max = loadings.values.iter().copied().fold(0.0f32, f32::max);
-    let mut svg = String::new();
-    for (r, row) in loadings.values.chunks_exact(cols.max(1)).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            let t = if max > 0.0 { f64::from(v / max) } else { 0.0 };
-            let _ = write!(
-                svg,
-                r#"<rect class="factor-cell" data-factor="{c}" x="{:.0}" y="{:.0}" width="{CELL}" height="{CELL}" fill="{}"><title>neuron {}, factor {}: {v:.3}</title></rect>"#,
-                c as f64 * CELL,
-                r as f64 * CELL,
-                ramp(t),
-                r + 1,
-                c + 1
-            );
-        }
+    let pixels: Vec<u8> = loadings
+        .values
+        .iter()
+        .map(|&v| {
+            let t = if max > 0.0 { v / max } else { 0.0 };
+            (255.0 * t.clamp(0.0, 1.0)).round() as u8
+        })
+        .collect();
+    let palette: Vec<[u8; 3]> = (0..=255u8)
+        .map(|level| ramp_rgb(f64::from(level) / 255.0))
+        .collect();
+    (
+        palette_bmp_data_url(&pixels, rows, cols, &palette),
+        cols as f64 * CELL,
+        rows as f64 * CELL,
+    )
+}
+
+/// The loading under drawing point `(x, y)` of a heatmap: `(neuron, factor, value)`.
+pub fn heatmap_cell(loadings: &WireMatrix, x: f64, y: f64) -> Option<(usize, usize, f32)> {
+    if x < 0.0 || y < 0.0 {
+        return None;
     }
-    if let Some(c) = chosen.filter(|&c| c < cols) {
-        let _ = write!(
-            svg,
-            r#"<rect class="factor-chosen" x="{:.0}" y="0" width="{CELL}" height="{:.0}"></rect>"#,
-            c as f64 * CELL,
-            rows as f64 * CELL
-        );
+    let (row, col) = ((y / CELL) as usize, (x / CELL) as usize);
+    let cols = loadings.cols as usize;
+    if col >= cols || row >= loadings.rows as usize {
+        return None;
     }
-    (svg, cols as f64 * CELL, rows as f64 * CELL)
+    Some((row, col, *loadings.values.get(row * cols + col)?))
 }
 
 /// Epochs compared on the charts: the first, the one on screen and the latest, without repeats.
@@ -197,10 +204,7 @@ pub fn FactorPanel(
         });
     };
 
-    let pick = move |ev: leptos::ev::MouseEvent| {
-        let Some(factor) = factor_of(&ev) else {
-            return;
-        };
+    let pick_factor = move |factor: usize| {
         let Some(r) = result.get_untracked() else {
             return;
         };
@@ -214,6 +218,11 @@ pub fn FactorPanel(
             ),
             instances,
         ));
+    };
+    let pick = move |ev: leptos::ev::MouseEvent| {
+        if let Some(factor) = factor_of(&ev) {
+            pick_factor(factor);
+        }
     };
 
     let latent_grid = move || {
@@ -244,11 +253,38 @@ pub fn FactorPanel(
                 .iter()
                 .filter(|b| b.layer_idx.is_some())
                 .map(|b| {
-                    let (svg, w, h) = heatmap_markup(&b.loadings, chosen);
+                    let (url, w, h) = heatmap_image(&b.loadings);
+                    let loadings = b.loadings.clone();
+                    let readout = RwSignal::new(String::new());
+                    let outline = chosen
+                        .filter(|&c| c < b.loadings.cols as usize)
+                        .map(|c| view! {
+                            <rect class="factor-chosen" x=(c as f64 * CELL).to_string() y="0"
+                                width=CELL.to_string() height=h.to_string()></rect>
+                        });
+                    let cell_at = move |ev: &leptos::ev::MouseEvent| {
+                        let (x, y) = crate::charts::svg_point(ev, w, h)?;
+                        heatmap_cell(&loadings, x, y)
+                    };
+                    let hover_cell = cell_at.clone();
                     view! {
                         <figure class="heatmap">
                             <figcaption>{format!("{}: neurons × factors (rmse {:.4})", b.name, b.rmse)}</figcaption>
-                            <svg class="factor-heatmap" viewBox=format!("0 0 {w} {h}") width=w.to_string() height=h.to_string() inner_html=svg></svg>
+                            <svg class="factor-heatmap" viewBox=format!("0 0 {w} {h}") width=w.to_string() height=h.to_string()
+                                on:click=move |ev| {
+                                    if let Some((_, factor, _)) = cell_at(&ev) {
+                                        pick_factor(factor);
+                                    }
+                                }
+                                on:mousemove=move |ev| readout.set(hover_cell(&ev).map_or_else(String::new, |(n, f, v)| {
+                                    format!("neuron {}, factor {}: {v:.3}", n + 1, f + 1)
+                                }))
+                                on:mouseleave=move |_| readout.set(String::new())>
+                                <image href=url x="0" y="0" width=w.to_string() height=h.to_string()
+                                    preserveAspectRatio="none" style="image-rendering: pixelated"></image>
+                                {outline}
+                            </svg>
+                            <figcaption class="readout">{move || readout.get()}</figcaption>
                         </figure>
                     }
                 })
@@ -310,7 +346,7 @@ pub fn FactorPanel(
                 </span>
             </div>
             <div class="latent-grid" id="latent-grid" on:click=pick>{latent_grid}</div>
-            <div class="heatmaps" id="factor-heatmaps" on:click=pick>{heatmaps}</div>
+            <div class="heatmaps" id="factor-heatmaps">{heatmaps}</div>
             <div class="charts">
                 <div>
                     <XyChart id="chart-spectra" title="Singular values of the layer's activations" x_label="index" log_y=true series=spectra_series />
@@ -333,6 +369,7 @@ pub fn FactorPanel(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapper_view::ramp;
 
     #[test]
     fn latent_images_scale_each_factor_to_its_maximum() {
@@ -348,17 +385,21 @@ mod tests {
     }
 
     #[test]
-    fn heatmap_has_one_cell_per_value_and_marks_the_factor() {
+    fn heatmap_is_one_pixel_per_loading_and_cells_are_found_by_position() {
         let loadings = WireMatrix {
             rows: 2,
             cols: 3,
             values: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
         };
-        let (svg, w, h) = heatmap_markup(&loadings, Some(1));
-        assert_eq!(svg.matches("factor-cell").count(), 6);
-        assert_eq!(svg.matches("factor-chosen").count(), 1);
+        let (url, w, h) = heatmap_image(&loadings);
+        assert!(url.starts_with("data:image/bmp;base64,"));
         assert_eq!((w, h), (30.0, 20.0));
-        assert!(svg.contains(&ramp(1.0)));
+        assert_eq!(heatmap_cell(&loadings, 25.0, 5.0), Some((0, 2, 2.0)));
+        assert_eq!(heatmap_cell(&loadings, 0.0, 19.9), Some((1, 0, 3.0)));
+        assert_eq!(heatmap_cell(&loadings, 30.0, 5.0), None);
+        assert_eq!(heatmap_cell(&loadings, -1.0, 5.0), None);
+        assert_eq!(ramp_rgb(0.0), [198, 219, 239]);
+        assert_eq!(ramp(1.0), format!("rgb({},{},{})", 165, 15, 21));
     }
 
     #[test]

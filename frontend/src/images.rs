@@ -1,4 +1,4 @@
-//! Small images as data URLs: 8-bit grey-scale BMP (every browser decodes it), base64-encoded.
+//! Small images as data URLs: 8-bit palette BMP (every browser decodes it), base64-encoded.
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -27,6 +27,18 @@ pub fn base64(bytes: &[u8]) -> String {
 /// A `data:image/bmp;base64,...` URL of a `rows x cols` grey image (0 = black). Ink is drawn
 /// dark on light, as digits are usually shown.
 pub fn grey_bmp_data_url(pixels: &[u8], rows: usize, cols: usize) -> String {
+    let palette: Vec<[u8; 3]> = (0..=255u8).map(|level| [255 - level; 3]).collect();
+    palette_bmp_data_url(pixels, rows, cols, &palette)
+}
+
+/// A `data:image/bmp;base64,...` URL of a `rows x cols` image whose pixels index `palette`
+/// (RGB, at most 256 colours; missing entries are black).
+pub fn palette_bmp_data_url(
+    pixels: &[u8],
+    rows: usize,
+    cols: usize,
+    palette: &[[u8; 3]],
+) -> String {
     let row_bytes = cols.div_ceil(4) * 4;
     let palette_bytes = 256 * 4;
     let offset = 14 + 40 + palette_bytes;
@@ -44,9 +56,10 @@ pub fn grey_bmp_data_url(pixels: &[u8], rows: usize, cols: usize) -> String {
     bmp.extend_from_slice(&[0; 4]);
     bmp.extend_from_slice(&u32le(row_bytes * rows));
     bmp.extend_from_slice(&[0; 16]);
-    for level in 0..=255u8 {
-        let shade = 255 - level;
-        bmp.extend_from_slice(&[shade, shade, shade, 0]);
+    for index in 0..256 {
+        // BMP palettes are blue, green, red, reserved.
+        let [r, g, b] = palette.get(index).copied().unwrap_or([0; 3]);
+        bmp.extend_from_slice(&[b, g, r, 0]);
     }
     // BMP rows go bottom-up.
     for r in (0..rows).rev() {
@@ -74,5 +87,15 @@ mod tests {
     fn bmp_has_the_right_size() {
         let url = grey_bmp_data_url(&[0; 28 * 28], 28, 28);
         assert!(url.starts_with("data:image/bmp;base64,Qk"));
+    }
+
+    #[test]
+    fn palette_entries_are_stored_blue_green_red() {
+        // One pixel, palette [red]: header (54 bytes), then the palette's first entry.
+        let url = palette_bmp_data_url(&[0], 1, 1, &[[255, 0, 0]]);
+        let encoded = url.trim_start_matches("data:image/bmp;base64,");
+        // Bytes 54..58 are the first palette entry: base64 chars 72..80 cover bytes 54..60.
+        let first_entry = base64(&[0, 0, 255, 0, 0, 0]);
+        assert_eq!(encoded.get(72..80), Some(first_entry.as_str()));
     }
 }

@@ -51,20 +51,21 @@ impl ColourBy {
     }
 }
 
-/// A colour on a light-blue → dark-red ramp for `t` in `[0, 1]`.
+/// A colour on a light-blue → dark-red ramp for `t` in `[0, 1]`, as CSS.
 pub fn ramp(t: f64) -> String {
+    let [r, g, b] = ramp_rgb(t);
+    format!("rgb({r},{g},{b})")
+}
+
+/// [`ramp`] as red, green and blue bytes.
+pub fn ramp_rgb(t: f64) -> [u8; 3] {
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
     } else {
         0.0
     };
     let lerp = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
-    format!(
-        "rgb({},{},{})",
-        lerp(198.0, 165.0),
-        lerp(219.0, 15.0),
-        lerp(239.0, 21.0)
-    )
+    [lerp(198.0, 165.0), lerp(219.0, 15.0), lerp(239.0, 21.0)]
 }
 
 /// The fill of `node` under `colour_by`; `max_norm` scales the norm.

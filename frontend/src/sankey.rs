@@ -1,5 +1,12 @@
 //! The APD drawn as a Sankey diagram: one column per hidden layer, then the predicted labels;
 //! node height by instances, link width by instances, link colour by the share of errors.
+//!
+//! Speed: an APD of the whole probe set has a thousand nodes and more links. One SVG element
+//! per node and link made the browser parse and lay out thousands of elements on every epoch
+//! change (70-200 ms measured in Chromium). Here the links are filled bands merged into one
+//! `<path>` per colour and state, the nodes into one `<path>` per shade and state, so the
+//! browser sees a few dozen elements; hover and click are resolved by [`hit_test`] against the
+//! geometry in Rust.
 
 use std::collections::HashSet;
 
@@ -29,15 +36,139 @@ pub struct NodeBox {
     pub height: f64,
 }
 
-/// A positioned link: a band from one node's right side to the next level's node.
+/// A positioned link: a band from one node's right side to the next level's node. Its centre
+/// line is the cubic Bezier `(x0, y0) (mid, y0) (mid, y1) (x1, y1)` with `mid` halfway
+/// between `x0` and `x1`; the band spans `width / 2` above and below it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkBand {
     /// Index into `apd.edges`.
     pub edge: usize,
-    /// SVG path of the band's centre line.
-    pub path: String,
+    /// Left end of the centre line.
+    pub x0: f64,
+    /// Height of the centre line at the left end.
+    pub y0: f64,
+    /// Right end of the centre line.
+    pub x1: f64,
+    /// Height of the centre line at the right end.
+    pub y1: f64,
     /// Band thickness.
     pub width: f64,
+}
+
+impl LinkBand {
+    /// The centre line at parameter `t` in `[0, 1]`.
+    fn at(&self, t: f64) -> (f64, f64) {
+        let mid = (self.x0 + self.x1) / 2.0;
+        let u = 1.0 - t;
+        let x = self.x0 * u * u * u + 3.0 * mid * u * t + self.x1 * t * t * t;
+        let y = self.y0 + (self.y1 - self.y0) * t * t * (3.0 - 2.0 * t);
+        (x, y)
+    }
+
+    /// Height of the centre line at `x`, or `None` left or right of the band. The centre
+    /// line's `x` grows with `t`, so bisection finds the `t` for `x`.
+    pub fn centre_at(&self, x: f64) -> Option<f64> {
+        if !(self.x0..=self.x1).contains(&x) {
+            return None;
+        }
+        let (mut low, mut high) = (0.0f64, 1.0f64);
+        for _ in 0..40 {
+            let t = (low + high) / 2.0;
+            if self.at(t).0 < x {
+                low = t;
+            } else {
+                high = t;
+            }
+        }
+        Some(self.at((low + high) / 2.0).1)
+    }
+
+    /// Whether `(x, y)` falls on the band; thin bands are given 1 unit either side so they
+    /// can be pointed at.
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        let half = (self.width / 2.0).max(1.0);
+        // The centre line stays between its end heights: most bands are ruled out here.
+        if y < self.y0.min(self.y1) - half || y > self.y0.max(self.y1) + half {
+            return false;
+        }
+        self.centre_at(x)
+            .is_some_and(|centre| (y - centre).abs() <= half)
+    }
+
+    /// Appends the band's outline (top edge left to right, bottom edge back) to `out`.
+    fn outline(&self, out: &mut String) {
+        let h = self.width / 2.0;
+        let mid = (self.x0 + self.x1) / 2.0;
+        let (x0, x1) = (self.x0, self.x1);
+        let (t0, t1, b0, b1) = (self.y0 - h, self.y1 - h, self.y0 + h, self.y1 + h);
+        path_data(
+            out,
+            &[
+                ('M', x0),
+                (' ', t0),
+                ('C', mid),
+                (' ', t0),
+                (' ', mid),
+                (' ', t1),
+                (' ', x1),
+                (' ', t1),
+                ('L', x1),
+                (' ', b1),
+                ('C', mid),
+                (' ', b1),
+                (' ', mid),
+                (' ', b0),
+                (' ', x0),
+                (' ', b0),
+            ],
+        );
+        out.push('Z');
+    }
+}
+
+/// Appends each `(separator, number)` to SVG path data, numbers to a tenth of a unit. Written
+/// by hand because `format!("{:.1}")` takes the exact (slow) float formatting path, and a
+/// thousand-node diagram has tens of thousands of numbers.
+fn path_data(out: &mut String, items: &[(char, f64)]) {
+    use std::fmt::Write;
+    for &(separator, value) in items {
+        out.push(separator);
+        let tenths = (value * 10.0).round();
+        let tenths = if tenths.is_finite() { tenths as i64 } else { 0 };
+        if tenths < 0 {
+            out.push('-');
+        }
+        let tenths = tenths.unsigned_abs();
+        let _ = write!(out, "{}", tenths / 10);
+        if tenths % 10 != 0 {
+            out.push('.');
+            out.push(char::from(b'0' + (tenths % 10) as u8));
+        }
+    }
+}
+
+impl NodeBox {
+    /// Whether `(x, y)` falls on the node; short nodes are given 1 unit above and below.
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        let pad = ((2.0 - self.height) / 2.0).max(0.0);
+        (self.x..=self.x + NODE_WIDTH).contains(&x)
+            && (self.y - pad..=self.y + self.height + pad).contains(&y)
+    }
+
+    /// Appends the node's rectangle to `out`.
+    fn outline(&self, out: &mut String) {
+        path_data(
+            out,
+            &[
+                ('M', self.x),
+                (' ', self.y),
+                ('h', NODE_WIDTH),
+                ('v', self.height),
+                ('h', -NODE_WIDTH),
+            ],
+        );
+        out.push('Z');
+    }
 }
 
 /// Node and link geometry of an APD.
@@ -148,11 +279,13 @@ pub fn layout(apd: &Apd) -> Layout {
         if let Some(o) = in_offset.get_mut(t) {
             *o += width;
         }
-        let mid = (x0 + x1) / 2.0;
         if let Some(slot) = links.get_mut(i) {
             *slot = Some(LinkBand {
                 edge: i,
-                path: format!("M{x0:.1},{y0:.2}C{mid:.1},{y0:.2} {mid:.1},{y1:.2} {x1:.1},{y1:.2}"),
+                x0,
+                y0,
+                x1,
+                y1,
                 width: width.max(0.6),
             });
         }
@@ -246,12 +379,26 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The whole diagram as SVG markup. Built as one string and handed to the browser's parser:
-/// with thousands of nodes and links that is several times faster than creating the elements
-/// one by one, and events are handled once on the `<svg>` (see [`Sankey`]).
-pub fn markup(apd: &Apd, selection: &HashSet<u32>) -> String {
+/// Steps of the link colour scale: the share of errors rounded to tenths.
+const ERROR_SHADES: u32 = 10;
+/// Steps of the node shade (instance count relative to the biggest node).
+const NODE_SHADES: u32 = 8;
+
+/// How an item is drawn given the selection.
+fn state_class(has_selection: bool, hit: bool) -> &'static str {
+    match (has_selection, hit) {
+        (false, _) => "",
+        (true, true) => " hl",
+        (true, false) => " dim",
+    }
+}
+
+/// The whole diagram as SVG markup: column labels, the links merged into one filled `<path>`
+/// per colour and selection state (highlighted ones last, on top), the nodes into one
+/// `<path>` per shade and state, and the label names. `geometry` is `layout(apd)`.
+pub fn markup(apd: &Apd, geometry: &Layout, selection: &HashSet<u32>) -> String {
+    use std::collections::BTreeMap;
     use std::fmt::Write;
-    let geometry = layout(apd);
     let has_selection = !selection.is_empty();
     let levels = apd.levels.len();
     let mut edge_hits = HashSet::<(u32, u32, u32)>::new();
@@ -268,13 +415,13 @@ pub fn markup(apd: &Apd, selection: &HashSet<u32>) -> String {
             }
         }
     }
-    let mut out = String::with_capacity(256 * (geometry.links.len() + geometry.nodes.len()));
+    let mut out = String::with_capacity(64 * (geometry.links.len() + geometry.nodes.len()));
     for level in 0..levels {
-        let x = if levels <= 1 {
-            MARGIN_X
-        } else {
-            MARGIN_X + level as f64 * (WIDTH - 2.0 * MARGIN_X - NODE_WIDTH) / (levels - 1) as f64
-        };
+        let x = geometry
+            .nodes
+            .iter()
+            .find(|n| n.level == level)
+            .map_or(MARGIN_X, |n| n.x);
         let text = if level + 1 == levels {
             "predicted".to_owned()
         } else {
@@ -289,29 +436,30 @@ pub fn markup(apd: &Apd, selection: &HashSet<u32>) -> String {
             r#"<text class="column-label" x="{x:.1}" y="14">{text}</text>"#
         );
     }
-    out.push_str(r#"<g class="links">"#);
+    // (draw order: plain, dimmed, highlighted; then colour) -> outlines
+    let mut link_groups = BTreeMap::<(u8, u32), String>::new();
     for band in &geometry.links {
         let Some(edge) = apd.edges.get(band.edge) else {
             continue;
         };
         let hit = edge_hits.contains(&(edge.from_level, edge.from_node, edge.to_node));
-        let class = match (has_selection, hit) {
-            (false, _) => "apd-link",
-            (true, true) => "apd-link hl",
-            (true, false) => "apd-link dim",
+        let order = match (has_selection, hit) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
         };
-        let is_flow = edge.from_level as usize + 2 == levels.saturating_sub(1);
+        let shade = (f64::from(ERROR_SHADES) * f64::from(edge.errors)
+            / f64::from(edge.instances.max(1)))
+        .round() as u32;
+        band.outline(link_groups.entry((order, shade)).or_default());
+    }
+    out.push_str(r#"<g class="links">"#);
+    for ((order, shade), d) in &link_groups {
         let _ = write!(
             out,
-            r#"<path class="{class}" d="{}" stroke="{}" stroke-width="{:.2}" fill="none" data-edge="{}" data-from-level="{}" data-from="{}" data-to="{}" data-instances="{}" data-flow="{is_flow}"></path>"#,
-            band.path,
-            error_colour(edge.errors, edge.instances),
-            band.width,
-            band.edge,
-            edge.from_level,
-            edge.from_node,
-            edge.to_node,
-            edge.instances,
+            r#"<path class="apd-link{}" fill="{}" d="{d}"></path>"#,
+            state_class(has_selection, *order == 2),
+            error_colour(*shade, ERROR_SHADES),
         );
     }
     out.push_str(r#"</g><g class="nodes">"#);
@@ -323,30 +471,25 @@ pub fn markup(apd: &Apd, selection: &HashSet<u32>) -> String {
         .max()
         .unwrap_or(1)
         .max(1);
+    let mut node_groups = BTreeMap::<(u8, u32), String>::new();
+    let mut labels = String::new();
     for b in &geometry.nodes {
         let Some(node) = apd.levels.get(b.level).and_then(|l| l.get(b.node)) else {
             continue;
         };
-        let opacity = 0.35 + 0.65 * f64::from(node.instances) / f64::from(max_instances);
         let hit = node_hits.contains(&(b.level, b.node as u32));
-        let class = match (has_selection, hit) {
-            (false, _) => "apd-node",
-            (true, true) => "apd-node hl",
-            (true, false) => "apd-node dim",
+        let order = match (has_selection, hit) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
         };
-        let kind = match node.kind {
-            ApdNodeKind::Pattern { .. } => "pattern",
-            ApdNodeKind::Other { .. } => "other",
-            ApdNodeKind::Label { .. } => "label",
-        };
-        let _ = write!(
-            out,
-            r#"<rect class="{class}" x="{:.1}" y="{:.2}" width="{NODE_WIDTH}" height="{:.2}" fill-opacity="{opacity:.2}" data-level="{}" data-node="{}" data-kind="{kind}" data-instances="{}"></rect>"#,
-            b.x, b.y, b.height, b.level, b.node, node.instances
-        );
+        let shade = (f64::from(NODE_SHADES - 1) * f64::from(node.instances)
+            / f64::from(max_instances))
+        .round() as u32;
+        b.outline(node_groups.entry((order, shade)).or_default());
         if let ApdNodeKind::Label { label } = node.kind {
             let _ = write!(
-                out,
+                labels,
                 r#"<text class="node-label" x="{:.1}" y="{:.1}">{}</text>"#,
                 b.x + NODE_WIDTH + 4.0,
                 b.y + b.height / 2.0 + 4.0,
@@ -354,19 +497,63 @@ pub fn markup(apd: &Apd, selection: &HashSet<u32>) -> String {
             );
         }
     }
+    for ((order, shade), d) in &node_groups {
+        let opacity = 0.35 + 0.65 * f64::from(*shade) / f64::from(NODE_SHADES - 1);
+        let _ = write!(
+            out,
+            r#"<path class="apd-node{}" fill-opacity="{opacity:.2}" d="{d}"></path>"#,
+            state_class(has_selection, *order == 2),
+        );
+    }
+    out.push_str(&labels);
     out.push_str("</g>");
     out
 }
 
-/// What an element of the diagram stands for, read back from its data attributes.
-fn target_of(event: &web_sys::Event) -> Option<Hovered> {
-    use wasm_bindgen::JsCast;
-    let element = event.target()?.dyn_into::<web_sys::Element>().ok()?;
-    let number = |name: &str| element.get_attribute(name)?.parse::<usize>().ok();
-    if let Some(edge) = number("data-edge") {
-        return Some(Hovered::Link(edge));
+/// What is drawn at `(x, y)` (drawing units): a node if one is there, else the thinnest band
+/// there (thin bands cross thick ones, and the thick ones can be pointed at elsewhere).
+pub fn hit_test(geometry: &Layout, x: f64, y: f64) -> Option<Hovered> {
+    if let Some(node) = geometry.nodes.iter().find(|n| n.contains(x, y)) {
+        return Some(Hovered::Node(node.level, node.node));
     }
-    Some(Hovered::Node(number("data-level")?, number("data-node")?))
+    geometry
+        .links
+        .iter()
+        .filter(|band| band.contains(x, y))
+        .min_by(|a, b| a.width.total_cmp(&b.width))
+        .map(|band| Hovered::Link(band.edge))
+}
+
+/// A point on link `edge`'s centre line where [`hit_test`] answers that link, if there is one
+/// (other bands and nodes can cover a band everywhere).
+pub fn anchor(geometry: &Layout, edge: usize) -> Option<(f64, f64)> {
+    let band = geometry.links.iter().find(|b| b.edge == edge)?;
+    [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.1, 0.9]
+        .into_iter()
+        .map(|t| band.at(t))
+        .find(|&(x, y)| hit_test(geometry, x, y) == Some(Hovered::Link(edge)))
+}
+
+/// The outline of a node or link, for the hover overlay.
+fn hover_outline(geometry: &Layout, target: &Hovered) -> String {
+    let mut out = String::new();
+    match *target {
+        Hovered::Node(level, node) => {
+            if let Some(b) = geometry
+                .nodes
+                .iter()
+                .find(|b| b.level == level && b.node == node)
+            {
+                b.outline(&mut out);
+            }
+        }
+        Hovered::Link(edge) => {
+            if let Some(band) = geometry.links.iter().find(|b| b.edge == edge) {
+                band.outline(&mut out);
+            }
+        }
+    }
+    out
 }
 
 /// The instances and a description of a node or link.
@@ -393,7 +580,26 @@ pub fn resolve(apd: &Apd, target: &Hovered) -> Option<(String, Vec<u32>)> {
     }
 }
 
-/// The Sankey view. `on_select` receives a label and the instances of a clicked node or link.
+/// Rows of the strongest-flows table.
+const FLOW_ROWS: usize = 8;
+
+/// The flows (links between the last two hidden layers) with the most instances, most first.
+pub fn strongest_flows(apd: &Apd, count: usize) -> Vec<usize> {
+    let levels = apd.levels.len();
+    let mut flows: Vec<usize> = apd
+        .edges
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.from_level as usize + 2 == levels.saturating_sub(1))
+        .map(|(i, _)| i)
+        .collect();
+    flows.sort_by_key(|&i| std::cmp::Reverse(apd.edges.get(i).map_or(0, |e| e.instances)));
+    flows.truncate(count);
+    flows
+}
+
+/// The Sankey view and, under it, a table of the strongest flows. `on_select` receives a
+/// label and the instances of a clicked node, link or table row.
 #[component]
 pub fn Sankey(
     /// The (possibly merged) APD to draw.
@@ -406,35 +612,57 @@ pub fn Sankey(
     render_ms: WriteSignal<f64>,
 ) -> impl IntoView {
     let (hovered, set_hovered) = signal(None::<Hovered>);
+    let geometry = Memo::new(move |_| apd.with(|a| a.as_ref().map(layout)));
+    let hit = move |ev: &web_sys::MouseEvent| {
+        let (x, y) = crate::charts::svg_point(ev, WIDTH, HEIGHT)?;
+        geometry.with_untracked(|g| hit_test(g.as_ref()?, x, y))
+    };
+    let select = move |target: &Hovered| {
+        if let Some(choice) = apd.with_untracked(|a| resolve(a.as_ref()?, target)) {
+            on_select.run(choice);
+        }
+    };
     let drawing = move || {
         let started = js_sys::Date::now();
-        let Some(apd) = apd.get() else {
+        let selected: HashSet<u32> = selection.get().into_iter().collect();
+        let drawn = apd.with(|apd| {
+            geometry.with(|geometry| {
+                let (apd, geometry) = (apd.as_ref()?, geometry.as_ref()?);
+                let nodes: usize = apd.levels.iter().map(Vec::len).sum();
+                Some((markup(apd, geometry, &selected), nodes, apd.edges.len()))
+            })
+        });
+        let Some((svg, node_count, edge_count)) = drawn else {
             return view! { <p class="empty">"Waiting for the first epoch…"</p> }.into_any();
         };
-        let selected: HashSet<u32> = selection.get().into_iter().collect();
-        let svg = markup(&apd, &selected);
-        let node_count: usize = apd.levels.iter().map(Vec::len).sum();
         render_ms.set(js_sys::Date::now() - started);
-        let clicked = std::rc::Rc::new(apd);
-        let edges = clicked.edges.len();
         view! {
             <svg
                 id="apd-sankey"
                 viewBox=format!("0 0 {WIDTH} {HEIGHT}")
                 data-nodes=node_count.to_string()
-                data-edges=edges.to_string()
+                data-edges=edge_count.to_string()
                 role="img"
                 aria-label="Activation pattern diagram"
-                inner_html=svg
                 on:click=move |ev| {
-                    let chosen = target_of(&ev).and_then(|t| resolve(&clicked, &t));
-                    if let Some(choice) = chosen {
-                        on_select.run(choice);
+                    if let Some(target) = hit(&ev) {
+                        select(&target);
                     }
                 }
-                on:mouseover=move |ev| set_hovered.set(target_of(&ev))
+                on:mousemove=move |ev| {
+                    let now = hit(&ev);
+                    if hovered.with_untracked(|h| *h != now) {
+                        set_hovered.set(now);
+                    }
+                }
                 on:mouseleave=move |_| set_hovered.set(None)
-            ></svg>
+            >
+                <g inner_html=svg></g>
+                <path class="apd-hover" d=move || {
+                    let target = hovered.get()?;
+                    geometry.with(|g| Some(hover_outline(g.as_ref()?, &target)))
+                }></path>
+            </svg>
         }
         .into_any()
     };
@@ -455,6 +683,63 @@ pub fn Sankey(
             }
         })
     };
+    let flow_rows = move || {
+        apd.with(|apd| {
+            let apd = apd.as_ref()?;
+            let rows = geometry.with(|geometry| {
+                let geometry = geometry.as_ref()?;
+                Some(
+                    strongest_flows(apd, FLOW_ROWS)
+                        .into_iter()
+                        .filter_map(|i| {
+                            let edge = apd.edges.get(i)?.clone();
+                            let point = anchor(geometry, i);
+                            Some((i, edge, point))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })?;
+            let short = |level: u32, node: u32| match apd
+                .levels
+                .get(level as usize)
+                .and_then(|l| l.get(node as usize))
+                .map(|n| &n.kind)
+            {
+                Some(ApdNodeKind::Pattern { pattern_id, .. }) => format!("#{pattern_id}"),
+                Some(ApdNodeKind::Other {
+                    merged_patterns, ..
+                }) => format!("other ({merged_patterns})"),
+                Some(ApdNodeKind::Label { label }) => format!("label {label}"),
+                None => String::new(),
+            };
+            Some(
+                rows.into_iter()
+                    .map(|(i, edge, point)| {
+                        let (x, y) = point.map_or((String::new(), String::new()), |(x, y)| {
+                            (format!("{x:.2}"), format!("{y:.2}"))
+                        });
+                        let target = Hovered::Link(i);
+                        let wrong =
+                            100.0 * f64::from(edge.errors) / f64::from(edge.instances.max(1));
+                        view! {
+                            <tr class="flow-row" data-edge=i.to_string()
+                                data-from-level=edge.from_level.to_string()
+                                data-from=edge.from_node.to_string() data-to=edge.to_node.to_string()
+                                data-instances=edge.instances.to_string() data-x=x data-y=y
+                                on:click=move |_| select(&target)
+                                on:mouseenter=move |_| set_hovered.set(Some(Hovered::Link(i)))
+                                on:mouseleave=move |_| set_hovered.set(None)>
+                                <td>{format!("layer {} {}", edge.from_level + 1, short(edge.from_level, edge.from_node))}</td>
+                                <td>{format!("layer {} {}", edge.from_level + 2, short(edge.from_level + 1, edge.to_node))}</td>
+                                <td class="num">{edge.instances}</td>
+                                <td class="num">{format!("{wrong:.0}%")}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view(),
+            )
+        })
+    };
     view! {
         <div class="sankey">
             {drawing}
@@ -465,6 +750,11 @@ pub fn Sankey(
                 <span class="swatch" style=format!("background:{}", error_colour(1, 2))></span>"50%"
                 <span class="swatch" style=format!("background:{}", error_colour(1, 1))></span>"100%"
             </div>
+            <table id="apd-flows" class="flows">
+                <caption>"Strongest flows between the last two hidden layers (click to inspect)"</caption>
+                <thead><tr><th>"from"</th><th>"to"</th><th>"instances"</th><th>"wrong"</th></tr></thead>
+                <tbody>{flow_rows}</tbody>
+            </table>
         </div>
     }
 }
@@ -526,18 +816,126 @@ mod tests {
         assert!((l.nodes[0].height / l.nodes[1].height - 3.0).abs() < 1e-6);
         assert_eq!(error_colour(0, 5), "rgb(110,160,220)");
         assert_eq!(error_colour(5, 5), "rgb(214,39,40)");
-        let svg = markup(&apd, &HashSet::from([3]));
-        assert_eq!(svg.matches("<rect").count(), 3);
-        assert_eq!(svg.matches("<path").count(), 2);
+        let svg = markup(&apd, &l, &HashSet::from([3]));
+        // Edge 0 (no errors) dimmed, edge 1 (all wrong) highlighted: two link groups; nodes:
+        // pattern 1 and the label are lit, pattern 0 dimmed.
+        assert_eq!(svg.matches("<path class=\"apd-link").count(), 2);
         assert_eq!(
             svg.matches("apd-link hl").count(),
             1,
             "instance 3 runs along edge 1 only"
         );
+        assert!(svg.contains(&format!(
+            r#"class="apd-link hl" fill="{}""#,
+            error_colour(1, 1)
+        )));
+        assert_eq!(svg.matches("apd-node hl").count(), 2, "{svg}");
+        assert_eq!(svg.matches("apd-node dim").count(), 1);
+        assert_eq!(svg.matches('Z').count(), 5, "two bands and three nodes");
+        let plain = markup(&apd, &l, &HashSet::new());
+        assert!(!plain.contains(" hl") && !plain.contains(" dim"));
         assert_eq!(resolve(&apd, &Hovered::Link(1)).map(|r| r.1), Some(vec![3]));
         assert_eq!(
             resolve(&apd, &Hovered::Node(0, 0)).map(|r| r.1),
             Some(vec![0, 1, 2])
+        );
+    }
+
+    /// Two levels of two nodes with crossing links of different widths.
+    fn crossing() -> Apd {
+        let pattern = |l, p| ApdNodeKind::Pattern {
+            layer_idx: l,
+            pattern_id: p,
+            bits: "1".into(),
+        };
+        let edge = |from_node, to_node, instances| ApdEdge {
+            from_level: 0,
+            from_node,
+            to_node,
+            instances,
+            errors: 0,
+        };
+        Apd {
+            levels: vec![
+                vec![node(pattern(0, 0), 10), node(pattern(0, 1), 2)],
+                vec![
+                    node(ApdNodeKind::Label { label: 0 }, 2),
+                    node(ApdNodeKind::Label { label: 1 }, 10),
+                ],
+            ],
+            // 0 -> 1 (wide, downwards) crosses 1 -> 0 (thin, upwards).
+            edges: vec![edge(0, 1, 10), edge(1, 0, 2)],
+            paths: (0..12)
+                .flat_map(|i| if i < 10 { [0, 1] } else { [1, 0] })
+                .collect(),
+            instance_count: 12,
+        }
+    }
+
+    #[test]
+    fn path_numbers_are_written_to_a_tenth() {
+        let mut out = String::new();
+        path_data(
+            &mut out,
+            &[
+                ('M', 12.34),
+                (' ', -0.06),
+                ('L', 7.0),
+                (' ', -3.25),
+                ('h', 0.04),
+            ],
+        );
+        assert_eq!(out, "M12.3 -0.1L7 -3.3h0");
+    }
+
+    #[test]
+    fn bands_are_hit_along_their_curve_and_thin_ones_win_crossings() {
+        let apd = crossing();
+        let l = layout(&apd);
+        let wide = l.links.iter().find(|b| b.edge == 0).unwrap();
+        let thin = l.links.iter().find(|b| b.edge == 1).unwrap();
+        // The centre line meets its ends and is symmetric about its middle.
+        assert!((wide.centre_at(wide.x0).unwrap() - wide.y0).abs() < 1e-6);
+        assert!((wide.centre_at(wide.x1).unwrap() - wide.y1).abs() < 1e-6);
+        let mid_x = (wide.x0 + wide.x1) / 2.0;
+        let mid_y = wide.centre_at(mid_x).unwrap();
+        assert!((mid_y - (wide.y0 + wide.y1) / 2.0).abs() < 1e-6);
+        assert_eq!(wide.centre_at(wide.x0 - 1.0), None);
+        // Near the left end each band is alone; in the middle they cross and the thin wins.
+        let x = wide.x0 + 1.0;
+        assert_eq!(
+            hit_test(&l, x, wide.centre_at(x).unwrap()),
+            Some(Hovered::Link(0))
+        );
+        assert_eq!(
+            hit_test(&l, x, wide.centre_at(x).unwrap() + wide.width / 2.0 - 0.1),
+            Some(Hovered::Link(0)),
+            "inside the band's lower edge"
+        );
+        assert_eq!(
+            hit_test(&l, x, thin.centre_at(x).unwrap()),
+            Some(Hovered::Link(1))
+        );
+        let crossing_y = thin.centre_at(mid_x).unwrap();
+        assert!(wide.contains(mid_x, crossing_y) && thin.contains(mid_x, crossing_y));
+        assert_eq!(hit_test(&l, mid_x, crossing_y), Some(Hovered::Link(1)));
+        // Far from both bands nothing is hit; on a node the node is.
+        assert_eq!(hit_test(&l, mid_x, 1.0), None);
+        let first = &l.nodes[0];
+        assert_eq!(
+            hit_test(&l, first.x + 1.0, first.y + first.height / 2.0),
+            Some(Hovered::Node(0, 0))
+        );
+        // Each band has a point that answers that band, and it lies on the band.
+        for band in &l.links {
+            let (x, y) = anchor(&l, band.edge).unwrap();
+            assert_eq!(hit_test(&l, x, y), Some(Hovered::Link(band.edge)));
+            assert!(band.contains(x, y));
+        }
+        assert_eq!(
+            strongest_flows(&apd, 5),
+            Vec::<usize>::new(),
+            "no hidden-to-hidden flows here"
         );
     }
 }

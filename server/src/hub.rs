@@ -11,7 +11,9 @@ use actiscope_store::{RunStatus, Store, StoreError};
 use actiscope_train::{TrainConfig, TrainError, Trainer};
 use tokio::sync::broadcast;
 
-use crate::runner::{IMAGES_KIND, RunError, SNAPSHOT_KIND, record_run, run_to_completion};
+use crate::runner::{
+    CaptureMode, IMAGES_KIND, RunError, SNAPSHOT_KIND, record_run, run_to_completion,
+};
 
 /// Shortest time between two progress events of a run.
 const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -271,6 +273,7 @@ impl Hub {
             &self.store,
             run_id,
             stop,
+            CaptureMode::Beside,
             &mut |epoch, done, total| {
                 // Progress is best effort: at most every PROGRESS_INTERVAL, and at epoch end.
                 if done == total || last_progress.elapsed() >= PROGRESS_INTERVAL {

@@ -1,15 +1,21 @@
 //! Drives a [`Trainer`] epoch by epoch: analyses each epoch, stores it atomically, and stops on
 //! request, on divergence or at the last epoch. Shared by `actiscope train` and the server.
+//!
+//! By default an epoch's capture, analysis and storing run beside the next epoch's training
+//! ([`CaptureMode::Beside`]): a recorder thread takes the epochs in order, one at a time, while
+//! the training thread goes on; it is never more than one epoch ahead.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
 
 use actiscope_analysis::apd::{ApdOptions, build_apd};
 use actiscope_analysis::flows::flow_table;
 use actiscope_analysis::{LayerPatterns, PatternMatrix};
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeImages, ProbeInstances, WireMatrix};
 use actiscope_store::{RunStatus, Store};
-use actiscope_train::{EpochReport, TrainError, Trainer};
+use actiscope_train::{EpochReport, PendingEpoch, TrainError, Trainer};
 
 /// Kind under which the epoch snapshot blob is stored.
 pub const SNAPSHOT_KIND: &str = "epoch";
@@ -47,6 +53,21 @@ pub struct RunOutcome {
     pub status: RunStatus,
     /// Metrics of every stored epoch.
     pub epochs: Vec<EpochMetrics>,
+    /// For each stored epoch, seconds the training thread waited after training it before it
+    /// could go on: for the previous epoch's capture and storing to finish, or (the last
+    /// epoch, and every epoch in [`CaptureMode::Inline`]) for its own. This, not
+    /// `capture_secs`, is what capture adds to a run's time.
+    pub capture_wait_secs: Vec<f64>,
+}
+
+/// Where each epoch's capture runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptureMode {
+    /// Beside the next epoch's training (the default).
+    #[default]
+    Beside,
+    /// Before the next epoch's training starts (for comparisons).
+    Inline,
 }
 
 /// Records a new run of `trainer` in `store`: its name, configuration, device, the SHA-256
@@ -144,64 +165,128 @@ pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
     })
 }
 
+/// Stores one captured epoch (metrics, snapshot, probe activations and scores in one
+/// transaction) and hands its snapshot to `on_epoch`. Returns its metrics.
+fn record_epoch(
+    store: &Mutex<Store>,
+    run_id: i64,
+    report: &EpochReport,
+    on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
+) -> Result<EpochMetrics, RunError> {
+    let snap = snapshot(report)?;
+    let metrics_json =
+        serde_json::to_string(&report.metrics).map_err(|e| RunError::Analysis(e.to_string()))?;
+    let activations: Vec<WireMatrix> = report
+        .probe
+        .pre_activations
+        .iter()
+        .map(|m| WireMatrix {
+            rows: u32::try_from(m.rows()).unwrap_or(u32::MAX),
+            cols: u32::try_from(m.cols()).unwrap_or(u32::MAX),
+            values: m.as_slice().to_vec(),
+        })
+        .collect();
+    let snapshot_blob = actiscope_protocol::encode(&snap)?;
+    let activations_blob = actiscope_protocol::encode(&activations)?;
+    let scores_blob = actiscope_protocol::encode(&report.probe.scores)?;
+    store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
+        run_id,
+        u32::try_from(report.metrics.epoch).unwrap_or(u32::MAX),
+        &metrics_json,
+        &[
+            (SNAPSHOT_KIND, &snapshot_blob),
+            (PROBE_ACTIVATIONS_KIND, &activations_blob),
+            (PROBE_SCORES_KIND, &scores_blob),
+        ],
+    )?;
+    on_epoch(&snap);
+    Ok(report.metrics.clone())
+}
+
 /// Trains the remaining epochs of `trainer` into run `run_id` of `store`. Each epoch is stored
-/// in one transaction before the next starts, so a killed process loses only the epoch in
-/// flight. `stop` is checked between epochs.
+/// in one transaction, in order; a killed process loses only the epochs not yet stored (with
+/// [`CaptureMode::Beside`], the one in training and the one being captured). `stop` is
+/// checked between epochs; a stop or a diverged epoch ends the run after the epochs already
+/// trained are stored (a diverged epoch is the last stored).
 pub fn run_to_completion(
     trainer: &mut Trainer,
     store: &Mutex<Store>,
     run_id: i64,
     stop: &AtomicBool,
+    mode: CaptureMode,
     on_batch: &mut dyn FnMut(usize, usize, usize),
-    on_epoch: &mut dyn FnMut(&EpochSnapshot),
+    on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
 ) -> Result<RunOutcome, RunError> {
     let total_epochs = trainer.config().epochs;
-    let mut epochs = Vec::new();
-    let mut status = RunStatus::Completed;
-    while trainer.epochs_done() < total_epochs {
-        if stop.load(Ordering::SeqCst) {
-            status = RunStatus::Stopped;
-            break;
+    // Capacity 0: handing an epoch over waits until the recorder has finished the one before.
+    let (hand_over, epochs_to_record) = sync_channel::<PendingEpoch>(0);
+    let mut waits = Vec::new();
+    let mut stopped = false;
+    // The recorder says when each epoch is stored; only the inline mode waits for that.
+    let (stored_one, stored_acks) = std::sync::mpsc::channel::<()>();
+    let (trained, recorded) = std::thread::scope(|scope| {
+        let recorder = scope.spawn(move || {
+            let mut stored = Vec::new();
+            for pending in epochs_to_record {
+                let metrics = record_epoch(store, run_id, &pending.wait()?, on_epoch)?;
+                let diverged = metrics.diverged;
+                stored.push(metrics);
+                let _ = stored_one.send(());
+                if diverged {
+                    // Dropping the receiver tells the training thread to stop.
+                    break;
+                }
+            }
+            Ok::<_, RunError>(stored)
+        });
+        let trained = (|| {
+            while trainer.epochs_done() < total_epochs {
+                if stop.load(Ordering::SeqCst) {
+                    stopped = true;
+                    break;
+                }
+                let epoch = trainer.epochs_done() + 1;
+                let pending = trainer.train_epoch(&mut |done, total| on_batch(epoch, done, total))?;
+                let waiting = Instant::now();
+                if hand_over.send(pending).is_err() {
+                    // The recorder stopped: a diverged epoch, or an error it reports.
+                    break;
+                }
+                if mode == CaptureMode::Inline && stored_acks.recv().is_err() {
+                    break;
+                }
+                waits.push(waiting.elapsed().as_secs_f64());
+            }
+            Ok::<_, RunError>(())
+        })();
+        drop(hand_over);
+        let waiting = Instant::now();
+        let recorded = recorder
+            .join()
+            .unwrap_or_else(|_| Err(RunError::Analysis("the recorder thread panicked".to_owned())));
+        if let Some(last) = waits.last_mut() {
+            *last += waiting.elapsed().as_secs_f64();
         }
-        let epoch = trainer.epochs_done() + 1;
-        let report = trainer.run_epoch(&mut |done, total| on_batch(epoch, done, total))?;
-        let snap = snapshot(&report)?;
-        let metrics_json = serde_json::to_string(&report.metrics)
-            .map_err(|e| RunError::Analysis(e.to_string()))?;
-        let activations: Vec<WireMatrix> = report
-            .probe
-            .pre_activations
-            .iter()
-            .map(|m| WireMatrix {
-                rows: u32::try_from(m.rows()).unwrap_or(u32::MAX),
-                cols: u32::try_from(m.cols()).unwrap_or(u32::MAX),
-                values: m.as_slice().to_vec(),
-            })
-            .collect();
-        let snapshot_blob = actiscope_protocol::encode(&snap)?;
-        let activations_blob = actiscope_protocol::encode(&activations)?;
-        let scores_blob = actiscope_protocol::encode(&report.probe.scores)?;
-        store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
-            run_id,
-            u32::try_from(epoch).unwrap_or(u32::MAX),
-            &metrics_json,
-            &[
-                (SNAPSHOT_KIND, &snapshot_blob),
-                (PROBE_ACTIVATIONS_KIND, &activations_blob),
-                (PROBE_SCORES_KIND, &scores_blob),
-            ],
-        )?;
-        on_epoch(&snap);
-        let diverged = report.metrics.diverged;
-        epochs.push(report.metrics);
-        if diverged {
-            status = RunStatus::Diverged;
-            break;
-        }
-    }
+        (trained, recorded)
+    });
+    trained?;
+    let epochs = recorded?;
+    let diverged = epochs.last().is_some_and(|m| m.diverged);
+    let status = if diverged {
+        RunStatus::Diverged
+    } else if stopped {
+        RunStatus::Stopped
+    } else {
+        RunStatus::Completed
+    };
     store
         .lock()
         .map_err(|_| RunError::Poisoned)?
         .set_status(run_id, status)?;
-    Ok(RunOutcome { status, epochs })
+    waits.truncate(epochs.len());
+    Ok(RunOutcome {
+        status,
+        epochs,
+        capture_wait_secs: waits,
+    })
 }

@@ -16,7 +16,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::runner::{record_run, run_to_completion};
+use crate::runner::{CaptureMode, RunOutcome, record_run, run_to_completion};
 
 /// Bad input from the user: the binary exits with status 2 and this message.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// Print one JSON object with every epoch's metrics at the end.
     #[arg(long)]
     pub json: bool,
+    /// Capture each epoch before training the next, instead of beside it (slower; for
+    /// comparing the two).
+    #[arg(long)]
+    pub capture_inline: bool,
 }
 
 /// Hidden widths as a list (`[40, 40]`) or as text (`"40,40"`).
@@ -203,7 +207,7 @@ fn classify(err: TrainError) -> anyhow::Error {
         | TrainError::Device(_)
         | TrainError::EmptyProbe(_)
         | TrainError::Incompatible(_) => bad(err.to_string()),
-        TrainError::Readback(_) => anyhow::Error::new(err),
+        TrainError::Readback(_) | TrainError::CaptureThread(_) => anyhow::Error::new(err),
     }
 }
 
@@ -251,11 +255,17 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    let mode = if args.capture_inline {
+        CaptureMode::Inline
+    } else {
+        CaptureMode::Beside
+    };
     let outcome = run_to_completion(
         &mut trainer,
         &store,
         run_id,
         &stop,
+        mode,
         &mut |epoch, done, total| {
             if done == 1 || done == total || done % 32 == 0 {
                 bar.set_message(format!("epoch {epoch}: batch {done}/{total}"));
@@ -296,7 +306,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             "device": device,
             "status": outcome.status.as_str(),
             "config": config,
-            "epochs": outcome.epochs,
+            "epochs": epochs_json(&outcome),
         });
         println!("{summary}");
     }
@@ -304,4 +314,22 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         anyhow::bail!("run {run_id} diverged (the loss became NaN); its epochs are kept");
     }
     Ok(())
+}
+
+/// The `epochs` of `--json`: each epoch's metrics plus `capture_wait_secs`, the seconds
+/// training waited on capture after that epoch.
+fn epochs_json(outcome: &RunOutcome) -> Vec<serde_json::Value> {
+    outcome
+        .epochs
+        .iter()
+        .enumerate()
+        .map(|(i, metrics)| {
+            let mut value = serde_json::to_value(metrics).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                let wait = outcome.capture_wait_secs.get(i).copied().unwrap_or(0.0);
+                object.insert("capture_wait_secs".to_owned(), wait.into());
+            }
+            value
+        })
+        .collect()
 }

@@ -13,4 +13,4 @@ pub mod model;
 pub mod training;
 
 pub use config::{OptimizerKind, ProbeSource, ProbeSpec, TrainConfig};
-pub use training::{EpochMetrics, EpochReport, TrainError, Trainer};
+pub use training::{EpochMetrics, EpochReport, PendingEpoch, TrainError, Trainer};

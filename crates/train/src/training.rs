@@ -1,6 +1,9 @@
-//! The training loop: one call to [`Trainer::run_epoch`] trains an epoch and captures what
-//! every layer does to the data afterwards.
+//! The training loop: [`Trainer::train_epoch`] trains an epoch and starts capturing what
+//! every layer does to the data afterwards; the capture runs beside the next epoch's
+//! training (see [`PendingEpoch`]). [`Trainer::run_epoch`] does both and waits.
 
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use actiscope_analysis::patterns::count_unique;
@@ -40,6 +43,9 @@ pub enum TrainError {
     /// The model does not fit the data.
     #[error("{0}")]
     Incompatible(String),
+    /// The thread that captures epochs could not start or stopped without an answer.
+    #[error("the capture thread failed: {0}")]
+    CaptureThread(String),
 }
 
 /// Held while a network is seeded and initialised.
@@ -82,15 +88,124 @@ pub struct EpochReport {
 /// A run in progress.
 pub struct Trainer {
     config: TrainConfig,
-    splits: Splits,
+    splits: Arc<Splits>,
     chosen: ChosenDevice,
     train_device: Device,
     network: Option<Network>,
     optimizer: ModuleOptimizer,
-    probe_indices: Vec<usize>,
-    probe: Dataset,
+    probe_indices: Arc<Vec<usize>>,
+    probe: Arc<Dataset>,
     order_rng: SplitMix64,
     epochs_done: usize,
+    /// Where captures run: all cores but one, so the next epoch's training (one thread at the
+    /// paper's batch sizes) keeps a core to itself.
+    capture_pool: Arc<rayon::ThreadPool>,
+}
+
+/// An epoch whose training is done and whose capture (evaluation of the training,
+/// validation and probe sets with the weights at the end of the epoch) runs on the capture
+/// threads, beside whatever the caller does next, typically training the next epoch.
+#[must_use = "the epoch's report comes from `wait`"]
+pub struct PendingEpoch {
+    epoch: usize,
+    answer: Receiver<Result<EpochReport, TrainError>>,
+}
+
+impl PendingEpoch {
+    /// The 1-based epoch.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Waits for the capture and returns the epoch's report.
+    pub fn wait(self) -> Result<EpochReport, TrainError> {
+        self.answer.recv().map_err(|_| {
+            TrainError::CaptureThread(format!("epoch {} got no answer", self.epoch))
+        })?
+    }
+}
+
+/// What a capture needs, owned, so it can run on another thread.
+struct CaptureJob {
+    epoch: usize,
+    network: Network,
+    device: Device,
+    splits: Arc<Splits>,
+    probe: Arc<Dataset>,
+    probe_indices: Arc<Vec<usize>>,
+    minibatch_loss: f64,
+    train_secs: f64,
+}
+
+impl CaptureJob {
+    /// Evaluates the training set (patterns kept), the validation set and the probe set
+    /// (activations kept) and assembles the epoch's report.
+    fn run(self) -> Result<EpochReport, TrainError> {
+        let capture_started = Instant::now();
+        let (network, device) = (&self.network, &self.device);
+        let train_eval = evaluate(
+            network,
+            &self.splits.train,
+            device,
+            Keep {
+                patterns: true,
+                activations: false,
+            },
+        )?;
+        let unique_patterns: Vec<usize> = train_eval.patterns.iter().map(count_unique).collect();
+        let validation = evaluate(
+            network,
+            &self.splits.validation,
+            device,
+            Keep {
+                patterns: false,
+                activations: false,
+            },
+        )?;
+        let probe_eval = evaluate(
+            network,
+            &self.probe,
+            device,
+            Keep {
+                patterns: false,
+                activations: true,
+            },
+        )?;
+        let capture_secs = capture_started.elapsed().as_secs_f64();
+        let train_loss = train_eval.mean_loss();
+        let metrics = EpochMetrics {
+            epoch: self.epoch,
+            train_loss,
+            val_loss: validation.mean_loss(),
+            train_accuracy: train_eval.accuracy(&self.splits.train.labels),
+            val_accuracy: validation.accuracy(&self.splits.validation.labels),
+            minibatch_loss: self.minibatch_loss,
+            unique_patterns,
+            train_secs: self.train_secs,
+            capture_secs,
+            diverged: !(train_loss.is_finite() && self.minibatch_loss.is_finite()),
+        };
+        let Evaluation {
+            predictions,
+            losses,
+            scores,
+            pre_activations,
+            ..
+        } = probe_eval;
+        Ok(EpochReport {
+            metrics,
+            train_patterns: train_eval.patterns,
+            train_predictions: train_eval.predictions,
+            probe: ProbeCapture {
+                indices: self.probe_indices.as_ref().clone(),
+                labels: self.probe.labels.clone(),
+                predictions,
+                losses,
+                scores,
+                pre_activations,
+            },
+        })
+    }
 }
 
 impl Trainer {
@@ -165,17 +280,24 @@ impl Trainer {
             OptimizerKind::Sgd => SgdConfig::new().init(),
             OptimizerKind::Adam => AdamConfig::new().init(),
         };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let capture_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.saturating_sub(1).max(1))
+            .thread_name(|i| format!("actiscope-capture-{i}"))
+            .build()
+            .map_err(|e| TrainError::CaptureThread(e.to_string()))?;
         Ok(Self {
             order_rng: SplitMix64::new(config.seed ^ 0xba7c_0de5),
             config,
-            splits,
+            splits: Arc::new(splits),
             chosen,
             train_device,
             network: Some(network),
             optimizer,
-            probe_indices,
-            probe,
+            probe_indices: Arc::new(probe_indices),
+            probe: Arc::new(probe),
             epochs_done: 0,
+            capture_pool: Arc::new(capture_pool),
         })
     }
 
@@ -201,90 +323,54 @@ impl Trainer {
 
     /// The probe instances (their indices in the probe's source set).
     pub fn probe_indices(&self) -> &[usize] {
-        &self.probe_indices
+        self.probe_indices.as_slice()
     }
 
-    /// Trains one epoch (reporting `(batches_done, batches_total)` to `on_batch`), then
-    /// captures the training and probe sets and evaluates the validation set.
-    pub fn run_epoch(
+    /// Trains one epoch (reporting `(batches_done, batches_total)` to `on_batch`) and starts
+    /// its capture on the capture threads with a copy of the weights as they are now; returns
+    /// as soon as training is done. Training the next epoch does not change what this one
+    /// captures.
+    pub fn train_epoch(
         &mut self,
         on_batch: &mut dyn FnMut(usize, usize),
-    ) -> Result<EpochReport, TrainError> {
+    ) -> Result<PendingEpoch, TrainError> {
         let train_started = Instant::now();
         let minibatch_loss = self.train_one_epoch(on_batch)?;
         let train_secs = train_started.elapsed().as_secs_f64();
-
-        let capture_started = Instant::now();
         let network = self
             .network
             .as_ref()
             .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?
             .valid();
-        let device = self.chosen.device.clone();
-        let train_eval = evaluate(
-            &network,
-            &self.splits.train,
-            &device,
-            Keep {
-                patterns: true,
-                activations: false,
-            },
-        )?;
-        let unique_patterns: Vec<usize> = train_eval.patterns.iter().map(count_unique).collect();
-        let validation = evaluate(
-            &network,
-            &self.splits.validation,
-            &device,
-            Keep {
-                patterns: false,
-                activations: false,
-            },
-        )?;
-        let probe_eval = evaluate(
-            &network,
-            &self.probe,
-            &device,
-            Keep {
-                patterns: false,
-                activations: true,
-            },
-        )?;
-        let capture_secs = capture_started.elapsed().as_secs_f64();
         self.epochs_done += 1;
-
-        let train_loss = train_eval.mean_loss();
-        let metrics = EpochMetrics {
+        let job = CaptureJob {
             epoch: self.epochs_done,
-            train_loss,
-            val_loss: validation.mean_loss(),
-            train_accuracy: train_eval.accuracy(&self.splits.train.labels),
-            val_accuracy: validation.accuracy(&self.splits.validation.labels),
+            network,
+            device: self.chosen.device.clone(),
+            splits: Arc::clone(&self.splits),
+            probe: Arc::clone(&self.probe),
+            probe_indices: Arc::clone(&self.probe_indices),
             minibatch_loss,
-            unique_patterns,
             train_secs,
-            capture_secs,
-            diverged: !(train_loss.is_finite() && minibatch_loss.is_finite()),
         };
-        let Evaluation {
-            predictions,
-            losses,
-            scores,
-            pre_activations,
-            ..
-        } = probe_eval;
-        Ok(EpochReport {
-            metrics,
-            train_patterns: train_eval.patterns,
-            train_predictions: train_eval.predictions,
-            probe: ProbeCapture {
-                indices: self.probe_indices.clone(),
-                labels: self.probe.labels.clone(),
-                predictions,
-                losses,
-                scores,
-                pre_activations,
-            },
+        let (answer, receiver) = sync_channel(1);
+        self.capture_pool.spawn(move || {
+            // The receiver may be gone (the run was abandoned); nobody needs the answer then.
+            let _ = answer.send(job.run());
+        });
+        Ok(PendingEpoch {
+            epoch: self.epochs_done,
+            answer: receiver,
         })
+    }
+
+    /// Trains one epoch and waits for its capture: [`train_epoch`](Self::train_epoch) then
+    /// [`PendingEpoch::wait`].
+    pub fn run_epoch(
+        &mut self,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Result<EpochReport, TrainError> {
+        self.train_epoch(on_batch)?.wait()
     }
 
     /// One pass over the shuffled training set; returns the mean minibatch loss.

@@ -246,7 +246,8 @@ pub fn run_to_completion(
                     break;
                 }
                 let epoch = trainer.epochs_done() + 1;
-                let pending = trainer.train_epoch(&mut |done, total| on_batch(epoch, done, total))?;
+                let pending =
+                    trainer.train_epoch(&mut |done, total| on_batch(epoch, done, total))?;
                 let waiting = Instant::now();
                 if hand_over.send(pending).is_err() {
                     // The recorder stopped: a diverged epoch, or an error it reports.
@@ -261,9 +262,11 @@ pub fn run_to_completion(
         })();
         drop(hand_over);
         let waiting = Instant::now();
-        let recorded = recorder
-            .join()
-            .unwrap_or_else(|_| Err(RunError::Analysis("the recorder thread panicked".to_owned())));
+        let recorded = recorder.join().unwrap_or_else(|_| {
+            Err(RunError::Analysis(
+                "the recorder thread panicked".to_owned(),
+            ))
+        });
         if let Some(last) = waits.last_mut() {
             *last += waiting.elapsed().as_secs_f64();
         }

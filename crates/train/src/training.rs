@@ -119,9 +119,9 @@ impl PendingEpoch {
 
     /// Waits for the capture and returns the epoch's report.
     pub fn wait(self) -> Result<EpochReport, TrainError> {
-        self.answer.recv().map_err(|_| {
-            TrainError::CaptureThread(format!("epoch {} got no answer", self.epoch))
-        })?
+        self.answer
+            .recv()
+            .map_err(|_| TrainError::CaptureThread(format!("epoch {} got no answer", self.epoch)))?
     }
 }
 

@@ -114,6 +114,40 @@ fn same_seed_same_run_and_it_learns() {
 }
 
 #[test]
+fn a_capture_beside_the_next_epoch_sees_the_weights_of_its_own_epoch() {
+    // Sequential: each epoch captured before the next trains.
+    let mut sequential = Trainer::new(moons_config(11)).unwrap();
+    let expected: Vec<_> = (0..3)
+        .map(|_| sequential.run_epoch(&mut |_, _| {}).unwrap())
+        .collect();
+    // Pipelined: epoch e's capture is collected only after epoch e + 1 has trained.
+    let mut pipelined = Trainer::new(moons_config(11)).unwrap();
+    let mut pending = None;
+    let mut got = Vec::new();
+    for epoch in 1..=3 {
+        let next = pipelined.train_epoch(&mut |_, _| {}).unwrap();
+        assert_eq!(next.epoch(), epoch);
+        if let Some(previous) = pending.replace(next) {
+            got.push(previous.wait().unwrap());
+        }
+    }
+    got.push(pending.unwrap().wait().unwrap());
+    assert_eq!(got.len(), 3);
+    for (x, y) in expected.iter().zip(&got) {
+        assert_eq!(x.metrics.epoch, y.metrics.epoch);
+        assert_eq!(x.metrics.train_loss, y.metrics.train_loss);
+        assert_eq!(x.metrics.val_loss, y.metrics.val_loss);
+        assert_eq!(x.metrics.unique_patterns, y.metrics.unique_patterns);
+        assert_eq!(x.train_patterns, y.train_patterns);
+        assert_eq!(x.probe, y.probe);
+    }
+    assert_ne!(
+        got[0].train_patterns, got[2].train_patterns,
+        "the epochs differ, so the equality above is not vacuous"
+    );
+}
+
+#[test]
 fn a_nan_loss_marks_the_epoch_diverged() {
     let config = TrainConfig {
         epochs: 1,

@@ -43,11 +43,18 @@ fn wgpu_captures_the_hand_computed_network_and_trains() {
         device: DeviceChoice::Wgpu,
     };
     let mut trainer = Trainer::new(config).expect("trainer on wgpu");
-    let mut last = None;
-    for _ in 0..2 {
-        last = Some(trainer.run_epoch(&mut |_, _| {}).expect("epoch on wgpu"));
-    }
-    let metrics = last.expect("two epochs").metrics;
+    // Epoch 1's capture runs while epoch 2 trains on the same device.
+    let first = trainer
+        .train_epoch(&mut |_, _| {})
+        .expect("epoch 1 on wgpu");
+    let second = trainer
+        .train_epoch(&mut |_, _| {})
+        .expect("epoch 2 on wgpu");
+    let first = first.wait().expect("capture of epoch 1");
+    assert_eq!(first.metrics.epoch, 1);
+    assert!(first.metrics.train_loss.is_finite(), "{:?}", first.metrics);
+    let metrics = second.wait().expect("capture of epoch 2").metrics;
+    assert_eq!(metrics.epoch, 2);
     assert!(
         metrics.train_loss.is_finite() && !metrics.diverged,
         "{metrics:?}"

@@ -1,6 +1,6 @@
 //! The HTTP surface: [`app`] builds the whole router so tests can call it without a socket.
 
-use actiscope_protocol::{EpochMetrics, EpochSnapshot, MAX_FRAME_BYTES, RunSummary, ServerInfo};
+use actiscope_protocol::{EpochMetrics, MAX_FRAME_BYTES, RunSummary, ServerInfo};
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
@@ -191,14 +191,14 @@ async fn get_epochs(
 async fn get_snapshot(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
-) -> Result<Json<EpochSnapshot>, ApiError> {
-    let snapshot = state.hub().stored_epoch(run_id, epoch).map_err(internal)?;
-    snapshot.map(Json).ok_or_else(|| {
-        api_error(
-            StatusCode::NOT_FOUND,
-            format!("run {run_id} has no stored epoch {epoch}"),
-        )
-    })
+) -> Result<Response, ApiError> {
+    lens_answer(lenses::snapshot_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+        epoch,
+    ))
+    .await
 }
 
 fn lens_error(err: LensError) -> ApiError {
@@ -311,7 +311,16 @@ async fn get_probe_csv(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
 ) -> Result<Response, ApiError> {
-    let snapshot = get_snapshot(State(state), Path((run_id, epoch))).await?.0;
+    let snapshot = state
+        .hub()
+        .stored_epoch(run_id, epoch)
+        .map_err(internal)?
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::NOT_FOUND,
+                format!("run {run_id} has no stored epoch {epoch}"),
+            )
+        })?;
     let probe = &snapshot.probe;
     let mut csv = String::from("instance,source_index,label,prediction,loss\n");
     for (i, (((index, label), prediction), loss)) in probe

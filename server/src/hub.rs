@@ -88,6 +88,37 @@ pub struct Hub {
     events: broadcast::Sender<HubEvent>,
     stops: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
     slots: Arc<tokio::sync::Semaphore>,
+    frames: Arc<Mutex<FrameCache>>,
+}
+
+/// Frames kept by the cache: a few runs' worth of epochs.
+const FRAME_CACHE_ENTRIES: usize = 512;
+
+/// Encoded frames of stored epochs (and of each run's images, as epoch 0) that sessions send,
+/// oldest evicted first: however many sessions follow a run, each epoch is read, checked and
+/// encoded once. A stored epoch never changes; a deleted run's frames are dropped.
+#[derive(Default)]
+struct FrameCache {
+    frames: HashMap<(i64, u32), bytes::Bytes>,
+    order: std::collections::VecDeque<(i64, u32)>,
+}
+
+impl FrameCache {
+    fn put(&mut self, key: (i64, u32), frame: bytes::Bytes) {
+        if self.frames.insert(key, frame).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > FRAME_CACHE_ENTRIES {
+                if let Some(old) = self.order.pop_front() {
+                    self.frames.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn forget_run(&mut self, run_id: i64) {
+        self.frames.retain(|(run, _), _| *run != run_id);
+        self.order.retain(|(run, _)| *run != run_id);
+    }
 }
 
 impl Hub {
@@ -104,7 +135,73 @@ impl Hub {
             events,
             stops: Arc::new(Mutex::new(HashMap::new())),
             slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
+            frames: Arc::new(Mutex::new(FrameCache::default())),
         }
+    }
+
+    fn cached_frame(&self, run_id: i64, epoch: u32) -> Option<bytes::Bytes> {
+        self.frames.lock().ok()?.frames.get(&(run_id, epoch)).cloned()
+    }
+
+    fn cache_frame(&self, run_id: i64, epoch: u32, frame: bytes::Bytes) {
+        if let Ok(mut frames) = self.frames.lock() {
+            frames.put((run_id, epoch), frame);
+        }
+    }
+
+    /// The [`ServerMessage::Epoch`](actiscope_protocol::ServerMessage::Epoch) frames of run
+    /// `run_id`'s stored epochs from `from_epoch` on, in order, as `(epoch, frame)`: from the
+    /// frame cache, else read, checked and encoded once.
+    pub fn epoch_frames(
+        &self,
+        run_id: i64,
+        from_epoch: u32,
+    ) -> Result<Vec<(u32, bytes::Bytes)>, HubError> {
+        let mut frames = Vec::new();
+        let mut epoch = from_epoch.max(1);
+        while let Some(frame) = self.cached_frame(run_id, epoch) {
+            frames.push((epoch, frame));
+            epoch += 1;
+        }
+        for snapshot in self.stored_epochs(run_id, epoch)? {
+            let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
+            let message = actiscope_protocol::ServerMessage::Epoch {
+                run_id,
+                snapshot: Box::new(snapshot),
+            };
+            let frame = bytes::Bytes::from(actiscope_protocol::encode(&message).map_err(|e| {
+                HubError::Corrupt {
+                    run_id,
+                    epoch,
+                    reason: e.to_string(),
+                }
+            })?);
+            self.cache_frame(run_id, epoch, frame.clone());
+            frames.push((epoch, frame));
+        }
+        Ok(frames)
+    }
+
+    /// The [`ServerMessage::Images`](actiscope_protocol::ServerMessage::Images) frame of run
+    /// `run_id`, or `None` when it stored no images; cached like the epochs.
+    pub fn images_frame(&self, run_id: i64) -> Result<Option<bytes::Bytes>, HubError> {
+        if let Some(frame) = self.cached_frame(run_id, 0) {
+            return Ok(Some(frame));
+        }
+        let Some(images) = self.images(run_id)? else {
+            return Ok(None);
+        };
+        let message = actiscope_protocol::ServerMessage::Images { run_id, images };
+        let frame =
+            bytes::Bytes::from(actiscope_protocol::encode(&message).map_err(|e| {
+                HubError::Corrupt {
+                    run_id,
+                    epoch: 0,
+                    reason: e.to_string(),
+                }
+            })?);
+        self.cache_frame(run_id, 0, frame.clone());
+        Ok(Some(frame))
     }
 
     fn set_status(&self, run_id: i64, status: RunStatus) {
@@ -131,6 +228,9 @@ impl Hub {
             .lock()
             .map_err(|_| HubError::Poisoned)?
             .delete_run(run_id)?;
+        if let Ok(mut frames) = self.frames.lock() {
+            frames.forget_run(run_id);
+        }
         if deleted {
             let _ = self.events.send(HubEvent::RunChanged { run_id });
         }
@@ -267,6 +367,7 @@ impl Hub {
     /// Trains on the current (blocking) thread, broadcasting progress and epochs.
     fn train(&self, run_id: i64, trainer: &mut Trainer, stop: &AtomicBool) {
         let events = self.events.clone();
+        let frames = self.clone();
         let mut last_progress = std::time::Instant::now();
         let result = run_to_completion(
             trainer,
@@ -293,10 +394,13 @@ impl Hub {
                 };
                 match actiscope_protocol::encode(&message) {
                     Ok(frame) => {
+                        let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
+                        let frame = bytes::Bytes::from(frame);
+                        frames.cache_frame(run_id, epoch, frame.clone());
                         let _ = events.send(HubEvent::Epoch {
                             run_id,
-                            epoch: u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX),
-                            frame: frame.into(),
+                            epoch,
+                            frame,
                         });
                     }
                     // Sessions that miss the event catch up from the store.

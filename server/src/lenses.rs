@@ -462,6 +462,30 @@ pub async fn spectra_json(
     Ok(answer)
 }
 
+/// One stored epoch's snapshot as JSON, read and encoded on the blocking pool once and then
+/// served from the cache: a stored epoch never changes (a deleted run's entries are
+/// forgotten), and clients that poll snapshots must not keep the async workers busy.
+pub async fn snapshot_json(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+) -> Result<Bytes, LensError> {
+    let key = format!("{run_id}/{epoch}/snapshot");
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(move || {
+        let snapshot = hub.stored_epoch(run_id, epoch)?.ok_or_else(|| {
+            LensError::NotFound(format!("run {run_id} has no stored epoch {epoch}"))
+        })?;
+        json(&snapshot)
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
 /// Flows over hidden layers `first..=last` (0-based) of one epoch's probe set, as JSON
 /// ([`FlowTable`](actiscope_protocol::apd::FlowTable)); the stored snapshot holds the paper's
 /// choice, the last two layers.

@@ -56,17 +56,15 @@ impl<S: Sink<Message> + Unpin> Session<S> {
         let Some(sub) = self.subscription else {
             return Ok(());
         };
-        let stored = match self.hub.stored_epochs(sub.run_id, sub.last_sent + 1) {
-            Ok(stored) => stored,
+        let frames = match self.hub.epoch_frames(sub.run_id, sub.last_sent + 1) {
+            Ok(frames) => frames,
             Err(err) => return self.error(err.to_string()).await,
         };
-        for snapshot in stored {
-            let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
-            self.send(&ServerMessage::Epoch {
-                run_id: sub.run_id,
-                snapshot: Box::new(snapshot),
-            })
-            .await?;
+        for (epoch, frame) in frames {
+            self.sink
+                .send(Message::Binary(frame))
+                .await
+                .map_err(|_| SessionEnd::SendFailed)?;
             self.subscription = Some(Subscription {
                 run_id: sub.run_id,
                 last_sent: epoch,
@@ -102,8 +100,12 @@ impl<S: Sink<Message> + Unpin> Session<S> {
             Err(err) => return self.error(err.to_string()).await,
         };
         self.send(&ServerMessage::Run(summary)).await?;
-        match self.hub.images(run_id) {
-            Ok(Some(images)) => self.send(&ServerMessage::Images { run_id, images }).await?,
+        match self.hub.images_frame(run_id) {
+            Ok(Some(frame)) => self
+                .sink
+                .send(Message::Binary(frame))
+                .await
+                .map_err(|_| SessionEnd::SendFailed)?,
             Ok(None) => {}
             Err(err) => self.error(err.to_string()).await?,
         }

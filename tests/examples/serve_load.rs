@@ -2,6 +2,10 @@
 //! REST loop fetches snapshots. Reports REST p50/p99 latency, whether every client got every
 //! epoch in order, and training speed against the same run with no clients, measured in the
 //! same process. Run with `cargo xtask bench-serve`.
+//!
+//! The clients stand in for browsers on other machines, so they cost this machine as little
+//! as they can: they run on a runtime of their own (one thread, not the server's workers),
+//! keep the frames they receive, and decode and check them only after training has ended.
 
 // A benchmark reports by printing and stops on the first failure.
 #![allow(
@@ -11,6 +15,8 @@
     clippy::panic
 )]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actiscope_e2e::{TestServer, http_get};
@@ -76,71 +82,97 @@ async fn main() {
     let baseline = mean_train_secs(&wait_finished(&quiet, run_id.unwrap()).await);
     drop(quiet);
 
-    // Loaded: N websocket clients plus a REST loop.
+    // Loaded: N websocket clients plus a REST loop, on their own runtime and thread.
     let (server, run_id) = TestServer::start_with_run(None, Some(config(epochs)))
         .await
         .unwrap();
     let run_id = run_id.unwrap();
-    let mut followers = Vec::new();
-    for _ in 0..clients {
-        let url = server.ws_url();
-        followers.push(tokio::spawn(async move {
-            let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-            let subscribe = encode(&ClientMessage::Subscribe {
-                run_id,
-                from_epoch: 1,
-            })
+    let (addr, url) = (server.addr, server.ws_url());
+    let training_done = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&training_done);
+    let load = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-            socket
-                .send(Message::Binary(subscribe.into()))
-                .await
-                .unwrap();
-            let mut seen = Vec::new();
-            while seen.len() < epochs {
-                let Some(Ok(Message::Binary(bytes))) = socket.next().await else {
-                    break;
-                };
-                if let Ok(ServerMessage::Epoch { snapshot, .. }) = decode(&bytes) {
-                    seen.push(snapshot.metrics.epoch);
-                }
-            }
-            seen
-        }));
-    }
-    let addr = server.addr;
-    let rest = tokio::spawn(async move {
-        let mut latencies_ms = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(3_600);
-        while Instant::now() < deadline {
-            let started = Instant::now();
-            let (_, body) = http_get(addr, &format!("/api/runs/{run_id}"))
-                .await
-                .unwrap();
-            let run: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let stored = run["epochs_stored"].as_u64().unwrap_or(0);
-            if stored > 0 {
-                let (status, _) = http_get(addr, &format!("/api/runs/{run_id}/epochs/{stored}"))
-                    .await
+        runtime.block_on(async move {
+            let mut followers = Vec::new();
+            for _ in 0..clients {
+                let (url, done) = (url.clone(), Arc::clone(&done));
+                followers.push(tokio::spawn(async move {
+                    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                    let subscribe = encode(&ClientMessage::Subscribe {
+                        run_id,
+                        from_epoch: 1,
+                    })
                     .unwrap();
-                assert_eq!(status, 200);
+                    socket
+                        .send(Message::Binary(subscribe.into()))
+                        .await
+                        .unwrap();
+                    let mut frames = Vec::new();
+                    // Until training is over and the socket has been quiet for a while.
+                    loop {
+                        let quiet = Duration::from_millis(if done.load(Ordering::SeqCst) {
+                            500
+                        } else {
+                            60_000
+                        });
+                        match tokio::time::timeout(quiet, socket.next()).await {
+                            Ok(Some(Ok(Message::Binary(bytes)))) => frames.push(bytes),
+                            Ok(Some(Ok(_))) => {}
+                            Ok(_) => break,
+                            Err(_) if done.load(Ordering::SeqCst) => break,
+                            Err(_) => {}
+                        }
+                    }
+                    frames
+                }));
             }
-            latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
-            if run["status"] != "running" && run["status"] != "queued" {
-                break;
+            let rest = tokio::spawn(async move {
+                let mut latencies_ms = Vec::new();
+                while !done.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let (_, body) = http_get(addr, &format!("/api/runs/{run_id}"))
+                        .await
+                        .unwrap();
+                    let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let stored = run["epochs_stored"].as_u64().unwrap_or(0);
+                    if stored > 0 {
+                        let (status, _) =
+                            http_get(addr, &format!("/api/runs/{run_id}/epochs/{stored}"))
+                                .await
+                                .unwrap();
+                        assert_eq!(status, 200);
+                    }
+                    latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                latencies_ms
+            });
+            let mut all_frames = Vec::new();
+            for follower in followers {
+                all_frames.push(follower.await.unwrap());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        latencies_ms
+            (all_frames, rest.await.unwrap())
+        })
     });
     let loaded = mean_train_secs(&wait_finished(&server, run_id).await);
-    let mut complete = 0;
-    for follower in followers {
-        let seen = follower.await.unwrap();
-        if seen == (1..=epochs).collect::<Vec<_>>() {
-            complete += 1;
-        }
-    }
-    let mut latencies = rest.await.unwrap();
+    training_done.store(true, Ordering::SeqCst);
+    let (all_frames, mut latencies) = load.join().unwrap();
+    let complete = all_frames
+        .iter()
+        .filter(|frames| {
+            let seen: Vec<usize> = frames
+                .iter()
+                .filter_map(|bytes| match decode(bytes) {
+                    Ok(ServerMessage::Epoch { snapshot, .. }) => Some(snapshot.metrics.epoch),
+                    _ => None,
+                })
+                .collect();
+            seen == (1..=epochs).collect::<Vec<_>>()
+        })
+        .count();
     latencies.sort_by(f64::total_cmp);
     println!(
         "clients following the run: {clients}; got every epoch once, in order: {complete}/{clients}"

@@ -140,7 +140,12 @@ impl Hub {
     }
 
     fn cached_frame(&self, run_id: i64, epoch: u32) -> Option<bytes::Bytes> {
-        self.frames.lock().ok()?.frames.get(&(run_id, epoch)).cloned()
+        self.frames
+            .lock()
+            .ok()?
+            .frames
+            .get(&(run_id, epoch))
+            .cloned()
     }
 
     fn cache_frame(&self, run_id: i64, epoch: u32, frame: bytes::Bytes) {
@@ -192,14 +197,13 @@ impl Hub {
             return Ok(None);
         };
         let message = actiscope_protocol::ServerMessage::Images { run_id, images };
-        let frame =
-            bytes::Bytes::from(actiscope_protocol::encode(&message).map_err(|e| {
-                HubError::Corrupt {
-                    run_id,
-                    epoch: 0,
-                    reason: e.to_string(),
-                }
-            })?);
+        let frame = bytes::Bytes::from(actiscope_protocol::encode(&message).map_err(|e| {
+            HubError::Corrupt {
+                run_id,
+                epoch: 0,
+                reason: e.to_string(),
+            }
+        })?);
         self.cache_frame(run_id, 0, frame.clone());
         Ok(Some(frame))
     }

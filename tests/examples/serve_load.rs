@@ -111,19 +111,24 @@ async fn main() {
                         .await
                         .unwrap();
                     let mut frames = Vec::new();
-                    // Until training is over and the socket has been quiet for a while.
+                    // Until training is over and the socket has been quiet for half a second.
+                    let mut last_frame = Instant::now();
                     loop {
-                        let quiet = Duration::from_millis(if done.load(Ordering::SeqCst) {
-                            500
-                        } else {
-                            60_000
-                        });
-                        match tokio::time::timeout(quiet, socket.next()).await {
-                            Ok(Some(Ok(Message::Binary(bytes)))) => frames.push(bytes),
+                        match tokio::time::timeout(Duration::from_millis(100), socket.next()).await
+                        {
+                            Ok(Some(Ok(Message::Binary(bytes)))) => {
+                                frames.push(bytes);
+                                last_frame = Instant::now();
+                            }
                             Ok(Some(Ok(_))) => {}
                             Ok(_) => break,
-                            Err(_) if done.load(Ordering::SeqCst) => break,
-                            Err(_) => {}
+                            Err(_) => {
+                                if done.load(Ordering::SeqCst)
+                                    && last_frame.elapsed() > Duration::from_millis(500)
+                                {
+                                    break;
+                                }
+                            }
                         }
                     }
                     frames
@@ -160,19 +165,33 @@ async fn main() {
     let loaded = mean_train_secs(&wait_finished(&server, run_id).await);
     training_done.store(true, Ordering::SeqCst);
     let (all_frames, mut latencies) = load.join().unwrap();
-    let complete = all_frames
-        .iter()
-        .filter(|frames| {
-            let seen: Vec<usize> = frames
-                .iter()
-                .filter_map(|bytes| match decode(bytes) {
-                    Ok(ServerMessage::Epoch { snapshot, .. }) => Some(snapshot.metrics.epoch),
-                    _ => None,
-                })
-                .collect();
-            seen == (1..=epochs).collect::<Vec<_>>()
-        })
-        .count();
+    // Every client must have received the same frames; the first client's are decoded and
+    // must hold each epoch once, in order (byte-equal frames hold the same messages).
+    let epochs_of = |frames: &[tokio_tungstenite::tungstenite::Bytes]| -> Vec<usize> {
+        frames
+            .iter()
+            .filter_map(|bytes| match decode(bytes) {
+                Ok(ServerMessage::Epoch { snapshot, .. }) => Some(snapshot.metrics.epoch),
+                _ => None,
+            })
+            .collect()
+    };
+    let epoch_frames = |frames: &[tokio_tungstenite::tungstenite::Bytes]| -> Vec<tokio_tungstenite::tungstenite::Bytes> {
+        // Progress frames depend on timing; the epoch frames are large, the others small.
+        frames.iter().filter(|f| f.len() > 4_096).cloned().collect()
+    };
+    let reference = all_frames
+        .first()
+        .map(|f| epoch_frames(f))
+        .unwrap_or_default();
+    let complete = if epochs_of(&reference) == (1..=epochs).collect::<Vec<_>>() {
+        all_frames
+            .iter()
+            .filter(|frames| epoch_frames(frames) == reference)
+            .count()
+    } else {
+        0
+    };
     latencies.sort_by(f64::total_cmp);
     println!(
         "clients following the run: {clients}; got every epoch once, in order: {complete}/{clients}"

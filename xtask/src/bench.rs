@@ -209,8 +209,11 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value_t = 50)]
     clients: usize,
     /// Epochs of each run (the baseline and the loaded one).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     epochs: usize,
+    /// Rounds of (baseline run, loaded run); the median slowdown is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// Runs the load benchmark (`tests/examples/serve_load.rs`).
@@ -229,5 +232,7 @@ pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
             &args.clients.to_string(),
             "--epochs",
             &args.epochs.to_string(),
+            "--rounds",
+            &args.rounds.to_string(),
         ]))
 }

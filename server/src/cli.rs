@@ -26,6 +26,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Train a network headless, storing every epoch in a run store.
     Train(crate::train_cmd::TrainArgs),
+    /// Time the NMF updates on a burn device (for `cargo xtask bench-nmf --device`).
+    #[command(hide = true)]
+    BenchNmfDevice(BenchNmfDeviceArgs),
 }
 
 /// Arguments of `actiscope serve`.
@@ -122,4 +125,68 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("serving HTTP")
+}
+
+/// Arguments of the hidden `bench-nmf-device` command.
+#[derive(Debug, clap::Args)]
+pub struct BenchNmfDeviceArgs {
+    /// `rows x cols` little-endian `f32` values, row-major (instances in rows).
+    #[arg(long)]
+    pub matrix: PathBuf,
+    /// Rows (instances).
+    #[arg(long)]
+    pub rows: usize,
+    /// Columns (features).
+    #[arg(long)]
+    pub cols: usize,
+    /// Rank of the factorization.
+    #[arg(long, default_value_t = 20)]
+    pub rank: usize,
+    /// Rounds of updates.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+    /// wgpu, vulkan or flex.
+    #[arg(long, default_value = "wgpu")]
+    pub device: String,
+}
+
+/// Runs `bench-nmf-device`: one warm-up fit (it compiles the GPU kernels), then the best of
+/// three timed fits, printed as one JSON line (`secs`, `rmse`, `device`).
+pub fn bench_nmf_device(args: &BenchNmfDeviceArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = std::fs::read(&args.matrix)
+        .with_context(|| format!("reading {}", args.matrix.display()))?;
+    let values: Vec<f32> = bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|c| f32::from_le_bytes(*c))
+        .collect();
+    let matrix = actiscope_analysis::Matrix::new(args.rows, args.cols, values)
+        .context("the matrix does not have rows x cols values")?;
+    let choice = actiscope_train::device::DeviceChoice::parse(&args.device)?;
+    let chosen = actiscope_train::device::choose(choice)?;
+    let fit = |iterations: usize| {
+        actiscope_train::nmf_device::nmf_on_device(
+            &matrix,
+            args.rank,
+            iterations,
+            0,
+            1e-9,
+            &chosen.device,
+        )
+    };
+    fit(args.iterations.min(5))?;
+    let mut best_secs = f64::INFINITY;
+    let mut rmse = f64::NAN;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        rmse = fit(args.iterations)?.rmse;
+        best_secs = best_secs.min(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "{}",
+        serde_json::json!({"secs": best_secs, "rmse": rmse, "device": chosen.description})
+    );
+    Ok(())
 }

@@ -23,6 +23,10 @@ pub struct NmfBenchArgs {
     /// Threads of the second comparison (the first runs both sides on one thread).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Also time the same updates as dense tensor products on this burn device (`wgpu` for a
+    /// GPU, `flex`), through the release `actiscope` binary.
+    #[arg(long)]
+    device: Option<String>,
 }
 
 /// Decodes the built-in digits into `count x pixels` row-major `f32` in `[0, 1]`.
@@ -115,6 +119,43 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
         if args.threads <= 1 {
             break;
         }
+    }
+    if let Some(device) = &args.device {
+        run(cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "actiscope-server",
+            "--bin",
+            "actiscope",
+        ]))?;
+        let output = Command::new(root.join("target/release/actiscope"))
+            .arg("bench-nmf-device")
+            .arg("--matrix")
+            .arg(&matrix)
+            .args([
+                "--rows",
+                &count.to_string(),
+                "--cols",
+                &features.to_string(),
+            ])
+            .args(["--rank", &args.rank.to_string()])
+            .args(["--iterations", &args.iterations.to_string()])
+            .args(["--device", device])
+            .output()
+            .context("running actiscope bench-nmf-device")?;
+        let on_device = report(&output, "actiscope bench-nmf-device")?;
+        let theirs_one = theirs(1)?;
+        let (device_secs, their_secs) = (number(&on_device, "secs")?, number(&theirs_one, "secs")?);
+        println!(
+            "  on {}: {device_secs:.3} s (rmse {:.4}, dense tensor products), scikit-learn mu (1 thread, this run) {their_secs:.3} s: {:.2}x faster",
+            on_device
+                .get("device")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(device),
+            number(&on_device, "rmse")?,
+            their_secs / device_secs
+        );
     }
     Ok(())
 }

@@ -2,14 +2,16 @@
 //!
 //! Owns: datasets (the built-in digits, IDX files, synthetic 2-D sets), burn models, the
 //! training loop, devices, and the capture of per-layer activations after each epoch, handed
-//! to `actiscope-analysis` as plain matrices. Does not own: the analyses themselves, storage,
-//! networking or anything the browser shows.
+//! to `actiscope-analysis` as plain matrices; and the NMF updates on a burn device, to measure
+//! them on a GPU. Does not own: the analyses themselves, storage, networking or anything the
+//! browser shows.
 
 pub mod capture;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod model;
+pub mod nmf_device;
 pub mod training;
 
 pub use config::{OptimizerKind, ProbeSource, ProbeSpec, TrainConfig};

@@ -148,7 +148,7 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
         let theirs_one = theirs(1)?;
         let (device_secs, their_secs) = (number(&on_device, "secs")?, number(&theirs_one, "secs")?);
         println!(
-            "  on {}: {device_secs:.3} s (rmse {:.4}, dense tensor products), scikit-learn mu (1 thread, this run) {their_secs:.3} s: {:.2}x faster",
+            "  on {}: {device_secs:.3} s (rmse {:.4}, dense tensor products), scikit-learn mu (1 thread, this run) {their_secs:.3} s: scikit-learn's time / the device's = {:.2}",
             on_device
                 .get("device")
                 .and_then(serde_json::Value::as_str)

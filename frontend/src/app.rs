@@ -1,5 +1,7 @@
 //! The root component: connection, run header, epoch slider, and the views that follow it.
 
+use std::sync::Arc;
+
 use actiscope_protocol::apd::{Apd, FlowHistogram, FlowTable};
 use actiscope_protocol::{
     ClientMessage, EpochMetrics, EpochSnapshot, ProbeImages, RunSummary, ServerInfo, ServerMessage,
@@ -51,7 +53,7 @@ struct Dashboard {
     chosen_run: RwSignal<Option<i64>>,
     images: RwSignal<Option<ProbeImages>>,
     /// Snapshots of the subscribed run, `epochs[e - 1]` for epoch `e`.
-    epochs: RwSignal<Vec<EpochSnapshot>>,
+    epochs: RwSignal<Vec<Arc<EpochSnapshot>>>,
     /// Epoch the user picked; `None` follows the latest.
     chosen_epoch: RwSignal<Option<u32>>,
     max_nodes: RwSignal<usize>,
@@ -154,7 +156,7 @@ impl Dashboard {
                 let epoch = snapshot.metrics.epoch;
                 self.epochs.update(|epochs| {
                     if epoch == epochs.len() + 1 {
-                        epochs.push(*snapshot);
+                        epochs.push(Arc::from(snapshot));
                     }
                 });
             }

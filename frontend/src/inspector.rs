@@ -76,7 +76,7 @@ pub fn Inspector(
     /// The selected probe instances.
     selection: Signal<Vec<u32>>,
     /// The shown epoch's snapshot.
-    snapshot: Signal<Option<EpochSnapshot>>,
+    snapshot: Signal<Option<std::sync::Arc<EpochSnapshot>>>,
     /// The probe images.
     images: Signal<Option<ProbeImages>>,
     /// Clears the selection.

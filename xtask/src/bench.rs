@@ -123,9 +123,8 @@ fn train_epochs(
         .unwrap_or_default())
 }
 
-/// Runs both sides and prints the comparison.
-pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
-    let root = repo_root();
+/// Builds the release `actiscope` binary (`target/release/actiscope`) that benchmarks run.
+pub fn build_release_cli() -> anyhow::Result<()> {
     run(cargo().args([
         "build",
         "--release",
@@ -133,7 +132,13 @@ pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
         "actiscope-server",
         "--bin",
         "actiscope",
-    ]))?;
+    ]))
+}
+
+/// Runs both sides and prints the comparison.
+pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
+    let root = repo_root();
+    build_release_cli()?;
     // Beside (the default): capture overlaps the next epoch's training; inline: training
     // waits for each capture, so its train_secs is training alone.
     let beside = train_epochs(&root, args, false)?;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{bench_python, number, report};
+use crate::bench::{bench_python, build_release_cli, number, report};
 use crate::shell::{cargo, repo_root, run};
 
 /// Options of `cargo xtask bench-nmf`.
@@ -121,14 +121,7 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(device) = &args.device {
-        run(cargo().args([
-            "build",
-            "--release",
-            "--package",
-            "actiscope-server",
-            "--bin",
-            "actiscope",
-        ]))?;
+        build_release_cli()?;
         let output = Command::new(root.join("target/release/actiscope"))
             .arg("bench-nmf-device")
             .arg("--matrix")

@@ -64,7 +64,8 @@ impl Evaluation {
 #[error("reading results back from the device failed: {0}")]
 pub struct ReadbackError(pub String);
 
-fn to_vec(tensor: Tensor<2>) -> Result<Vec<f32>, ReadbackError> {
+/// Reads a tensor of any rank back to the host as `f32` values (row-major).
+pub(crate) fn to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ReadbackError> {
     tensor
         .try_into_data()
         .map_err(|e| ReadbackError(format!("{e:?}")))?

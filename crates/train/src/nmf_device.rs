@@ -8,7 +8,7 @@ use actiscope_analysis::rng::SplitMix64;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::capture::ReadbackError;
+use crate::capture::{ReadbackError, to_vec};
 
 /// The result of [`nmf_on_device`].
 #[derive(Debug, Clone, PartialEq)]
@@ -100,30 +100,14 @@ pub fn nmf_on_device(
     }
     // ||X - W F^T||^2 summed on the device, read back once.
     let residual = x - w.clone().matmul(f.clone().transpose());
-    let squared = to_vec1(residual.clone().mul(residual).sum())?;
+    let squared = to_vec(residual.clone().mul(residual).sum())?;
     let cells = (instances * features).max(1) as f64;
     let rmse = (f64::from(squared.first().copied().unwrap_or(f32::NAN)) / cells).sqrt();
     Ok(DeviceNmf {
-        loadings: to_vec2(w)?,
-        instance_weights: to_vec2(f)?,
+        loadings: to_vec(w)?,
+        instance_weights: to_vec(f)?,
         rmse,
     })
-}
-
-fn to_vec2(tensor: Tensor<2>) -> Result<Vec<f32>, ReadbackError> {
-    tensor
-        .try_into_data()
-        .map_err(|e| ReadbackError(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| ReadbackError(format!("{e:?}")))
-}
-
-fn to_vec1(tensor: Tensor<1>) -> Result<Vec<f32>, ReadbackError> {
-    tensor
-        .try_into_data()
-        .map_err(|e| ReadbackError(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| ReadbackError(format!("{e:?}")))
 }
 
 #[cfg(test)]

@@ -293,3 +293,130 @@ pub fn run_to_completion(
         capture_wait_secs: waits,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use actiscope_train::data::synthetic::Planar;
+    use actiscope_train::data::{DatasetSpec, load_splits};
+    use actiscope_train::device::{DeviceChoice, choose};
+    use actiscope_train::model::{Activation, ModelSpec};
+    use actiscope_train::{OptimizerKind, ProbeSpec, TrainConfig};
+
+    use super::*;
+
+    fn moons(epochs: usize) -> TrainConfig {
+        TrainConfig {
+            dataset: DatasetSpec::Planar(Planar::Moons),
+            model: ModelSpec::Mlp {
+                hidden: vec![12, 12],
+                activation: Activation::Relu,
+            },
+            optimizer: OptimizerKind::Adam,
+            learning_rate: 0.01,
+            batch_size: 64,
+            epochs,
+            seed: 2,
+            probe: ProbeSpec::parse("n=40").unwrap(),
+            device: DeviceChoice::Flex,
+        }
+    }
+
+    /// Runs `trainer` into a fresh in-memory store; `stop_after` sets the stop flag when that
+    /// epoch is stored. Returns the outcome and the stored snapshots.
+    fn record(
+        mut trainer: Trainer,
+        mode: CaptureMode,
+        stop_after: Option<usize>,
+    ) -> (RunOutcome, Vec<EpochSnapshot>) {
+        let store = Mutex::new(Store::open_in_memory().unwrap());
+        let run_id = record_run(&store.lock().unwrap(), &trainer).unwrap();
+        let stop = AtomicBool::new(false);
+        let outcome = run_to_completion(
+            &mut trainer,
+            &store,
+            run_id,
+            &stop,
+            mode,
+            &mut |_, _, _| {},
+            &mut |snapshot| {
+                if stop_after == Some(snapshot.metrics.epoch) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+        )
+        .unwrap();
+        let stored = store
+            .lock()
+            .unwrap()
+            .snapshots_from(run_id, SNAPSHOT_KIND, 1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, blob)| actiscope_protocol::decode::<EpochSnapshot>(&blob).unwrap())
+            .collect();
+        (outcome, stored)
+    }
+
+    #[test]
+    fn capture_beside_and_inline_store_the_same_epochs_in_order() {
+        let (beside, beside_stored) =
+            record(Trainer::new(moons(4)).unwrap(), CaptureMode::Beside, None);
+        let (inline, inline_stored) =
+            record(Trainer::new(moons(4)).unwrap(), CaptureMode::Inline, None);
+        assert_eq!(beside.status, RunStatus::Completed);
+        assert_eq!(inline.status, RunStatus::Completed);
+        assert_eq!(beside.capture_wait_secs.len(), 4);
+        assert_eq!(inline.capture_wait_secs.len(), 4);
+        assert_eq!(
+            beside_stored
+                .iter()
+                .map(|s| s.metrics.epoch)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        for (a, b) in beside_stored.iter().zip(&inline_stored) {
+            assert_eq!(a.metrics.train_loss, b.metrics.train_loss);
+            assert_eq!(a.metrics.unique_patterns, b.metrics.unique_patterns);
+            assert_eq!(a.apd, b.apd);
+            assert_eq!(a.flows, b.flows);
+            assert_eq!(a.probe, b.probe);
+        }
+        assert_eq!(beside.epochs.len(), beside_stored.len());
+    }
+
+    #[test]
+    fn a_diverged_epoch_is_the_last_stored() {
+        let config = moons(5);
+        let mut splits = load_splits(&config.dataset, config.seed).unwrap();
+        splits.train.features[3] = f32::NAN;
+        let trainer =
+            Trainer::with_device(config, splits, choose(DeviceChoice::Flex).unwrap()).unwrap();
+        let (outcome, stored) = record(trainer, CaptureMode::Beside, None);
+        assert_eq!(outcome.status, RunStatus::Diverged);
+        assert_eq!(
+            stored.len(),
+            1,
+            "nothing after the diverged epoch is stored"
+        );
+        assert!(stored[0].metrics.diverged);
+        assert_eq!(outcome.epochs.len(), 1);
+    }
+
+    #[test]
+    fn a_stop_keeps_every_epoch_already_trained() {
+        let (outcome, stored) = record(
+            Trainer::new(moons(6)).unwrap(),
+            CaptureMode::Beside,
+            Some(1),
+        );
+        assert_eq!(outcome.status, RunStatus::Stopped);
+        // Epoch 2 may have been training when epoch 1 was stored; it is kept, nothing after.
+        assert!((1..=2).contains(&stored.len()), "{}", stored.len());
+        assert_eq!(
+            stored.iter().map(|s| s.metrics.epoch).collect::<Vec<_>>(),
+            (1..=stored.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(outcome.epochs.len(), stored.len());
+    }
+}

@@ -73,12 +73,13 @@ async fn main() {
             .unwrap_or(default)
     };
     let clients = arg("--clients", 50);
+    let rest_pause = Duration::from_millis(arg("--rest-pause-ms", 20) as u64);
     let epochs = arg("--epochs", 10);
     let rounds = arg("--rounds", 3).max(1);
     let mut slowdowns = Vec::new();
     let mut all_latencies = Vec::new();
     for round_idx in 1..=rounds {
-        let result = round(clients, epochs).await;
+        let result = round(clients, epochs, rest_pause).await;
         println!(
             "round {round_idx}: {}/{clients} clients got every epoch once, in order; training {:.3} s/epoch alone, {:.3} s/epoch under load: {:+.1}%",
             result.complete,
@@ -117,8 +118,9 @@ struct Round {
     latencies: Vec<f64>,
 }
 
-/// One baseline run with nobody watching, then one under load.
-async fn round(clients: usize, epochs: usize) -> Round {
+/// One baseline run with nobody watching, then one under load (the REST loop pauses
+/// `rest_pause` between its rounds of two requests).
+async fn round(clients: usize, epochs: usize, rest_pause: Duration) -> Round {
     // Baseline: the same run, nobody watching.
     let (quiet, run_id) = TestServer::start_with_run(None, Some(config(epochs)))
         .await
@@ -195,7 +197,10 @@ async fn round(clients: usize, epochs: usize) -> Round {
                         assert_eq!(status, 200);
                     }
                     latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let until = Instant::now() + rest_pause;
+                    while !done.load(Ordering::SeqCst) && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(20).min(rest_pause)).await;
+                    }
                 }
                 latencies_ms
             });

@@ -40,6 +40,14 @@ impl<S: Sink<Message> + Unpin> Session<S> {
             .map_err(|_| SessionEnd::SendFailed)
     }
 
+    /// Sends a frame encoded elsewhere (the hub's cached epoch and image frames).
+    async fn send_frame(&mut self, frame: bytes::Bytes) -> Result<(), SessionEnd> {
+        self.sink
+            .send(Message::Binary(frame))
+            .await
+            .map_err(|_| SessionEnd::SendFailed)
+    }
+
     async fn error(&mut self, reason: String) -> Result<(), SessionEnd> {
         self.send(&ServerMessage::Error { reason }).await
     }
@@ -61,10 +69,7 @@ impl<S: Sink<Message> + Unpin> Session<S> {
             Err(err) => return self.error(err.to_string()).await,
         };
         for (epoch, frame) in frames {
-            self.sink
-                .send(Message::Binary(frame))
-                .await
-                .map_err(|_| SessionEnd::SendFailed)?;
+            self.send_frame(frame).await?;
             self.subscription = Some(Subscription {
                 run_id: sub.run_id,
                 last_sent: epoch,
@@ -101,11 +106,7 @@ impl<S: Sink<Message> + Unpin> Session<S> {
         };
         self.send(&ServerMessage::Run(summary)).await?;
         match self.hub.images_frame(run_id) {
-            Ok(Some(frame)) => self
-                .sink
-                .send(Message::Binary(frame))
-                .await
-                .map_err(|_| SessionEnd::SendFailed)?,
+            Ok(Some(frame)) => self.send_frame(frame).await?,
             Ok(None) => {}
             Err(err) => self.error(err.to_string()).await?,
         }
@@ -130,10 +131,7 @@ impl<S: Sink<Message> + Unpin> Session<S> {
                 if epoch <= sub.last_sent {
                     Ok(())
                 } else if epoch == sub.last_sent + 1 {
-                    self.sink
-                        .send(Message::Binary(frame))
-                        .await
-                        .map_err(|_| SessionEnd::SendFailed)?;
+                    self.send_frame(frame).await?;
                     self.subscription = Some(Subscription {
                         run_id,
                         last_sent: epoch,

@@ -120,6 +120,7 @@ pub fn FactorPanel(
     let curves = RwSignal::new(Vec::<RmseCurve>::new());
     let curves_state = RwSignal::new(String::new());
     let generation = StoredValue::new_local(0u64);
+    let in_flight = crate::api::LatestOnly::new();
 
     let nmf_token = token.clone();
     Effect::new(move |_| {
@@ -135,8 +136,11 @@ pub fn FactorPanel(
         let ticket = generation.get_value() + 1;
         generation.set_value(ticket);
         loading.set(true);
+        let signal = in_flight.next();
         leptos::task::spawn_local(async move {
-            let answer = crate::api::get_json::<NmfResult>(&path, token.as_deref()).await;
+            let answer =
+                crate::api::get_json_with::<NmfResult>(&path, token.as_deref(), signal.as_ref())
+                    .await;
             if generation.get_value() != ticket {
                 return;
             }

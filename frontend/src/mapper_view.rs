@@ -414,6 +414,7 @@ fn MapperPanel(
     // Fetch whenever the run, the epoch or the settings change; a late answer for an older
     // request is dropped.
     let generation = StoredValue::new_local(0u64);
+    let in_flight = crate::api::LatestOnly::new();
     Effect::new(move |_| {
         let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
             return;
@@ -423,8 +424,11 @@ fn MapperPanel(
         let ticket = generation.get_value() + 1;
         generation.set_value(ticket);
         loading.set(true);
+        let signal = in_flight.next();
         leptos::task::spawn_local(async move {
-            let answer = crate::api::get_json::<MapperGraph>(&path, token.as_deref()).await;
+            let answer =
+                crate::api::get_json_with::<MapperGraph>(&path, token.as_deref(), signal.as_ref())
+                    .await;
             if generation.get_value() != ticket {
                 return;
             }

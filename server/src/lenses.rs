@@ -50,10 +50,24 @@ pub enum LensError {
     Worker(String),
 }
 
-/// Answers kept per (run, epoch, parameters), oldest evicted first.
-#[derive(Default)]
+/// Answers kept per (run, epoch, parameters), oldest evicted first, and the permits that
+/// bound how many are computed at once.
 pub struct LensCache {
     inner: Mutex<CacheInner>,
+    /// One per core: a computation starts only with a permit, so requests beyond that wait,
+    /// and a request whose client gave up while waiting (a user scrubbing past an epoch) never
+    /// starts its work.
+    workers: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for LensCache {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            inner: Mutex::default(),
+            workers: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -227,13 +241,23 @@ fn json(value: &impl serde::Serialize) -> Result<Bytes, LensError> {
         .map_err(|e| LensError::Worker(e.to_string()))
 }
 
-/// Runs `work` on the blocking pool.
+/// Runs `work` on the blocking pool once one of `cache`'s permits is free; the permit is held
+/// until the work is done, even if the caller stops waiting. Dropped before it gets a permit,
+/// the future runs nothing.
 async fn blocking<T: Send + 'static>(
+    cache: &LensCache,
     work: impl FnOnce() -> Result<T, LensError> + Send + 'static,
 ) -> Result<T, LensError> {
-    tokio::task::spawn_blocking(work)
+    let permit = Arc::clone(&cache.workers)
+        .acquire_owned()
         .await
-        .map_err(|e| LensError::Worker(e.to_string()))?
+        .map_err(|e| LensError::Worker(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| LensError::Worker(e.to_string()))?
 }
 
 /// The blocks of an NMF request: inputs first when asked for, then the chosen layers.
@@ -376,7 +400,7 @@ pub async fn nmf_json(
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking(move || {
+    let answer = blocking(&cache, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
         let fit = coupled_nmf(&data.blocks(), &options(&params))
             .map_err(|e| LensError::BadRequest(e.to_string()))?;
@@ -412,7 +436,7 @@ pub async fn rmse_json(
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking(move || {
+    let answer = blocking(&cache, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
         let ranks_usize: Vec<usize> = ranks.iter().map(|&r| r as usize).collect();
         let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params))
@@ -447,7 +471,7 @@ pub async fn spectra_json(
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking(move || {
+    let answer = blocking(&cache, move || {
         let probe = load_probe(&hub, run_id, epoch)?;
         let layers = probe
             .layers
@@ -475,7 +499,7 @@ pub async fn snapshot_json(
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking(move || {
+    let answer = blocking(&cache, move || {
         let snapshot = hub.stored_epoch(run_id, epoch)?.ok_or_else(|| {
             LensError::NotFound(format!("run {run_id} has no stored epoch {epoch}"))
         })?;
@@ -501,7 +525,7 @@ pub async fn flows_json(
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking(move || {
+    let answer = blocking(&cache, move || {
         let probe = load_probe(&hub, run_id, epoch)?;
         let count = probe.layers.len();
         if first > last || last as usize >= count {
@@ -568,7 +592,7 @@ pub async fn mapper_json(
         return Ok(hit);
     }
     let worker_cache = cache.clone();
-    let answer = blocking(move || {
+    let answer = blocking(&cache, move || {
         let cache = worker_cache;
         if hub.stored_epoch(run_id, epoch)?.is_none() {
             return Err(LensError::NotFound(format!(
@@ -605,4 +629,64 @@ pub async fn mapper_json(
     .await?;
     cache.put_answer(key, answer.clone());
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn cache_with(permits: usize) -> LensCache {
+        LensCache {
+            inner: Mutex::default(),
+            workers: Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+
+    #[tokio::test]
+    async fn work_that_waited_for_a_permit_never_runs_once_its_request_is_gone() {
+        let cache = cache_with(1);
+        let busy = Arc::clone(&cache.workers).acquire_owned().await.unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let waiting = blocking(&cache, move || {
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        // The client gives up while the only permit is taken.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), waiting)
+                .await
+                .is_err()
+        );
+        drop(busy);
+        // The next request gets the permit and runs; the abandoned one never does.
+        assert_eq!(blocking(&cache, || Ok(7)).await.unwrap(), 7);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn started_work_keeps_its_permit_until_it_is_done() {
+        let cache = cache_with(1);
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let started = blocking(&cache, move || {
+            std::thread::sleep(Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        // The client gives up after the work started.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), started)
+                .await
+                .is_err()
+        );
+        assert_eq!(cache.workers.available_permits(), 0, "still computing");
+        let next = blocking(&cache, || Ok(())).await;
+        assert!(next.is_ok());
+        assert!(done.load(Ordering::SeqCst), "the next one waited for it");
+    }
 }

@@ -1,6 +1,6 @@
 //! JSON requests to the server's REST API (the lens endpoints and the run form).
 
-use leptos::prelude::{LocalStorage, StoredValue, UpdateValue};
+use leptos::prelude::{GetValue, LocalStorage, SetValue, StoredValue, UpdateValue};
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -63,30 +63,53 @@ pub async fn get_json_with<T: DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| format!("unexpected answer from {path}: {e}"))
 }
 
-/// Keeps one request in flight: starting the next aborts the one before. A panel that follows
-/// the epoch slider uses it so that, when a user scrubs past epochs, the server drops the
-/// answers nobody waits for before it computes them.
+/// Keeps one request in flight: starting the next aborts the one before, and an answer that
+/// arrives after a later request started is dropped. A panel that follows the epoch slider
+/// uses it so that, when a user scrubs past epochs, the server drops the answers nobody waits
+/// for before it computes them, and a late answer never replaces a newer one.
 #[derive(Clone, Copy)]
-pub struct LatestOnly(StoredValue<Option<web_sys::AbortController>, LocalStorage>);
+pub struct LatestOnly {
+    controller: StoredValue<Option<web_sys::AbortController>, LocalStorage>,
+    generation: StoredValue<u64, LocalStorage>,
+}
 
 impl LatestOnly {
     /// No request yet.
     pub fn new() -> Self {
-        Self(StoredValue::new_local(None))
+        Self {
+            controller: StoredValue::new_local(None),
+            generation: StoredValue::new_local(0),
+        }
     }
 
-    /// Aborts the previous request, if any, and returns the signal of the next.
-    pub fn next(&self) -> Option<web_sys::AbortSignal> {
-        let controller = web_sys::AbortController::new().ok()?;
-        let signal = controller.signal();
-        if let Some(previous) = self
-            .0
-            .try_update_value(|current| current.replace(controller))
-            .flatten()
-        {
-            previous.abort();
-        }
-        Some(signal)
+    /// `GET path` as JSON, aborting the previous request; `done` gets the answer unless a
+    /// later `get` started meanwhile.
+    pub fn get<T: DeserializeOwned + 'static>(
+        &self,
+        path: String,
+        token: Option<String>,
+        done: impl FnOnce(Result<T, String>) + 'static,
+    ) {
+        let ticket = self.generation.get_value() + 1;
+        self.generation.set_value(ticket);
+        let signal = web_sys::AbortController::new().ok().map(|controller| {
+            let signal = controller.signal();
+            if let Some(previous) = self
+                .controller
+                .try_update_value(|current| current.replace(controller))
+                .flatten()
+            {
+                previous.abort();
+            }
+            signal
+        });
+        let generation = self.generation;
+        leptos::task::spawn_local(async move {
+            let answer = get_json_with::<T>(&path, token.as_deref(), signal.as_ref()).await;
+            if generation.get_value() == ticket {
+                done(answer);
+            }
+        });
     }
 }
 

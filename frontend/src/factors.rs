@@ -119,7 +119,6 @@ pub fn FactorPanel(
     let spectra_layer = RwSignal::new(0usize);
     let curves = RwSignal::new(Vec::<RmseCurve>::new());
     let curves_state = RwSignal::new(String::new());
-    let generation = StoredValue::new_local(0u64);
     let in_flight = crate::api::LatestOnly::new();
 
     let nmf_token = token.clone();
@@ -133,17 +132,8 @@ pub fn FactorPanel(
             nmf_query(rank.get(), inputs)
         );
         let token = nmf_token.clone();
-        let ticket = generation.get_value() + 1;
-        generation.set_value(ticket);
         loading.set(true);
-        let signal = in_flight.next();
-        leptos::task::spawn_local(async move {
-            let answer =
-                crate::api::get_json_with::<NmfResult>(&path, token.as_deref(), signal.as_ref())
-                    .await;
-            if generation.get_value() != ticket {
-                return;
-            }
+        in_flight.get::<NmfResult>(path, token, move |answer| {
             loading.set(false);
             match answer {
                 Ok(r) => {

@@ -413,7 +413,6 @@ fn MapperPanel(
 
     // Fetch whenever the run, the epoch or the settings change; a late answer for an older
     // request is dropped.
-    let generation = StoredValue::new_local(0u64);
     let in_flight = crate::api::LatestOnly::new();
     Effect::new(move |_| {
         let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
@@ -421,17 +420,8 @@ fn MapperPanel(
         };
         let path = mapper_path(run_id, epoch, &settings.get());
         let token = token.clone();
-        let ticket = generation.get_value() + 1;
-        generation.set_value(ticket);
         loading.set(true);
-        let signal = in_flight.next();
-        leptos::task::spawn_local(async move {
-            let answer =
-                crate::api::get_json_with::<MapperGraph>(&path, token.as_deref(), signal.as_ref())
-                    .await;
-            if generation.get_value() != ticket {
-                return;
-            }
+        in_flight.get::<MapperGraph>(path, token, move |answer| {
             loading.set(false);
             match answer {
                 Ok(g) => {

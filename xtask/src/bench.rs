@@ -50,6 +50,27 @@ pub fn number(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("no {key} in {value}"))
 }
 
+/// Runs the Python peer `script` with `args`, its BLAS and OpenMP pools limited to `threads`,
+/// and returns its JSON report (`who` names it in errors).
+pub fn run_python_peer(
+    python: &Path,
+    script: &Path,
+    args: &[&std::ffi::OsStr],
+    threads: usize,
+    who: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let threads = threads.to_string();
+    let output = Command::new(python)
+        .arg(script)
+        .args(args)
+        .env("OMP_NUM_THREADS", &threads)
+        .env("OPENBLAS_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .output()
+        .with_context(|| format!("running the {who}"))?;
+    report(&output, who)
+}
+
 /// The Python of the benchmark venv (`target/bench-venv`), made on first use, with each
 /// `(module, PyPI package)` of `packages` installed from PyPI when its module does not import.
 pub fn bench_python(packages: &[(&str, &str)]) -> anyhow::Result<PathBuf> {

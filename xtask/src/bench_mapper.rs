@@ -8,11 +8,11 @@
 //! edge counts agree.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{number, report};
+use crate::bench::{number, report, run_python_peer};
 use crate::shell::{cargo, repo_root, run};
 
 /// Options of `cargo xtask bench-mapper`.
@@ -103,18 +103,17 @@ pub fn bench_mapper(args: &MapperBenchArgs) -> anyhow::Result<()> {
     ours_args.extend(&flags);
     let python =
         crate::bench::bench_python(&[("sklearn", "scikit-learn"), ("kmapper", "kmapper")])?;
-    let threads = args.threads.to_string();
+    let script = root.join("xtask/bench/kmapper_bench.py");
     let kmapper = || -> anyhow::Result<serde_json::Value> {
-        let output = Command::new(&python)
-            .arg(root.join("xtask/bench/kmapper_bench.py"))
-            .arg(&matrix)
-            .args(&flags)
-            .env("OMP_NUM_THREADS", &threads)
-            .env("OPENBLAS_NUM_THREADS", &threads)
-            .env("MKL_NUM_THREADS", &threads)
-            .output()
-            .context("running the KeplerMapper peer")?;
-        report(&output, "KeplerMapper peer")
+        let mut peer_args = vec![matrix.as_os_str()];
+        peer_args.extend(flags.iter().map(std::ffi::OsStr::new));
+        run_python_peer(
+            &python,
+            &script,
+            &peer_args,
+            args.threads,
+            "KeplerMapper peer",
+        )
     };
     // The sides alternate (twice each, best kept) so that a busy machine weighs on both.
     let faster = |a: serde_json::Value, b: serde_json::Value| {

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{bench_python, build_release_cli, number, report};
+use crate::bench::{bench_python, build_release_cli, number, report, run_python_peer};
 use crate::shell::{cargo, repo_root, run};
 
 /// Options of `cargo xtask bench-nmf`.
@@ -90,18 +90,11 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
             .context("running nmf_bench")?;
         report(&output, "actiscope (nmf_bench)")
     };
+    let script = root.join("xtask/bench/sklearn_nmf.py");
     let theirs = |threads: usize| -> anyhow::Result<serde_json::Value> {
-        let threads = threads.to_string();
-        let output = Command::new(&python)
-            .arg(root.join("xtask/bench/sklearn_nmf.py"))
-            .arg(&matrix)
-            .args(&shape)
-            .env("OMP_NUM_THREADS", &threads)
-            .env("OPENBLAS_NUM_THREADS", &threads)
-            .env("MKL_NUM_THREADS", &threads)
-            .output()
-            .context("running the scikit-learn peer")?;
-        report(&output, "scikit-learn peer")
+        let mut peer_args = vec![matrix.as_os_str()];
+        peer_args.extend(shape.iter().map(std::ffi::OsStr::new));
+        run_python_peer(&python, &script, &peer_args, threads, "scikit-learn peer")
     };
     println!(
         "NMF of the {features} x {count} digits pixel matrix, rank {}, {} rounds (best of 3 after a warm-up):",

@@ -602,8 +602,8 @@ const L2_BYTES: usize = 128 * 1024;
 const PARALLEL_ABOVE_WORK: usize = 200_000;
 
 /// Runs [`sparse_kernel`] on rows `range` with the row width known at compile time (rows of
-/// `C` chunks of 8, up to rank 64) so the compiler emits whole SIMD registers, or a generic
-/// loop for wider rows. On x86-64 CPUs with AVX2 and FMA (checked at run time) the
+/// `C` chunks of [`LANES`], up to 64 wide) so the compiler emits whole SIMD registers, or a
+/// generic loop for wider rows. On x86-64 CPUs with AVX2 and FMA (checked at run time) the
 /// fixed-width kernels are compiled for those instructions: 8 lanes a register and one fused
 /// multiply-add per lane, about twice the throughput of the SSE2 baseline.
 fn dispatch_lanes(

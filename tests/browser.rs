@@ -320,6 +320,39 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
             .expect("the flow is in the server's table");
         assert_eq!(flow.instances, expected);
     }
+    // The CSV export holds every selected instance with the server's labels and predictions
+    // (the link gets its data when clicked; the test keeps the browser from downloading it).
+    let csv = js(
+        &client,
+        "document.addEventListener('click', e => e.preventDefault(), {capture: true, once: true}); \
+         const a = document.getElementById('export-csv'); a.click(); \
+         return decodeURIComponent(a.href.split(',').slice(1).join(','));",
+    )
+    .await;
+    let csv = csv.as_str().expect("csv text").to_owned();
+    let mut csv_lines = csv.lines();
+    assert_eq!(
+        csv_lines.next(),
+        Some("instance,source_index,label,prediction,loss")
+    );
+    let exported: Vec<(u32, u32, u32)> = csv_lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (
+                cells[0].parse().expect("instance"),
+                cells[2].parse().expect("label"),
+                cells[3].parse().expect("prediction"),
+            )
+        })
+        .collect();
+    let expected_rows: Vec<(u32, u32, u32)> = expected
+        .iter()
+        .map(|&i| {
+            let at = i as usize;
+            (i, snapshot.probe.labels[at], snapshot.probe.predictions[at])
+        })
+        .collect();
+    assert_eq!(exported, expected_rows, "the CSV export is the selection");
     let images = js(
         &client,
         "return document.querySelectorAll('#inspector img.digit').length;",
@@ -363,15 +396,18 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
              const sig = () => { const s = svg(); if (!s) return ''; const p = s.querySelector('path.apd-link'); \
                return s.dataset.nodes + ':' + s.dataset.edges + ':' + (p ? p.getAttribute('d') : ''); }; \
              const settle = () => new Promise(r => setTimeout(r, 1500)); \
-             (async () => { const times = []; const parts = []; let nodes = 0; \
+             (async () => { const times = []; const parts = []; const settled = []; let nodes = 0; \
                for (const e of ['2', '3', '1']) { slider.value = e; slider.dispatchEvent(new Event('input', {bubbles: true})); await settle(); } \
                for (const e of ['2', '3', '1', '2']) { await settle(); const before = sig(); const t0 = performance.now(); \
                  slider.value = e; slider.dispatchEvent(new Event('input', {bubbles: true})); \
                  while (sig() === before && performance.now() - t0 < 5000) { await new Promise(r => setTimeout(r, 0)); } \
                  const t1 = performance.now(); svg().getBBox(); times.push(performance.now() - t0); \
                  parts.push([t1 - t0, Number(document.getElementById('render-ms').dataset.ms)]); \
+                 const main = document.querySelector('main'); \
+                 while (main.dataset.settledEpoch !== e && performance.now() - t0 < 5000) { await new Promise(r => setTimeout(r, 0)); } \
+                 main.getBoundingClientRect(); settled.push(performance.now() - t0); \
                  nodes = Math.max(nodes, Number(svg().dataset.nodes)); } \
-               done({times: times, nodes: nodes, parts: parts}); })();",
+               done({times: times, nodes: nodes, parts: parts, settled: settled}); })();",
             vec![],
         )
         .await
@@ -381,8 +417,8 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     let worst = times.iter().copied().fold(0.0, f64::max);
     println!(
         "sankey re-render on an epoch change: {nodes} nodes, {times:?} ms (worst {worst:.1} ms); \
-         [until the DOM changed, markup build] per change: {}",
-        timing["parts"]
+         [until the DOM changed, markup build] per change: {}; every other view followed after {} ms",
+        timing["parts"], timing["settled"]
     );
     std::fs::write(
         artifacts_dir().join("sankey-render.json"),
@@ -390,6 +426,7 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
             "nodes": nodes,
             "epoch_change_ms": times,
             "dom_changed_and_markup_ms": timing["parts"],
+            "other_views_followed_ms": timing["settled"],
         })
         .to_string(),
     )
@@ -397,6 +434,11 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     assert!(
         nodes > 100,
         "the unmerged APD of 500 digits has many nodes: {nodes}"
+    );
+    let followed: Vec<f64> = serde_json::from_value(timing["settled"].clone()).expect("settled");
+    assert!(
+        followed.len() == 4 && followed.iter().all(|&ms| ms < 5000.0),
+        "the views other than the APD follow every epoch change: {followed:?}"
     );
     client.close().await.expect("close session");
 }

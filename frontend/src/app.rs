@@ -56,6 +56,9 @@ struct Dashboard {
     epochs: RwSignal<Vec<Arc<EpochSnapshot>>>,
     /// Epoch the user picked; `None` follows the latest.
     chosen_epoch: RwSignal<Option<u32>>,
+    /// The epoch the views other than the APD show: it follows [`Dashboard::shown_epoch`]
+    /// once the browser has painted the APD for it (see [`follow_after_paint`]).
+    settled_epoch: RwSignal<Option<u32>>,
     max_nodes: RwSignal<usize>,
     selection: RwSignal<Vec<u32>>,
     /// Layer of each mapper panel.
@@ -79,6 +82,7 @@ impl Dashboard {
             images: RwSignal::new(None),
             epochs: RwSignal::new(Vec::new()),
             chosen_epoch: RwSignal::new(url.epoch),
+            settled_epoch: RwSignal::new(None),
             max_nodes: RwSignal::new(url.max_nodes.unwrap_or(DEFAULT_MAX_NODES)),
             selection: RwSignal::new(url.selection.clone()),
             mapper_layers: RwSignal::new(url.mapper_layers.clone().unwrap_or_else(|| vec![0])),
@@ -172,6 +176,32 @@ impl Dashboard {
     }
 }
 
+/// Makes `target` follow `source`, one paint later: the change is applied in a task queued
+/// from the next animation frame, so the browser paints what reacted to `source` first.
+///
+/// An epoch change redraws the APD at once and lets the inspector, the mapper and factor
+/// panels, the charts and the URL catch up after that paint, instead of sharing its frame.
+/// The work is the same; only its order changes. Several changes within one frame end in
+/// the last value.
+fn follow_after_paint<T>(source: impl Fn() -> T + 'static, target: RwSignal<T>)
+where
+    T: Clone + PartialEq + Send + Sync + 'static,
+{
+    Effect::new(move |_| {
+        let value = source();
+        request_animation_frame(move || {
+            set_timeout(
+                move || {
+                    if target.with_untracked(|t| t != &value) {
+                        target.set(value);
+                    }
+                },
+                std::time::Duration::ZERO,
+            );
+        });
+    });
+}
+
 /// The dashboard root.
 #[component]
 pub fn App() -> impl IntoView {
@@ -209,16 +239,24 @@ pub fn App() -> impl IntoView {
         connect(url, on_event, on_open);
     }
 
-    // Mirror the shareable state in the URL.
+    // Mirror the shareable state in the URL, once the views have been painted.
     let url_token = token.clone();
-    Effect::new(move |_| {
-        let state = UrlState {
+    let query = Memo::new(move |_| {
+        UrlState {
             run: dash.run.get().map(|r| r.run_id),
             epoch: dash.chosen_epoch.get(),
             max_nodes: Some(dash.max_nodes.get()).filter(|&n| n != DEFAULT_MAX_NODES),
             selection: dash.selection.get(),
             mapper_layers: Some(dash.mapper_layers.get()).filter(|l| l != &[0]),
             token: url_token.clone(),
+        }
+        .to_query()
+    });
+    let written_query = RwSignal::new(None::<String>);
+    follow_after_paint(move || Some(query.get()), written_query);
+    Effect::new(move |_| {
+        let Some(query) = written_query.get() else {
+            return;
         };
         if let Some(window) = web_sys::window()
             && let Ok(history) = window.history()
@@ -230,7 +268,7 @@ pub fn App() -> impl IntoView {
             let _ = history.replace_state_with_url(
                 &wasm_bindgen::JsValue::NULL,
                 "",
-                Some(&format!("{path}{}", state.to_query())),
+                Some(&format!("{path}{query}")),
             );
         }
     });
@@ -281,10 +319,15 @@ pub fn App() -> impl IntoView {
         std::time::Duration::from_millis(700),
     );
 
-    let snapshot = Memo::new(move |_| {
-        let epoch = dash.shown_epoch()?;
-        dash.epochs.with(|e| e.get(epoch as usize - 1).cloned())
-    });
+    // The APD follows the slider at once; every other view follows `settled_epoch`.
+    follow_after_paint(move || dash.shown_epoch(), dash.settled_epoch);
+    let snapshot_at = move |epoch: Option<u32>| {
+        let epoch = epoch?;
+        dash.epochs
+            .with(|e| e.get((epoch as usize).checked_sub(1)?).cloned())
+    };
+    let snapshot = Memo::new(move |_| snapshot_at(dash.shown_epoch()));
+    let settled_snapshot = Memo::new(move |_| snapshot_at(dash.settled_epoch.get()));
     let apd = Memo::new(move |_| -> Option<Apd> {
         let max = dash.max_nodes.get();
         snapshot.with(|s| {
@@ -309,7 +352,7 @@ pub fn App() -> impl IntoView {
     let hidden_layers = move || dash.run.get().map_or(1, |r| r.hidden_layers.max(1));
     let shown_span = move || {
         flow_span.get().unwrap_or_else(|| {
-            snapshot.with(|s| {
+            settled_snapshot.with(|s| {
                 s.as_ref()
                     .map_or((0, 0), |s| (s.flows.first_layer, s.flows.last_layer))
             })
@@ -326,7 +369,7 @@ pub fn App() -> impl IntoView {
     let flows_token = token.clone();
     Effect::new(move |_| {
         let (Some(run), Some(epoch), Some((from, to))) =
-            (dash.run.get(), dash.shown_epoch(), flow_span.get())
+            (dash.run.get(), dash.settled_epoch.get(), flow_span.get())
         else {
             fetched_flows.set(None);
             flow_note.set(String::new());
@@ -351,7 +394,7 @@ pub fn App() -> impl IntoView {
     let flow_histogram = Signal::derive(move || {
         fetched_flows
             .get()
-            .or_else(|| snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone())))
+            .or_else(|| settled_snapshot.with(|s| s.as_ref().map(|s| s.flows.histogram.clone())))
     });
     let (render_ms, set_render_ms) = signal(0.0f64);
     let on_select = Callback::new(move |(label, instances): (String, Vec<u32>)| {
@@ -377,7 +420,7 @@ pub fn App() -> impl IntoView {
                 {move || dash.link.get().label()}
             </span>
         </header>
-        <main>
+        <main data-settled-epoch=move || dash.settled_epoch.get().map(|e| e.to_string()).unwrap_or_default()>
             <section class="controls panel">
                 <label>
                     "run "
@@ -443,13 +486,13 @@ pub fn App() -> impl IntoView {
             <Inspector
                 label=dash.selection_label.into()
                 selection=dash.selection.into()
-                snapshot=snapshot.into()
+                snapshot=settled_snapshot.into()
                 images=dash.images.into()
                 on_clear=on_clear
             />
             <MapperPanels
                 run_id=Signal::derive(move || dash.run.get().map(|r| r.run_id))
-                epoch=Signal::derive(move || dash.shown_epoch())
+                epoch=Signal::derive(move || dash.settled_epoch.get())
                 hidden_layers=Signal::derive(move || dash.run.get().map_or(1, |r| r.hidden_layers.max(1)))
                 layers=dash.mapper_layers
                 selection=dash.selection.into()
@@ -458,7 +501,7 @@ pub fn App() -> impl IntoView {
             />
             <FactorPanel
                 run_id=Signal::derive(move || dash.run.get().map(|r| r.run_id))
-                epoch=Signal::derive(move || dash.shown_epoch())
+                epoch=Signal::derive(move || dash.settled_epoch.get())
                 latest_epoch=Signal::derive(move || dash.epochs.with(Vec::len) as u32)
                 has_images=Signal::derive(move || dash.images.with(|i| i.as_ref().is_some_and(|i| i.rows > 0)))
                 on_select=on_select
@@ -467,10 +510,10 @@ pub fn App() -> impl IntoView {
             <section class="panel charts">
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"
                     series=Signal::derive(move || pattern_series(&metrics.get()))
-                    current=Signal::derive(move || dash.shown_epoch().map(|e| e as usize)) />
+                    current=Signal::derive(move || dash.settled_epoch.get().map(|e| e as usize)) />
                 <LineChart id="chart-loss" title="Loss"
                     series=Signal::derive(move || loss_series(&metrics.get()))
-                    current=Signal::derive(move || dash.shown_epoch().map(|e| e as usize)) />
+                    current=Signal::derive(move || dash.settled_epoch.get().map(|e| e as usize)) />
                 <div class="flow-span">
                     "flows over hidden layers "
                     <select id="flow-from" on:change=move |ev| {

@@ -145,20 +145,41 @@ pub fn FactorPanel(
         });
     });
 
+    // Spectra of a stored epoch never change: each is fetched once per run, so scrubbing only
+    // asks for the newly shown epoch. A newer epoch change drops an older one's answer.
     let spectra_token = token.clone();
+    let spectra_cache =
+        StoredValue::new_local(std::collections::HashMap::<(i64, u32), Spectra>::new());
+    let spectra_generation = StoredValue::new_local(0u64);
     Effect::new(move |_| {
         let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
             return;
         };
         let epochs = compared_epochs(epoch, latest_epoch.get());
         let token = spectra_token.clone();
+        spectra_cache.update_value(|c| c.retain(|&(run, _), _| run == run_id));
+        spectra_generation.update_value(|g| *g += 1);
+        let generation = spectra_generation.get_value();
         leptos::task::spawn_local(async move {
             let mut all = Vec::new();
             for e in epochs {
-                let path = format!("/api/runs/{run_id}/epochs/{e}/spectra");
-                if let Ok(s) = crate::api::get_json::<Spectra>(&path, token.as_deref()).await {
-                    all.push(s);
+                let cached = spectra_cache.with_value(|c| c.get(&(run_id, e)).cloned());
+                let fetched = match cached {
+                    Some(s) => Some(s),
+                    None => {
+                        let path = format!("/api/runs/{run_id}/epochs/{e}/spectra");
+                        let answer = crate::api::get_json::<Spectra>(&path, token.as_deref()).await;
+                        answer.ok().inspect(|s| {
+                            spectra_cache.update_value(|c| {
+                                c.insert((run_id, e), s.clone());
+                            });
+                        })
+                    }
+                };
+                if spectra_generation.get_value() != generation {
+                    return;
                 }
+                all.extend(fetched);
             }
             spectra.set(all);
         });

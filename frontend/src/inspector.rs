@@ -148,12 +148,25 @@ pub fn Inspector(
             </For>
         }
     };
-    let csv_href = move || data_url("text/csv", &to_csv(&table.get()));
-    let json_href = move || {
-        data_url(
-            "application/json",
-            &serde_json::to_string(&table.get()).unwrap_or_else(|_| "[]".to_owned()),
-        )
+    // The export links get their data when clicked (the browser follows the link after the
+    // handler), so an epoch change does not re-encode the whole selection twice.
+    let export = move |ev: leptos::ev::MouseEvent, json: bool| {
+        let (mime, text) = table.with(|t| {
+            if json {
+                (
+                    "application/json",
+                    serde_json::to_string(t).unwrap_or_else(|_| "[]".to_owned()),
+                )
+            } else {
+                ("text/csv", to_csv(t))
+            }
+        });
+        if let Some(link) = ev
+            .current_target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlAnchorElement>(t).ok())
+        {
+            link.set_href(&data_url(mime, &text));
+        }
     };
     view! {
         <section id="inspector" class="panel">
@@ -166,8 +179,8 @@ pub fn Inspector(
                 <p>
                     <span id="inspector-count">{move || selection.get().len()}</span>" instances · "
                     <span>{move || table.get().iter().filter(|r| r.label != r.prediction).count()}</span>" misclassified · "
-                    <a id="export-csv" download="selection.csv" href=csv_href>"CSV"</a>" · "
-                    <a id="export-json" download="selection.json" href=json_href>"JSON"</a>" · "
+                    <a id="export-csv" download="selection.csv" href="#" on:click=move |ev| export(ev, false)>"CSV"</a>" · "
+                    <a id="export-json" download="selection.json" href="#" on:click=move |ev| export(ev, true)>"JSON"</a>" · "
                     <button id="clear-selection" on:click=move |_| on_clear.run(())>"clear"</button>
                 </p>
                 <ul class="instances">{list}</ul>

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use actiscope_e2e::{TestServer, http_get};
-use actiscope_protocol::{ClientMessage, ServerInfo, ServerMessage, decode, encode};
+use actiscope_protocol::{ClientMessage, ServerInfo, ServerMessage, decode_server_message, encode};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,7 +25,7 @@ async fn next_message(socket: &mut Socket) -> ServerMessage {
         .expect("the socket stays open")
         .expect("a valid frame");
     match frame {
-        Message::Binary(bytes) => decode(&bytes).expect("server frames decode"),
+        Message::Binary(bytes) => decode_server_message(&bytes).expect("server frames decode"),
         other => panic!("expected a binary frame, got {other:?}"),
     }
 }

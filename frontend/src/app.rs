@@ -128,6 +128,8 @@ impl Dashboard {
 
     fn on_message(&self, message: ServerMessage) {
         match message {
+            // `socket` inflates these before they get here (`decode_server_message`).
+            ServerMessage::Deflated { .. } => {}
             ServerMessage::Hello(server) => self.info.set(Some(server)),
             ServerMessage::Pong { nonce } => {
                 self.round_trip_ms

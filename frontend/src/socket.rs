@@ -1,7 +1,7 @@
 //! The websocket client: connects to the server's `/ws`, decodes binary protocol frames and
 //! reconnects after the server goes away.
 
-use actiscope_protocol::{ClientMessage, ServerMessage, decode, encode};
+use actiscope_protocol::{ClientMessage, ServerMessage, decode_server_message, encode};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
@@ -74,7 +74,7 @@ pub fn connect(
             return;
         };
         let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-        match decode::<ServerMessage>(&bytes) {
+        match decode_server_message(&bytes) {
             Ok(message) => events(SocketEvent::Message(message)),
             Err(err) => events(SocketEvent::BadFrame(err.to_string())),
         }

@@ -174,13 +174,14 @@ impl Hub {
                 run_id,
                 snapshot: Box::new(snapshot),
             };
-            let frame = bytes::Bytes::from(actiscope_protocol::encode(&message).map_err(|e| {
-                HubError::Corrupt {
-                    run_id,
-                    epoch,
-                    reason: e.to_string(),
-                }
-            })?);
+            let frame =
+                bytes::Bytes::from(actiscope_protocol::encode_deflated(&message).map_err(|e| {
+                    HubError::Corrupt {
+                        run_id,
+                        epoch,
+                        reason: e.to_string(),
+                    }
+                })?);
             self.cache_frame(run_id, epoch, frame.clone());
             frames.push((epoch, frame));
         }
@@ -197,13 +198,14 @@ impl Hub {
             return Ok(None);
         };
         let message = actiscope_protocol::ServerMessage::Images { run_id, images };
-        let frame = bytes::Bytes::from(actiscope_protocol::encode(&message).map_err(|e| {
-            HubError::Corrupt {
-                run_id,
-                epoch: 0,
-                reason: e.to_string(),
-            }
-        })?);
+        let frame =
+            bytes::Bytes::from(actiscope_protocol::encode_deflated(&message).map_err(|e| {
+                HubError::Corrupt {
+                    run_id,
+                    epoch: 0,
+                    reason: e.to_string(),
+                }
+            })?);
         self.cache_frame(run_id, 0, frame.clone());
         Ok(Some(frame))
     }
@@ -396,7 +398,7 @@ impl Hub {
                     run_id,
                     snapshot: Box::new(snapshot.clone()),
                 };
-                match actiscope_protocol::encode(&message) {
+                match actiscope_protocol::encode_deflated(&message) {
                     Ok(frame) => {
                         let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
                         let frame = bytes::Bytes::from(frame);

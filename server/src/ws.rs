@@ -248,7 +248,9 @@ mod tests {
         let decoded = sent
             .into_iter()
             .map(|m| match m {
-                Message::Binary(b) => decode::<ServerMessage>(&b).expect("server frames decode"),
+                Message::Binary(b) => {
+                    actiscope_protocol::decode_server_message(&b).expect("server frames decode")
+                }
                 other => panic!("unexpected frame {other:?}"),
             })
             .collect();

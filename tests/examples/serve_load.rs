@@ -1,11 +1,13 @@
 //! Load on one live run, from loopback: N websocket clients follow the run while a bounded
 //! REST loop fetches snapshots. Reports REST p50/p99 latency, whether every client got every
-//! epoch in order, and training speed against the same run with no clients, measured in the
-//! same process. Run with `cargo xtask bench-serve`.
+//! epoch in order, training speed against the same run with nobody watching, and the CPU the
+//! server process spent. Run with `cargo xtask bench-serve`.
 //!
-//! The clients stand in for browsers on other machines, so they cost this machine as little
-//! as they can: they run on a runtime of their own (one thread, not the server's workers),
-//! keep the frames they receive, and decode and check them only after training has ended.
+//! The server is the `actiscope serve` binary given by `--server` (the xtask passes the
+//! release build), one fresh process and store per run, so its CPU time is its own. The
+//! clients stand in for browsers on other machines, so they cost this machine as little as
+//! they can: they run on one thread of this process, keep the frames they receive, and decode
+//! and check them only after training has ended.
 
 // A benchmark reports by printing and stops on the first failure.
 #![allow(
@@ -15,27 +17,89 @@
     clippy::panic
 )]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use actiscope_e2e::{TestServer, http_get};
-use actiscope_protocol::{ClientMessage, EpochMetrics, ServerMessage, decode, encode};
+use actiscope_e2e::http_get;
+use actiscope_protocol::{
+    ClientMessage, EpochMetrics, ServerMessage, decode_server_message, encode,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-fn config(epochs: usize) -> actiscope_train::TrainConfig {
-    actiscope_train::TrainConfig {
-        epochs,
-        probe: actiscope_train::ProbeSpec::parse("n=500").unwrap(),
-        device: actiscope_train::device::DeviceChoice::Flex,
-        ..actiscope_train::TrainConfig::default()
+/// One `actiscope serve` process with a store of its own.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    _store_dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start(binary: &Path) -> Self {
+        let store_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(binary)
+            .args(["serve", "--port", "0", "--store"])
+            .arg(store_dir.path().join("runs.db"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("the server prints its URL").unwrap();
+            if let Some(url) = line.strip_prefix("actiscope listening on http://") {
+                break url.trim().trim_end_matches('/').parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            _store_dir: store_dir,
+        }
+    }
+
+    /// CPU seconds the process has used so far.
+    fn cpu_secs(&self) -> f64 {
+        cpu_secs(&self.child.id().to_string())
+    }
+
+    /// Starts the benchmark's run (the paper's MLP on the digits, 500 probe instances, flex).
+    async fn start_run(&self, epochs: usize) -> i64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = format!(r#"{{"epochs":{epochs},"probe":"n=500","device":"flex"}}"#);
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let request = format!(
+            "POST /api/runs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, json) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 201"), "{response}");
+        let run: serde_json::Value = serde_json::from_str(json).unwrap();
+        run["run_id"].as_i64().unwrap()
     }
 }
 
-async fn wait_finished(server: &TestServer, run_id: i64) -> Vec<EpochMetrics> {
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_finished(addr: SocketAddr, run_id: i64) -> Vec<EpochMetrics> {
     loop {
-        let (_, body) = http_get(server.addr, &format!("/api/runs/{run_id}"))
+        let (_, body) = http_get(addr, &format!("/api/runs/{run_id}"))
             .await
             .unwrap();
         let run: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -44,7 +108,7 @@ async fn wait_finished(server: &TestServer, run_id: i64) -> Vec<EpochMetrics> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (_, body) = http_get(server.addr, &format!("/api/runs/{run_id}/epochs"))
+    let (_, body) = http_get(addr, &format!("/api/runs/{run_id}/epochs"))
         .await
         .unwrap();
     serde_json::from_str(&body).unwrap()
@@ -53,6 +117,23 @@ async fn wait_finished(server: &TestServer, run_id: i64) -> Vec<EpochMetrics> {
 fn mean_train_secs(epochs: &[EpochMetrics]) -> f64 {
     let tail = &epochs[1.min(epochs.len())..];
     tail.iter().map(|m| m.train_secs).sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// CPU seconds (user + system) used so far by process `pid`, from `/proc` (Linux; NaN
+/// elsewhere). Ticks are 1/100 s (USER_HZ).
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name, which sits in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -74,19 +155,30 @@ async fn main() {
     };
     let clients = arg("--clients", 50);
     let rest_pause = Duration::from_millis(arg("--rest-pause-ms", 20) as u64);
-    let epochs = arg("--epochs", 10);
-    let rounds = arg("--rounds", 3).max(1);
+    let epochs = arg("--epochs", 30);
+    let rounds = arg("--rounds", 5).max(1);
+    let server = args
+        .iter()
+        .position(|a| a == "--server")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| PathBuf::from("target/release/actiscope"), PathBuf::from);
     let mut slowdowns = Vec::new();
+    let mut cpu_added = Vec::new();
     let mut all_latencies = Vec::new();
     for round_idx in 1..=rounds {
-        let result = round(clients, epochs, rest_pause).await;
+        let result = round(&server, clients, epochs, rest_pause).await;
+        let added = 100.0 * (result.loaded_server_cpu / result.baseline_cpu - 1.0);
         println!(
-            "round {round_idx}: {}/{clients} clients got every epoch once, in order; training {:.3} s/epoch alone, {:.3} s/epoch under load: {:+.1}%",
+            "round {round_idx}: {}/{clients} clients got every epoch once, in order; training {:.3} s/epoch alone, {:.3} s/epoch under load: {:+.1}%; \
+             server CPU {:.2} s alone, {:.2} s under load: {added:+.1}%",
             result.complete,
             result.baseline,
             result.loaded,
-            100.0 * (result.loaded / result.baseline - 1.0)
+            100.0 * (result.loaded / result.baseline - 1.0),
+            result.baseline_cpu,
+            result.loaded_server_cpu,
         );
+        cpu_added.push(added);
         assert_eq!(
             result.complete, clients,
             "a client missed or repeated an epoch"
@@ -95,6 +187,7 @@ async fn main() {
         all_latencies.extend(result.latencies);
     }
     slowdowns.sort_by(f64::total_cmp);
+    cpu_added.sort_by(f64::total_cmp);
     all_latencies.sort_by(f64::total_cmp);
     println!(
         "REST (run + latest snapshot), {} requests: p50 {:.1} ms, p99 {:.1} ms",
@@ -108,32 +201,41 @@ async fn main() {
         slowdowns.first().copied().unwrap_or(f64::NAN),
         slowdowns.last().copied().unwrap_or(f64::NAN)
     );
+    println!(
+        "server CPU under load against the quiet run's: median {:+.1}%, range {:+.1}% to {:+.1}%",
+        percentile(&cpu_added, 0.5),
+        cpu_added.first().copied().unwrap_or(f64::NAN),
+        cpu_added.last().copied().unwrap_or(f64::NAN)
+    );
 }
 
 /// What one round measured.
 struct Round {
     baseline: f64,
     loaded: f64,
+    /// CPU seconds of the server process of the quiet run.
+    baseline_cpu: f64,
+    /// CPU seconds of the server process of the loaded run.
+    loaded_server_cpu: f64,
     complete: usize,
     latencies: Vec<f64>,
 }
 
 /// One baseline run with nobody watching, then one under load (the REST loop pauses
 /// `rest_pause` between its rounds of two requests).
-async fn round(clients: usize, epochs: usize, rest_pause: Duration) -> Round {
+async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duration) -> Round {
     // Baseline: the same run, nobody watching.
-    let (quiet, run_id) = TestServer::start_with_run(None, Some(config(epochs)))
-        .await
-        .unwrap();
-    let baseline = mean_train_secs(&wait_finished(&quiet, run_id.unwrap()).await);
+    let quiet = ServerProcess::start(server);
+    let run_id = quiet.start_run(epochs).await;
+    let baseline = mean_train_secs(&wait_finished(quiet.addr, run_id).await);
+    let baseline_cpu = quiet.cpu_secs();
     drop(quiet);
 
-    // Loaded: N websocket clients plus a REST loop, on their own runtime and thread.
-    let (server, run_id) = TestServer::start_with_run(None, Some(config(epochs)))
-        .await
-        .unwrap();
-    let run_id = run_id.unwrap();
-    let (addr, url) = (server.addr, server.ws_url());
+    // Loaded: N websocket clients plus a REST loop, on a thread of this process.
+    let loaded_server = ServerProcess::start(server);
+    let run_id = loaded_server.start_run(epochs).await;
+    let addr = loaded_server.addr;
+    let url = format!("ws://{addr}/ws");
     let training_done = Arc::new(AtomicBool::new(false));
     let done = Arc::clone(&training_done);
     let load = std::thread::spawn(move || {
@@ -211,15 +313,17 @@ async fn round(clients: usize, epochs: usize, rest_pause: Duration) -> Round {
             (all_frames, rest.await.unwrap())
         })
     });
-    let loaded = mean_train_secs(&wait_finished(&server, run_id).await);
+    let loaded = mean_train_secs(&wait_finished(addr, run_id).await);
     training_done.store(true, Ordering::SeqCst);
     let (all_frames, latencies) = load.join().unwrap();
+    let loaded_server_cpu = loaded_server.cpu_secs();
+    drop(loaded_server);
     // Every client must have received the same frames; the first client's are decoded and
     // must hold each epoch once, in order (byte-equal frames hold the same messages).
     let epochs_of = |frames: &[tokio_tungstenite::tungstenite::Bytes]| -> Vec<usize> {
         frames
             .iter()
-            .filter_map(|bytes| match decode(bytes) {
+            .filter_map(|bytes| match decode_server_message(bytes) {
                 Ok(ServerMessage::Epoch { snapshot, .. }) => Some(snapshot.metrics.epoch),
                 _ => None,
             })
@@ -244,6 +348,8 @@ async fn round(clients: usize, epochs: usize, rest_pause: Duration) -> Round {
     Round {
         baseline,
         loaded,
+        baseline_cpu,
+        loaded_server_cpu,
         complete,
         latencies,
     }

@@ -234,16 +234,20 @@ pub struct ServeBenchArgs {
     /// Websocket clients following the live run.
     #[arg(long, default_value_t = 50)]
     clients: usize,
-    /// Epochs of each run (the baseline and the loaded one).
-    #[arg(long, default_value_t = 10)]
+    /// Epochs of each run (the baseline and the loaded one). An epoch takes about 0.1 s, so
+    /// fewer than about 30 leave the figure to the machine's noise.
+    #[arg(long, default_value_t = 30)]
     epochs: usize,
     /// Rounds of (baseline run, loaded run); the median slowdown is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
 }
 
-/// Runs the load benchmark (`tests/examples/serve_load.rs`).
+/// Runs the load benchmark (`tests/examples/serve_load.rs`) against the release `actiscope`
+/// binary, the server a user runs.
 pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
+    build_release_cli()?;
+    let server = repo_root().join("target/release/actiscope");
     run(cargo()
         .args([
             "run",
@@ -253,6 +257,8 @@ pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
             "serve_load",
             "--",
         ])
+        .arg("--server")
+        .arg(&server)
         .args([
             "--clients",
             &args.clients.to_string(),

@@ -12,7 +12,19 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the websocket envelope. Bump it whenever a message changes shape; a peer that
 /// receives another version refuses the frame instead of misreading it.
-pub const PROTOCOL_VERSION: u16 = 2;
+///
+/// Version 3 added [`ServerMessage::Deflated`] and changed nothing else, so every version-2
+/// frame (and every blob a version-2 server stored) still reads as version 3: see
+/// [`OLDEST_READABLE_VERSION`].
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The oldest envelope version [`decode`] accepts: versions from this one to
+/// [`PROTOCOL_VERSION`] encode every message they share identically.
+pub const OLDEST_READABLE_VERSION: u16 = 2;
+
+/// Deflate level of [`encode_deflated`]: the fastest, since the frames are mostly short
+/// integers and bit strings that compress about 3x even so.
+const DEFLATE_LEVEL: u8 = 1;
 
 /// Largest websocket frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -35,6 +47,15 @@ pub enum ProtocolError {
         /// Size of the refused frame.
         len_bytes: usize,
     },
+    /// A [`ServerMessage::Deflated`] frame did not inflate within [`MAX_FRAME_BYTES`].
+    #[error("deflated frame cannot be inflated within {MAX_FRAME_BYTES} bytes: {reason}")]
+    Inflate {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A [`ServerMessage::Deflated`] frame held another deflated message.
+    #[error("a deflated frame holds another deflated frame")]
+    NestedDeflate,
 }
 
 /// The versioned envelope around every binary websocket frame.
@@ -64,11 +85,40 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, ProtocolE
     }
     // The version is the envelope's first field, so it can be read before the message.
     let (version, _) = postcard::take_from_bytes::<u16>(frame)?;
-    if version != PROTOCOL_VERSION {
+    if !(OLDEST_READABLE_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(ProtocolError::Version { found: version });
     }
     let envelope: Envelope<T> = postcard::from_bytes(frame)?;
     Ok(envelope.message)
+}
+
+/// Encodes `message` deflated, inside a [`ServerMessage::Deflated`] frame. The server sends
+/// the large frames (epochs, images) this way: they shrink about 3x, and it compresses each
+/// once however many clients receive it.
+pub fn encode_deflated(message: &ServerMessage) -> Result<Vec<u8>, ProtocolError> {
+    let plain = postcard::to_stdvec(message)?;
+    encode(&ServerMessage::Deflated {
+        deflated: miniz_oxide::deflate::compress_to_vec(&plain, DEFLATE_LEVEL),
+    })
+}
+
+/// Decodes a server frame, inflating a [`ServerMessage::Deflated`] one (to at most
+/// [`MAX_FRAME_BYTES`]); never returns `Deflated`.
+pub fn decode_server_message(frame: &[u8]) -> Result<ServerMessage, ProtocolError> {
+    match decode::<ServerMessage>(frame)? {
+        ServerMessage::Deflated { deflated } => {
+            let plain =
+                miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, MAX_FRAME_BYTES)
+                    .map_err(|e| ProtocolError::Inflate {
+                        reason: e.to_string(),
+                    })?;
+            match postcard::from_bytes::<ServerMessage>(&plain)? {
+                ServerMessage::Deflated { .. } => Err(ProtocolError::NestedDeflate),
+                message => Ok(message),
+            }
+        }
+        message => Ok(message),
+    }
 }
 
 /// What the server knows about itself; served as JSON by `GET /api/health` and sent in
@@ -251,6 +301,12 @@ pub enum ServerMessage {
         /// Batches in the epoch.
         batches_total: u32,
     },
+    /// Another message, postcard-encoded (without envelope) and then deflated (raw deflate,
+    /// RFC 1951); see [`encode_deflated`] and [`decode_server_message`].
+    Deflated {
+        /// The deflated bytes.
+        deflated: Vec<u8>,
+    },
 }
 
 #[cfg(test)]
@@ -277,6 +333,68 @@ mod tests {
             let back: Result<ServerMessage, _> = decode(&frame.clone().unwrap_or_default());
             assert_eq!(back.ok(), Some(message), "frame {frame:?}");
         }
+    }
+
+    #[test]
+    fn deflated_frames_round_trip_and_shrink() {
+        let message = ServerMessage::Error {
+            reason: "0110100111".repeat(5_000),
+        };
+        let plain = encode(&message).unwrap_or_default();
+        let deflated = encode_deflated(&message).unwrap_or_default();
+        assert!(
+            deflated.len() * 10 < plain.len(),
+            "{} vs {}",
+            deflated.len(),
+            plain.len()
+        );
+        assert_eq!(decode_server_message(&deflated).ok(), Some(message.clone()));
+        // Plain frames pass through.
+        assert_eq!(decode_server_message(&plain).ok(), Some(message));
+    }
+
+    #[test]
+    fn bad_deflated_frames_are_refused() {
+        let frame =
+            |deflated: Vec<u8>| encode(&ServerMessage::Deflated { deflated }).unwrap_or_default();
+        // Not deflate data.
+        assert!(matches!(
+            decode_server_message(&frame(vec![0xff; 64])),
+            Err(ProtocolError::Inflate { .. })
+        ));
+        // A bomb: a small frame that would inflate beyond the frame limit.
+        let bomb = miniz_oxide::deflate::compress_to_vec(&vec![0u8; MAX_FRAME_BYTES + 1], 1);
+        assert!(bomb.len() < 100_000);
+        assert!(matches!(
+            decode_server_message(&frame(bomb)),
+            Err(ProtocolError::Inflate { .. })
+        ));
+        // Deflated inside deflated.
+        let inner =
+            postcard::to_stdvec(&ServerMessage::Deflated { deflated: vec![] }).unwrap_or_default();
+        assert!(matches!(
+            decode_server_message(&frame(miniz_oxide::deflate::compress_to_vec(&inner, 1))),
+            Err(ProtocolError::NestedDeflate)
+        ));
+    }
+
+    #[test]
+    fn version_2_frames_still_read() {
+        let old = |version: u16| {
+            postcard::to_stdvec(&Envelope {
+                version,
+                message: ServerMessage::Pong { nonce: 9 },
+            })
+            .unwrap_or_default()
+        };
+        assert_eq!(
+            decode::<ServerMessage>(&old(2)).ok(),
+            Some(ServerMessage::Pong { nonce: 9 })
+        );
+        assert!(matches!(
+            decode::<ServerMessage>(&old(1)),
+            Err(ProtocolError::Version { found: 1 })
+        ));
     }
 
     #[test]

@@ -164,18 +164,36 @@ impl NmfFit {
     }
 }
 
-/// The weighted blocks stacked into one `features x instances` matrix, with where each block's
-/// features start.
-struct Stacked {
-    x: Mat<f32>,
+/// What the checks of the blocks found out about them, before any copy is made.
+struct Shape {
+    instances: usize,
+    features: usize,
+    /// Where each block's features start and end among the stacked features.
     block_rows: Vec<std::ops::Range<usize>>,
+    /// Non-zero values over all blocks.
+    nonzeros: usize,
 }
 
-fn stack(blocks: &[NmfBlockInput<'_>]) -> Result<Stacked, NmfError> {
+impl Shape {
+    /// The block of each stacked feature.
+    fn feature_blocks(&self) -> Vec<usize> {
+        let mut blocks = vec![0usize; self.features];
+        for (b, rows) in self.block_rows.iter().enumerate() {
+            for slot in blocks.get_mut(rows.clone()).unwrap_or(&mut []) {
+                *slot = b;
+            }
+        }
+        blocks
+    }
+}
+
+/// Checks the blocks (same instances, finite positive weights, finite non-negative values)
+/// and measures them.
+fn check(blocks: &[NmfBlockInput<'_>]) -> Result<Shape, NmfError> {
     let first = blocks.first().ok_or(NmfError::NoBlocks)?;
     let instances = first.data.rows();
     let mut block_rows = Vec::with_capacity(blocks.len());
-    let mut features = 0;
+    let (mut features, mut nonzeros) = (0, 0);
     for block in blocks {
         if block.data.rows() != instances {
             return Err(NmfError::InstanceCount {
@@ -191,12 +209,17 @@ fn stack(blocks: &[NmfBlockInput<'_>]) -> Result<Stacked, NmfError> {
             });
         }
         let cols = block.data.cols();
-        if let Some((index, &value)) = block
-            .data
-            .as_slice()
+        let values = block.data.as_slice();
+        // One branch-free pass (`v <= MAX` is false for NaN and infinity); the scan for the
+        // culprit only runs when it fails.
+        let valid = values
             .iter()
-            .enumerate()
-            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+            .fold(true, |ok, v| ok & (0.0..=f32::MAX).contains(v));
+        if !valid
+            && let Some((index, &value)) = values
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
         {
             return Err(NmfError::NotNonNegative {
                 block: block.name.to_owned(),
@@ -205,6 +228,7 @@ fn stack(blocks: &[NmfBlockInput<'_>]) -> Result<Stacked, NmfError> {
                 value,
             });
         }
+        nonzeros += values.iter().filter(|v| **v != 0.0).count();
         block_rows.push(features..features + cols);
         features += cols;
     }
@@ -214,8 +238,18 @@ fn stack(blocks: &[NmfBlockInput<'_>]) -> Result<Stacked, NmfError> {
             features,
         });
     }
-    let mut x = Mat::<f32>::zeros(features, instances);
-    for (block, rows) in blocks.iter().zip(&block_rows) {
+    Ok(Shape {
+        instances,
+        features,
+        block_rows,
+        nonzeros,
+    })
+}
+
+/// The weighted blocks stacked into one dense `features x instances` matrix.
+fn stack_dense(blocks: &[NmfBlockInput<'_>], shape: &Shape) -> Mat<f32> {
+    let mut x = Mat::<f32>::zeros(shape.features, shape.instances);
+    for (block, rows) in blocks.iter().zip(&shape.block_rows) {
         for (instance, values) in block.data.iter_rows().enumerate() {
             let column = x.col_as_slice_mut(instance);
             if let Some(target) = column.get_mut(rows.clone()) {
@@ -225,7 +259,44 @@ fn stack(blocks: &[NmfBlockInput<'_>]) -> Result<Stacked, NmfError> {
             }
         }
     }
-    Ok(Stacked { x, block_rows })
+    x
+}
+
+/// The non-zeros of the weighted blocks, one row per instance (a column of the stacked `X`),
+/// without building the dense stack.
+fn stack_sparse(blocks: &[NmfBlockInput<'_>], shape: &Shape) -> Csr {
+    let widest = shape
+        .block_rows
+        .iter()
+        .map(ExactSizeIterator::len)
+        .max()
+        .unwrap_or(0);
+    let mut by_instance = Csr::with_capacity(shape.instances, shape.nonzeros + widest);
+    let mut rows: Vec<_> = blocks.iter().map(|b| b.data.iter_rows()).collect();
+    for _ in 0..shape.instances {
+        for ((block, values), features) in blocks.iter().zip(&mut rows).zip(&shape.block_rows) {
+            let values = values.next().unwrap_or(&[]);
+            // Branch-free compaction: every value is written at the end, and the end only
+            // moves past the non-zeros (a branch per value mispredicts on sparse pixels).
+            let mut end = by_instance.columns.len();
+            by_instance.columns.resize(end + values.len(), 0);
+            by_instance.values.resize(end + values.len(), 0.0);
+            for (feature, &v) in features.clone().zip(values) {
+                if let (Some(c), Some(x)) = (
+                    by_instance.columns.get_mut(end),
+                    by_instance.values.get_mut(end),
+                ) {
+                    *c = u32::try_from(feature).unwrap_or(u32::MAX);
+                    *x = v * block.weight;
+                }
+                end += usize::from(v != 0.0);
+            }
+            by_instance.columns.truncate(end);
+            by_instance.values.truncate(end);
+        }
+        by_instance.offsets.push(by_instance.columns.len());
+    }
+    by_instance
 }
 
 /// Stacked data with fewer non-zeros than this share use the sparse products.
@@ -327,38 +398,61 @@ enum Data {
         /// The non-zeros of each instance (column of `X`), feature indices ascending.
         by_instance: Csr,
         /// The non-zeros of each feature (row of `X`), instance indices ascending, split into
-        /// blocks of instances whose factor rows fit in a core's L2 cache together.
+        /// blocks of instances whose factor rows fit in a core's L1 cache together.
         by_feature: Vec<Csr>,
     },
 }
 
 impl Data {
-    /// The data for factors of `lanes` columns.
-    fn new(x: &Mat<f32>, layout: Layout, lanes: usize) -> Self {
-        Self::with_blocks(
-            x,
-            layout,
-            (L2_BYTES / (lanes.max(1) * size_of::<f32>())).max(1),
-        )
-    }
-
-    /// The data with the feature-side non-zeros in blocks of `block` instances.
-    fn with_blocks(x: &Mat<f32>, layout: Layout, block: usize) -> Self {
-        let (features, instances) = (x.nrows(), x.ncols());
-        let nonzeros: usize = (0..instances)
-            .map(|j| x.col_as_slice(j).iter().filter(|v| **v != 0.0).count())
-            .sum();
-        let cells = (features * instances).max(1);
+    /// The stacked blocks for factors of `lanes` columns, sparse when `layout` says so or,
+    /// for [`Layout::Auto`], below [`SPARSE_BELOW_DENSITY`].
+    fn from_blocks(
+        blocks: &[NmfBlockInput<'_>],
+        shape: &Shape,
+        layout: Layout,
+        lanes: usize,
+    ) -> Self {
+        let cells = (shape.features * shape.instances).max(1);
         let sparse = match layout {
-            Layout::Auto => (nonzeros as f64 / cells as f64) < SPARSE_BELOW_DENSITY,
+            Layout::Auto => (shape.nonzeros as f64 / cells as f64) < SPARSE_BELOW_DENSITY,
             Layout::Dense => false,
             Layout::Sparse => true,
         };
-        if !sparse {
+        if sparse {
+            Self::sparse(
+                stack_sparse(blocks, shape),
+                shape.features,
+                (BLOCK_BYTES / (lanes.max(1) * size_of::<f32>())).max(1),
+            )
+        } else {
+            Self::Dense(stack_dense(blocks, shape))
+        }
+    }
+
+    /// The sparse layout of `by_instance` (one row per instance, `features` columns), with
+    /// the feature-side non-zeros in blocks of `block` instances.
+    fn sparse(by_instance: Csr, features: usize, block: usize) -> Self {
+        let instances = by_instance.offsets.len().saturating_sub(1);
+        let block = block.max(1);
+        let by_feature = (0..instances)
+            .step_by(block)
+            .map(|from| by_instance.transpose(features, from..(from + block).min(instances)))
+            .collect();
+        Self::Sparse {
+            by_instance,
+            by_feature,
+        }
+    }
+
+    /// `x` (`features x instances`) in `layout`, the feature side in blocks of `block`
+    /// instances (tests use it to pick both).
+    #[cfg(test)]
+    fn with_blocks(x: &Mat<f32>, layout: Layout, block: usize) -> Self {
+        if layout == Layout::Dense {
             return Self::Dense(x.clone());
         }
-        let mut by_instance = Csr::with_capacity(instances, nonzeros);
-        for j in 0..instances {
+        let mut by_instance = Csr::with_capacity(x.ncols(), 0);
+        for j in 0..x.ncols() {
             for (r, &v) in x.col_as_slice(j).iter().enumerate() {
                 if v != 0.0 {
                     by_instance
@@ -369,14 +463,41 @@ impl Data {
             }
             by_instance.offsets.push(by_instance.columns.len());
         }
-        let block = block.max(1);
-        let by_feature = (0..instances)
-            .step_by(block)
-            .map(|from| by_instance.transpose(features, from..(from + block).min(instances)))
-            .collect();
-        Self::Sparse {
-            by_instance,
-            by_feature,
+        Self::sparse(by_instance, x.nrows(), block)
+    }
+
+    /// `||X_i||^2` of each weighted block `i`, in `f64`, from the non-zeros.
+    fn block_norm_sq(&self, shape: &Shape) -> Vec<f64> {
+        let feature_block = shape.feature_blocks();
+        let mut norms = vec![0.0f64; shape.block_rows.len()];
+        self.for_each_nonzero(|_, feature, value| {
+            if let Some(n) = feature_block.get(feature).and_then(|&b| norms.get_mut(b)) {
+                *n += f64::from(value) * f64::from(value);
+            }
+        });
+        norms
+    }
+
+    /// Calls `visit(instance, feature, value)` for every non-zero, instance by instance.
+    fn for_each_nonzero(&self, mut visit: impl FnMut(usize, usize, f32)) {
+        match self {
+            Self::Dense(x) => {
+                for j in 0..x.ncols() {
+                    for (i, &v) in x.col_as_slice(j).iter().enumerate() {
+                        if v != 0.0 {
+                            visit(j, i, v);
+                        }
+                    }
+                }
+            }
+            Self::Sparse { by_instance, .. } => {
+                for j in 0..by_instance.offsets.len().saturating_sub(1) {
+                    let (columns, values) = by_instance.row(j);
+                    for (&i, &v) in columns.iter().zip(values) {
+                        visit(j, i as usize, v);
+                    }
+                }
+            }
         }
     }
 
@@ -594,9 +715,11 @@ fn update_factor(
 /// Width of the SIMD chunks factor rows are padded to.
 const LANES: usize = 4;
 
-/// The factor rows one block of the sparse data reads should fit in this many bytes: a quarter
-/// of a typical core's L2 cache (measured: 32-256 KiB all run the benchmark alike).
-const L2_BYTES: usize = 128 * 1024;
+/// The factor rows one block of the sparse data reads should fit in this many bytes: a typical
+/// core's L1 data cache. Measured on the benchmark (8 alternating runs each): 32 KiB best
+/// 0.87 s, median 1.04 s; 128 KiB best 0.93 s, median 1.05 s; a small edge, inside the noise
+/// of a shared machine.
+const BLOCK_BYTES: usize = 32 * 1024;
 
 /// Multiply-adds (non-zeros, for sparse data) below which a product stays on one thread.
 const PARALLEL_ABOVE_WORK: usize = 200_000;
@@ -780,6 +903,88 @@ fn gram(a: &[f32], rank: usize) -> Vec<f32> {
     out
 }
 
+/// `||X_i - W_i F^T||^2` of each weighted block `i`, without forming `W F^T`:
+/// `||X_i||^2 - 2 <X_i, W_i F^T> + <W_i^T W_i, F^T F>`, where the middle term only visits the
+/// non-zeros of `X_i`. Every product of two `f32`s is exact in `f64` and the sums are in
+/// `f64`, so the cancellation costs nothing measurable even for a near-exact fit.
+fn block_squared_errors(
+    data: &Data,
+    w: &[f32],
+    f: &[f32],
+    lanes: usize,
+    shape: &Shape,
+    block_norm_sq: &[f64],
+) -> Vec<f64> {
+    let lanes = lanes.max(1);
+    let feature_block = shape.feature_blocks();
+    // <X_i, W_i F^T> = sum over instances j of f_j . g_ij, g_ij = sum of x_kj w_k over the
+    // features k of block i; g is accumulated in f64 lanes and folded in when the block or
+    // the instance changes.
+    let mut cross = vec![0.0f64; shape.block_rows.len()];
+    let mut g = vec![0.0f64; lanes];
+    let mut open: Option<(usize, usize)> = None;
+    let mut fold = |open: Option<(usize, usize)>, g: &mut [f64]| {
+        if let Some((instance, b)) = open {
+            let f_row = f
+                .get(instance * lanes..(instance + 1) * lanes)
+                .unwrap_or(&[]);
+            let sum: f64 = g.iter().zip(f_row).map(|(a, b)| a * f64::from(*b)).sum();
+            if let Some(c) = cross.get_mut(b) {
+                *c += sum;
+            }
+            g.fill(0.0);
+        }
+    };
+    data.for_each_nonzero(|instance, feature, value| {
+        let b = feature_block.get(feature).copied().unwrap_or(0);
+        if open != Some((instance, b)) {
+            fold(open, &mut g);
+            open = Some((instance, b));
+        }
+        let w_row = w.get(feature * lanes..(feature + 1) * lanes).unwrap_or(&[]);
+        let value = f64::from(value);
+        for (acc, &wk) in g.iter_mut().zip(w_row) {
+            *acc += value * f64::from(wk);
+        }
+    });
+    fold(open, &mut g);
+    let f_gram = gram64(f, lanes, 0..shape.instances);
+    shape
+        .block_rows
+        .iter()
+        .zip(block_norm_sq)
+        .zip(cross)
+        .map(|((rows, norm_sq), cross)| {
+            let w_gram = gram64(w, lanes, rows.clone());
+            let fitted: f64 = w_gram.iter().zip(&f_gram).map(|(a, b)| a * b).sum();
+            (norm_sq - 2.0 * cross + fitted).max(0.0)
+        })
+        .collect()
+}
+
+/// `a^T a` in `f64` over rows `rows` of a row-major `* x lanes` matrix, row-major `lanes x
+/// lanes`.
+fn gram64(a: &[f32], lanes: usize, rows: std::ops::Range<usize>) -> Vec<f64> {
+    let mut out = vec![0.0f64; lanes * lanes];
+    for r in rows {
+        let Some(values) = a.get(r * lanes..(r + 1) * lanes) else {
+            continue;
+        };
+        for (k, &vk) in values.iter().enumerate() {
+            if vk == 0.0 {
+                continue;
+            }
+            let vk = f64::from(vk);
+            if let Some(target) = out.get_mut(k * lanes..(k + 1) * lanes) {
+                for (t, &vl) in target.iter_mut().zip(values) {
+                    *t += vk * f64::from(vl);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Fits the coupled factorization of `blocks` (see the module doc). Data with fewer than
 /// [`SPARSE_BELOW_DENSITY`] non-zeros (digit pixels, sparse ReLU layers) are multiplied in
 /// sparse form; the result is the same either way, up to float rounding.
@@ -792,8 +997,8 @@ fn fit(
     options: &NmfOptions,
     layout: Layout,
 ) -> Result<NmfFit, NmfError> {
-    let Stacked { x, block_rows } = stack(blocks)?;
-    let (features, instances) = (x.nrows(), x.ncols());
+    let shape = check(blocks)?;
+    let (features, instances) = (shape.features, shape.instances);
     let rank = options.rank;
     let max_rank = features.max(instances);
     if rank == 0 || rank > max_rank {
@@ -807,7 +1012,7 @@ fn fit(
     // lanes, `f` is instances x lanes. The padding columns start at zero and the updates keep
     // them there (0 * anything = 0), so they change nothing but the memory layout.
     let lanes = rank.div_ceil(LANES) * LANES;
-    let data = Data::new(&x, layout, lanes);
+    let data = Data::from_blocks(blocks, &shape, layout, lanes);
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
     } else {
@@ -815,14 +1020,8 @@ fn fit(
     };
     let mut w = random_factor(features, rank, lanes, &mut rng);
     let mut f = random_factor(instances, rank, lanes, &mut rng);
-    let x_norm_sq: f64 = (0..instances)
-        .map(|j| {
-            x.col_as_slice(j)
-                .iter()
-                .map(|v| f64::from(*v) * f64::from(*v))
-                .sum::<f64>()
-        })
-        .sum();
+    let block_norm_sq = data.block_norm_sq(&shape);
+    let x_norm_sq: f64 = block_norm_sq.iter().sum();
 
     let mut w_scratch = Scratch::new(features, lanes);
     let mut f_scratch = Scratch::new(instances, lanes);
@@ -863,30 +1062,14 @@ fn fit(
         }
     }
 
-    // Residuals in each block's own units, from the reconstruction itself.
-    let mut recon = Mat::<f32>::zeros(features, instances);
-    matmul(
-        &mut recon,
-        Accum::Replace,
-        MatRef::from_row_major_slice(&w, features, lanes),
-        MatRef::from_row_major_slice(&f, instances, lanes).transpose(),
-        1.0,
-        Par::Seq,
-    );
+    // Residuals in each block's own units.
+    let squared_errors = block_squared_errors(&data, &w, &f, lanes, &shape, &block_norm_sq);
     let mut block_rmse = Vec::with_capacity(blocks.len());
     let mut loadings = Vec::with_capacity(blocks.len());
     let (mut total_sq, mut total_count) = (0.0f64, 0usize);
-    for (block, rows) in blocks.iter().zip(&block_rows) {
+    for ((block, rows), weighted_sq) in blocks.iter().zip(&shape.block_rows).zip(squared_errors) {
         let weight = f64::from(block.weight);
-        let mut sq = 0.0f64;
-        for j in 0..instances {
-            let xs = x.col_as_slice(j).get(rows.clone()).unwrap_or(&[]);
-            let rs = recon.col_as_slice(j).get(rows.clone()).unwrap_or(&[]);
-            for (a, b) in xs.iter().zip(rs) {
-                let diff = f64::from(a - b) / weight;
-                sq += diff * diff;
-            }
-        }
+        let sq = weighted_sq / (weight * weight);
         let count = rows.len() * instances;
         block_rmse.push((sq / count.max(1) as f64).sqrt());
         total_sq += sq;
@@ -1036,13 +1219,103 @@ mod tests {
             },
         )
         .unwrap();
-        let count = (40 * 20) as f64;
-        let from_rmse = fit.rmse * fit.rmse * count;
+        let residual = dense_squared_errors(&[block("x", &data)], &fit)[0];
         let tracked = *fit.objective.last().unwrap();
         assert!(
-            (from_rmse - tracked).abs() <= 1e-3 * tracked,
-            "{from_rmse} vs {tracked}"
+            (residual - tracked).abs() <= 1e-4 * tracked,
+            "{residual} vs {tracked}"
         );
+        let count = (40 * 20) as f64;
+        assert!((fit.rmse - (residual / count).sqrt()).abs() <= 1e-6 * fit.rmse);
+    }
+
+    /// `||B_i - F P_i^T||^2` of each block in its own units, from the dense reconstruction.
+    fn dense_squared_errors(blocks: &[NmfBlockInput<'_>], fit: &NmfFit) -> Vec<f64> {
+        let f = &fit.instance_weights;
+        blocks
+            .iter()
+            .zip(&fit.loadings)
+            .map(|(block, p)| {
+                let mut sq = 0.0f64;
+                for j in 0..block.data.rows() {
+                    for c in 0..block.data.cols() {
+                        let fitted: f64 = (0..f.cols())
+                            .map(|k| {
+                                f64::from(p.row(c).unwrap()[k]) * f64::from(f.row(j).unwrap()[k])
+                            })
+                            .sum();
+                        let diff = f64::from(block.data.row(j).unwrap()[c]) - fitted;
+                        sq += diff * diff;
+                    }
+                }
+                sq
+            })
+            .collect()
+    }
+
+    #[test]
+    fn block_errors_match_the_dense_reconstruction_in_both_layouts() {
+        // Two weighted blocks, one about 75% zeros: both layouts, an unfinished fit (large
+        // errors) and a nearly exact one (tiny errors, where a closed form could cancel badly).
+        let mut rng = SplitMix64(17);
+        let sparse: Vec<f32> = (0..60 * 25)
+            .map(|_| {
+                let v = rng.next_unit_f32();
+                if v < 0.75 { 0.0 } else { v }
+            })
+            .collect();
+        let pixels = Matrix::new(60, 25, sparse).unwrap();
+        let layer = random_matrix(60, 7, 4);
+        let planted_data = planted(60, 12, 2, 3);
+        let cases: [(Vec<NmfBlockInput<'_>>, usize, usize); 2] = [
+            (
+                vec![
+                    NmfBlockInput {
+                        name: "pixels",
+                        data: &pixels,
+                        weight: 0.5,
+                    },
+                    NmfBlockInput {
+                        name: "layer",
+                        data: &layer,
+                        weight: 3.0,
+                    },
+                ],
+                3,
+                20,
+            ),
+            (
+                vec![NmfBlockInput {
+                    name: "planted",
+                    data: &planted_data,
+                    weight: 2.0,
+                }],
+                2,
+                3000,
+            ),
+        ];
+        for (blocks, rank, max_iters) in &cases {
+            for layout in [Layout::Sparse, Layout::Dense] {
+                let options = NmfOptions {
+                    rank: *rank,
+                    max_iters: *max_iters,
+                    tolerance: 0.0,
+                    seed: 5,
+                    ..NmfOptions::default()
+                };
+                let fit = fit(blocks, &options, layout).unwrap();
+                let dense = dense_squared_errors(blocks, &fit);
+                for ((block, rmse), sq) in blocks.iter().zip(&fit.block_rmse).zip(&dense) {
+                    let count = (block.data.rows() * block.data.cols()) as f64;
+                    let expected = (sq / count).sqrt();
+                    assert!(
+                        (rmse - expected).abs() <= 1e-4 * expected + 1e-6,
+                        "{layout:?} {}: {rmse} vs {expected}",
+                        block.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -1327,6 +1600,13 @@ mod tests {
         assert_eq!(coupled_nmf(&[], &options), Err(NmfError::NoBlocks));
         let err = coupled_nmf(&[block("neg", &negative)], &options).unwrap_err();
         assert!(err.to_string().contains("row 0, column 1"), "{err}");
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let data = Matrix::new(2, 2, vec![0.5, 0.0, 1.0, bad]).unwrap();
+            match coupled_nmf(&[block("b", &data)], &options) {
+                Err(NmfError::NotNonNegative { row: 1, col: 1, .. }) => {}
+                other => panic!("{bad} must be refused at row 1, column 1: {other:?}"),
+            }
+        }
         assert!(matches!(
             coupled_nmf(&[block("a", &good), block("b", &short)], &options),
             Err(NmfError::InstanceCount {

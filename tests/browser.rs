@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use actiscope_e2e::TestServer;
+use actiscope_e2e::{CrashableServer, TestServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -175,6 +175,91 @@ async fn dashboard_renders_what_the_websocket_delivered() {
 
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(artifacts_dir().join("dashboard.png"), png).expect("save screenshot");
+    client.close().await.expect("close session");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and the Trunk build; run by `cargo xtask test`"]
+async fn dashboard_reconnects_after_the_server_dies_and_follows_a_new_run() {
+    let epochs = 2;
+    let (mut server, run_id) = CrashableServer::start(Some(dist_dir()), Some(digits_run(epochs)))
+        .await
+        .expect("server starts");
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("page loads");
+    let full = format!("epoch {epochs} of {epochs}");
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(300), |t| {
+        t == full
+    })
+    .await;
+    wait_for_text(&client, "#run-status", Duration::from_secs(60), |t| {
+        t == "completed"
+    })
+    .await;
+
+    // Every connection drops at once, as when the process is killed.
+    server.crash();
+    wait_for_text(&client, "#link-state", Duration::from_secs(30), |t| {
+        t == "disconnected"
+    })
+    .await;
+    // What was received stays on screen.
+    assert_eq!(
+        js(
+            &client,
+            "return document.getElementById('epoch-label').textContent;"
+        )
+        .await,
+        serde_json::json!(full)
+    );
+
+    // Back on the same port with the same store: the page reconnects by itself and resumes
+    // the run after the epochs it holds, so nothing is repeated.
+    server.restart().await.expect("server restarts");
+    wait_for_text(&client, "#link-state", Duration::from_secs(30), |t| {
+        t == "connected"
+    })
+    .await;
+    wait_for_text(&client, "#run-count", Duration::from_secs(30), |t| t == "1").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        js(
+            &client,
+            "return document.getElementById('epoch-label').textContent;"
+        )
+        .await,
+        serde_json::json!(full),
+        "the resumed run neither lost nor repeated an epoch"
+    );
+
+    // A run started on the restarted server streams to the page, which follows the newest.
+    let (status, body) = actiscope_e2e::http_post_json(
+        server.addr,
+        "/api/runs",
+        r#"{"epochs":1,"probe":"n=200","device":"flex"}"#,
+    )
+    .await
+    .expect("POST /api/runs");
+    assert_eq!(status, 201, "{body}");
+    let new_run: serde_json::Value = serde_json::from_str(&body).expect("run summary");
+    assert_ne!(new_run["run_id"].as_i64(), run_id);
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(300), |t| {
+        t == "epoch 1 of 1"
+    })
+    .await;
+    assert_eq!(
+        js(
+            &client,
+            "return document.querySelectorAll('#run-select option').length;"
+        )
+        .await,
+        serde_json::json!(2),
+        "the run list holds both runs"
+    );
     client.close().await.expect("close session");
 }
 

@@ -79,15 +79,124 @@ impl Drop for TestServer {
     }
 }
 
-/// A plain HTTP/1.1 GET over a fresh loopback connection: (status code, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+/// A server on a runtime of its own, so that [`crash`](Self::crash) drops every connection at
+/// once, as a killed process would, and [`restart`](Self::restart) serves the same store on the
+/// same port again.
+pub struct CrashableServer {
+    /// Where it listens (the same after a restart).
+    pub addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    store_dir: tempfile::TempDir,
+    dist: Option<PathBuf>,
+}
+
+impl CrashableServer {
+    /// Starts the real router on a free port with a fresh store, then a run of `config` when
+    /// given; returns its id.
+    pub async fn start(
+        dist: Option<PathBuf>,
+        config: Option<actiscope_train::TrainConfig>,
+    ) -> std::io::Result<(Self, Option<i64>)> {
+        let mut server = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            runtime: None,
+            store_dir: tempfile::tempdir()?,
+            dist,
+        };
+        let run_id = server.serve(config).await?;
+        Ok((server, run_id))
+    }
+
+    /// Drops the runtime with every task on it: the listener and all connections close.
+    pub fn crash(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Serves the same store on the same port again (after [`crash`](Self::crash)).
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.crash();
+        self.serve(None).await.map(|_| ())
+    }
+
+    async fn serve(
+        &mut self,
+        config: Option<actiscope_train::TrainConfig>,
+    ) -> std::io::Result<Option<i64>> {
+        // The old listener closes in the background: retry the bind for a while.
+        let mut attempts = 0;
+        let listener = loop {
+            match std::net::TcpListener::bind(self.addr) {
+                Ok(listener) => break listener,
+                Err(_) if attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        listener.set_nonblocking(true)?;
+        self.addr = listener.local_addr()?;
+        let store = actiscope_store::Store::open(&self.store_dir.path().join("runs.db"))
+            .map_err(std::io::Error::other)?;
+        let dist = self.dist.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let started = runtime.spawn(async move {
+            let state = AppState::new(store, dist);
+            let run_id = match config {
+                Some(config) => Some(
+                    state
+                        .hub()
+                        .start_run(config)
+                        .await
+                        .map_err(std::io::Error::other)?,
+                ),
+                None => None,
+            };
+            let listener = TcpListener::from_std(listener)?;
+            tokio::spawn(async move {
+                // The test that owns the server fails on its own if serving stops early.
+                let _ = axum::serve(listener, app(state)).await;
+            });
+            Ok::<_, std::io::Error>(run_id)
+        });
+        self.runtime = Some(runtime);
+        started.await.map_err(std::io::Error::other)?
+    }
+}
+
+impl Drop for CrashableServer {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// A plain HTTP/1.1 POST of a JSON `body` over a fresh loopback connection: (status code,
+/// body).
+pub async fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response).into_owned();
+    Ok(split_response(&response))
+}
+
+/// (status code, body) of a raw HTTP/1.1 response.
+fn split_response(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
@@ -97,5 +206,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
-    Ok((status, body))
+    (status, body)
+}
+
+/// A plain HTTP/1.1 GET over a fresh loopback connection: (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    Ok(split_response(&response))
 }

@@ -1,6 +1,9 @@
 //! The websocket client: connects to the server's `/ws`, decodes binary protocol frames and
 //! reconnects after the server goes away.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use actiscope_protocol::{ClientMessage, ServerMessage, decode_server_message, encode};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -43,6 +46,15 @@ pub fn send(socket: &WebSocket, message: &ClientMessage) -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
 }
 
+/// The event handlers of one socket. They live until the socket has closed and the reconnect
+/// that replaces it fires, then they are dropped (not leaked), however often the server goes
+/// away.
+struct Handlers {
+    _open: Closure<dyn FnMut()>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut()>,
+}
+
 /// Opens the socket and keeps it open: every event goes to `on_event`, and a closed socket is
 /// reopened after [`RECONNECT_DELAY_MS`]. `on_open` receives the socket to send on.
 pub fn connect(
@@ -52,7 +64,7 @@ pub fn connect(
 ) {
     let Ok(socket) = WebSocket::new(&url) else {
         on_event(SocketEvent::Closed);
-        schedule_reconnect(url, on_event, on_open);
+        schedule_reconnect(url, on_event, on_open, None);
         return;
     };
     socket.set_binary_type(BinaryType::Arraybuffer);
@@ -64,8 +76,6 @@ pub fn connect(
         events(SocketEvent::Open);
         open_handler(&opened);
     });
-    socket.set_onopen(Some(onopen.as_ref().unchecked_ref()));
-    onopen.forget();
 
     let events = on_event.clone();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -79,26 +89,47 @@ pub fn connect(
             Err(err) => events(SocketEvent::BadFrame(err.to_string())),
         }
     });
-    socket.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
-    onmessage.forget();
 
+    // The close handler owns the slot holding all three handlers (itself included): it
+    // detaches them from the socket and hands them to the reconnect, which drops them once
+    // this handler has returned (a closure cannot drop itself while it runs).
+    let slot: Rc<RefCell<Option<Handlers>>> = Rc::default();
+    let close_slot = Rc::clone(&slot);
+    let closed = socket.clone();
     let onclose = Closure::<dyn FnMut()>::new(move || {
+        closed.set_onopen(None);
+        closed.set_onmessage(None);
+        closed.set_onclose(None);
+        let spent = close_slot.borrow_mut().take();
         on_event(SocketEvent::Closed);
-        schedule_reconnect(url.clone(), on_event.clone(), on_open.clone());
+        schedule_reconnect(url.clone(), on_event.clone(), on_open.clone(), spent);
     });
+    socket.set_onopen(Some(onopen.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     socket.set_onclose(Some(onclose.as_ref().unchecked_ref()));
-    onclose.forget();
+    *slot.borrow_mut() = Some(Handlers {
+        _open: onopen,
+        _message: onmessage,
+        _close: onclose,
+    });
 }
 
 fn schedule_reconnect(
     url: String,
     on_event: impl Fn(SocketEvent) + Clone + 'static,
     on_open: impl Fn(&WebSocket) + Clone + 'static,
+    spent: Option<Handlers>,
 ) {
     let Some(window) = web_sys::window() else {
+        // No window, so nothing runs again; the handlers must not be dropped while the close
+        // handler that passed them here is still running.
+        std::mem::forget(spent);
         return;
     };
-    let retry = Closure::once_into_js(move || connect(url, on_event, on_open));
+    let retry = Closure::once_into_js(move || {
+        drop(spent);
+        connect(url, on_event, on_open);
+    });
     // A failure here only means no reconnect; the status line already says disconnected.
     let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
         retry.unchecked_ref(),

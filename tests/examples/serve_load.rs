@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use actiscope_e2e::http_get;
+use actiscope_e2e::{http_get, http_post_json};
 use actiscope_protocol::{
     ClientMessage, EpochMetrics, ServerMessage, decode_server_message, encode,
 };
@@ -72,20 +72,10 @@ impl ServerProcess {
 
     /// Starts the benchmark's run (the paper's MLP on the digits, 500 probe instances, flex).
     async fn start_run(&self, epochs: usize) -> i64 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let body = format!(r#"{{"epochs":{epochs},"probe":"n=500","device":"flex"}}"#);
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let request = format!(
-            "POST /api/runs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let (head, json) = response.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 201"), "{response}");
-        let run: serde_json::Value = serde_json::from_str(json).unwrap();
+        let (status, json) = http_post_json(self.addr, "/api/runs", &body).await.unwrap();
+        assert_eq!(status, 201, "{json}");
+        let run: serde_json::Value = serde_json::from_str(&json).unwrap();
         run["run_id"].as_i64().unwrap()
     }
 }

@@ -128,6 +128,22 @@ async fn wait_for_text(
     panic!("{selector} never matched within {timeout:?}; last text {last:?}");
 }
 
+/// Waits until the page's URL (written a paint after a change) satisfies `accept`; returns it.
+async fn wait_for_url(client: &Client, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = client.current_url().await.expect("url").to_string();
+        if accept(&url) {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the URL never became what was expected: {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn artifacts_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/artifacts"));
     std::fs::create_dir_all(&dir).expect("artifacts dir");
@@ -362,8 +378,7 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     .await;
     let at_first = sankey_signature(&client).await;
     assert_ne!(at_first, at_last, "the Sankey must change with the epoch");
-    let url = client.current_url().await.expect("url");
-    assert!(url.as_str().contains("epoch=1"), "{url}");
+    wait_for_url(&client, |url| url.contains("epoch=1")).await;
 
     // Click the largest flow (an edge between the last two hidden layers).
     let clicked = js(&client, CLICK_STRONGEST_FLOW).await;
@@ -455,9 +470,8 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     .expect("save screenshot");
 
     // The selection is in the URL: reloading the shared view restores it.
-    let url = client.current_url().await.expect("url");
-    assert!(url.as_str().contains("sel="), "{url}");
-    client.goto(url.as_str()).await.expect("reload");
+    let url = wait_for_url(&client, |url| url.contains("sel=")).await;
+    client.goto(&url).await.expect("reload");
     let restored = wait_for_text(&client, "#inspector-count", Duration::from_secs(60), |t| {
         !t.is_empty()
     })
@@ -789,8 +803,7 @@ async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
     let runs: Vec<actiscope_protocol::RunSummary> = serde_json::from_str(&body).expect("runs");
     assert_eq!(runs.len(), 2, "{body}");
     assert!(runs.iter().any(|r| r.dataset == "moons"), "{body}");
-    let url = client.current_url().await.expect("url");
     let new_id = runs.iter().map(|r| r.run_id).max().expect("id");
-    assert!(url.as_str().contains(&format!("run={new_id}")), "{url}");
+    wait_for_url(&client, |url| url.contains(&format!("run={new_id}"))).await;
     client.close().await.expect("close session");
 }

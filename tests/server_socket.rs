@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use actiscope_e2e::{TestServer, http_get};
-use actiscope_protocol::{ClientMessage, ServerInfo, ServerMessage, decode_server_message, encode};
+use actiscope_protocol::{
+    ClientMessage, ServerInfo, ServerMessage, decode, decode_server_message, encode,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,7 +27,18 @@ async fn next_message(socket: &mut Socket) -> ServerMessage {
         .expect("the socket stays open")
         .expect("a valid frame");
     match frame {
-        Message::Binary(bytes) => decode_server_message(&bytes).expect("server frames decode"),
+        Message::Binary(bytes) => {
+            let message = decode_server_message(&bytes).expect("server frames decode");
+            // The large frames go out deflated, the small ones plain.
+            let raw: ServerMessage = decode(&bytes).expect("an envelope");
+            let deflated = matches!(raw, ServerMessage::Deflated { .. });
+            let large = matches!(
+                message,
+                ServerMessage::Epoch { .. } | ServerMessage::Images { .. }
+            );
+            assert_eq!(deflated, large, "wrapping of {message:?}");
+            message
+        }
         other => panic!("expected a binary frame, got {other:?}"),
     }
 }

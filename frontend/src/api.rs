@@ -82,8 +82,16 @@ impl LatestOnly {
         }
     }
 
+    /// Aborts the request in flight, if any; its `done` is never called.
+    pub fn cancel(&self) {
+        self.generation.update_value(|g| *g += 1);
+        if let Some(previous) = self.controller.try_update_value(Option::take).flatten() {
+            previous.abort();
+        }
+    }
+
     /// `GET path` as JSON, aborting the previous request; `done` gets the answer unless a
-    /// later `get` started meanwhile.
+    /// later `get` or a `cancel` came meanwhile.
     pub fn get<T: DeserializeOwned + 'static>(
         &self,
         path: String,

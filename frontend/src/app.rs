@@ -39,6 +39,16 @@ impl LinkState {
     }
 }
 
+/// The run and epoch the views other than the APD show, always changed together so that no
+/// view pairs a run with an epoch of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Settled {
+    run_id: i64,
+    epoch: u32,
+    /// Latest epoch held of that run.
+    latest_epoch: u32,
+}
+
 /// Default most nodes per APD layer (the rest merge into "other").
 pub const DEFAULT_MAX_NODES: usize = 40;
 
@@ -56,9 +66,10 @@ struct Dashboard {
     epochs: RwSignal<Vec<Arc<EpochSnapshot>>>,
     /// Epoch the user picked; `None` follows the latest.
     chosen_epoch: RwSignal<Option<u32>>,
-    /// The epoch the views other than the APD show: it follows [`Dashboard::shown_epoch`]
-    /// once the browser has painted the APD for it (see [`follow_after_paint`]).
-    settled_epoch: RwSignal<Option<u32>>,
+    /// The run and epoch the views other than the APD show: they follow the subscribed run
+    /// and [`Dashboard::shown_epoch`] together, once the browser has painted the APD for them
+    /// (see [`follow_after_paint`]).
+    settled: RwSignal<Option<Settled>>,
     max_nodes: RwSignal<usize>,
     selection: RwSignal<Vec<u32>>,
     /// Layer of each mapper panel.
@@ -82,7 +93,7 @@ impl Dashboard {
             images: RwSignal::new(None),
             epochs: RwSignal::new(Vec::new()),
             chosen_epoch: RwSignal::new(url.epoch),
-            settled_epoch: RwSignal::new(None),
+            settled: RwSignal::new(None),
             max_nodes: RwSignal::new(url.max_nodes.unwrap_or(DEFAULT_MAX_NODES)),
             selection: RwSignal::new(url.selection.clone()),
             mapper_layers: RwSignal::new(url.mapper_layers.clone().unwrap_or_else(|| vec![0])),
@@ -178,22 +189,33 @@ impl Dashboard {
     }
 }
 
-/// Makes `target` follow `source`, one paint later: the change is applied in a task queued
-/// from the next animation frame, so the browser paints what reacted to `source` first.
+/// Makes `target` follow `source`, one paint later: the latest value is applied in a task
+/// queued from the next animation frame, so the browser paints what reacted to `source` first.
 ///
 /// An epoch change redraws the APD at once and lets the inspector, the mapper and factor
 /// panels, the charts and the URL catch up after that paint, instead of sharing its frame.
-/// The work is the same; only its order changes. Several changes within one frame end in
-/// the last value.
+/// The work is the same; only its order changes. At most one frame callback is pending: any
+/// number of changes before it runs (scrubbing, a held arrow key, epochs arriving while the
+/// tab is hidden and frames do not run) end in one update to the last value.
 fn follow_after_paint<T>(source: impl Fn() -> T + 'static, target: RwSignal<T>)
 where
     T: Clone + PartialEq + Send + Sync + 'static,
 {
+    // `Some` while a frame callback is scheduled: the value it will apply.
+    let pending = StoredValue::new_local(None::<T>);
     Effect::new(move |_| {
         let value = source();
+        let scheduled = pending.with_value(Option::is_some);
+        pending.set_value(Some(value));
+        if scheduled {
+            return;
+        }
         request_animation_frame(move || {
             set_timeout(
                 move || {
+                    let Some(value) = pending.try_update_value(Option::take).flatten() else {
+                        return;
+                    };
                     if target.with_untracked(|t| t != &value) {
                         target.set(value);
                     }
@@ -321,15 +343,34 @@ pub fn App() -> impl IntoView {
         std::time::Duration::from_millis(700),
     );
 
-    // The APD follows the slider at once; every other view follows `settled_epoch`.
-    follow_after_paint(move || dash.shown_epoch(), dash.settled_epoch);
+    // The APD follows the slider at once; every other view follows `settled`.
+    follow_after_paint(
+        move || {
+            let run_id = dash.run.get()?.run_id;
+            Some(Settled {
+                run_id,
+                epoch: dash.shown_epoch()?,
+                latest_epoch: dash.epochs.with(Vec::len) as u32,
+            })
+        },
+        dash.settled,
+    );
+    let settled_run = move || dash.settled.get().map(|s| s.run_id);
+    let settled_epoch = move || dash.settled.get().map(|s| s.epoch);
     let snapshot_at = move |epoch: Option<u32>| {
         let epoch = epoch?;
         dash.epochs
             .with(|e| e.get((epoch as usize).checked_sub(1)?).cloned())
     };
     let snapshot = Memo::new(move |_| snapshot_at(dash.shown_epoch()));
-    let settled_snapshot = Memo::new(move |_| snapshot_at(dash.settled_epoch.get()));
+    // Only while the held epochs are the settled run's (a run switch refills them first).
+    let settled_snapshot = Memo::new(move |_| {
+        let settled = dash.settled.get()?;
+        let held_run = dash.run.with(|r| r.as_ref().map(|r| r.run_id));
+        (held_run == Some(settled.run_id))
+            .then(|| snapshot_at(Some(settled.epoch)))
+            .flatten()
+    });
     let apd = Memo::new(move |_| -> Option<Apd> {
         let max = dash.max_nodes.get();
         snapshot.with(|s| {
@@ -369,28 +410,24 @@ pub fn App() -> impl IntoView {
         run_id
     });
     let flows_token = token.clone();
+    let flows_in_flight = crate::api::LatestOnly::new();
     Effect::new(move |_| {
-        let (Some(run), Some(epoch), Some((from, to))) =
-            (dash.run.get(), dash.settled_epoch.get(), flow_span.get())
+        let (Some(run_id), Some(epoch), Some((from, to))) =
+            (settled_run(), settled_epoch(), flow_span.get())
         else {
+            flows_in_flight.cancel();
             fetched_flows.set(None);
             flow_note.set(String::new());
             return;
         };
-        let path = format!(
-            "/api/runs/{}/epochs/{epoch}/flows?from={from}&to={to}",
-            run.run_id
-        );
-        let token = flows_token.clone();
+        let path = format!("/api/runs/{run_id}/epochs/{epoch}/flows?from={from}&to={to}");
         flow_note.set("computing…".to_owned());
-        leptos::task::spawn_local(async move {
-            match crate::api::get_json::<FlowTable>(&path, token.as_deref()).await {
-                Ok(table) => {
-                    fetched_flows.set(Some(table.histogram));
-                    flow_note.set(format!("{} flows", table.flows.len()));
-                }
-                Err(e) => flow_note.set(format!("could not compute the flows: {e}")),
+        flows_in_flight.get::<FlowTable>(path, flows_token.clone(), move |answer| match answer {
+            Ok(table) => {
+                fetched_flows.set(Some(table.histogram));
+                flow_note.set(format!("{} flows", table.flows.len()));
             }
+            Err(e) => flow_note.set(format!("could not compute the flows: {e}")),
         });
     });
     let flow_histogram = Signal::derive(move || {
@@ -422,7 +459,7 @@ pub fn App() -> impl IntoView {
                 {move || dash.link.get().label()}
             </span>
         </header>
-        <main data-settled-epoch=move || dash.settled_epoch.get().map(|e| e.to_string()).unwrap_or_default()>
+        <main data-settled-epoch=move || settled_epoch().map(|e| e.to_string()).unwrap_or_default()>
             <section class="controls panel">
                 <label>
                     "run "
@@ -493,8 +530,8 @@ pub fn App() -> impl IntoView {
                 on_clear=on_clear
             />
             <MapperPanels
-                run_id=Signal::derive(move || dash.run.get().map(|r| r.run_id))
-                epoch=Signal::derive(move || dash.settled_epoch.get())
+                run_id=Signal::derive(settled_run)
+                epoch=Signal::derive(settled_epoch)
                 hidden_layers=Signal::derive(move || dash.run.get().map_or(1, |r| r.hidden_layers.max(1)))
                 layers=dash.mapper_layers
                 selection=dash.selection.into()
@@ -502,9 +539,9 @@ pub fn App() -> impl IntoView {
                 token=token.clone()
             />
             <FactorPanel
-                run_id=Signal::derive(move || dash.run.get().map(|r| r.run_id))
-                epoch=Signal::derive(move || dash.settled_epoch.get())
-                latest_epoch=Signal::derive(move || dash.epochs.with(Vec::len) as u32)
+                run_id=Signal::derive(settled_run)
+                epoch=Signal::derive(settled_epoch)
+                latest_epoch=Signal::derive(move || dash.settled.get().map_or(0, |s| s.latest_epoch))
                 has_images=Signal::derive(move || dash.images.with(|i| i.as_ref().is_some_and(|i| i.rows > 0)))
                 on_select=on_select
                 token=token.clone()
@@ -512,10 +549,10 @@ pub fn App() -> impl IntoView {
             <section class="panel charts">
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"
                     series=Signal::derive(move || pattern_series(&metrics.get()))
-                    current=Signal::derive(move || dash.settled_epoch.get().map(|e| e as usize)) />
+                    current=Signal::derive(move || settled_epoch().map(|e| e as usize)) />
                 <LineChart id="chart-loss" title="Loss"
                     series=Signal::derive(move || loss_series(&metrics.get()))
-                    current=Signal::derive(move || dash.settled_epoch.get().map(|e| e as usize)) />
+                    current=Signal::derive(move || settled_epoch().map(|e| e as usize)) />
                 <div class="flow-span">
                     "flows over hidden layers "
                     <select id="flow-from" on:change=move |ev| {

@@ -145,21 +145,31 @@ pub fn FactorPanel(
         });
     });
 
-    // Spectra of a stored epoch never change: each is fetched once per run, so scrubbing only
-    // asks for the newly shown epoch. A newer epoch change drops an older one's answer.
+    // Spectra of a stored epoch never change: each is kept once fetched, so scrubbing only
+    // asks for the newly shown epoch (two changes in quick succession may both ask for it).
+    // A newer epoch or run change drops an older one's answer.
     let spectra_token = token.clone();
     let spectra_cache =
         StoredValue::new_local(std::collections::HashMap::<(i64, u32), Spectra>::new());
     let spectra_generation = StoredValue::new_local(0u64);
+    // The run `spectra` shows.
+    let spectra_run = StoredValue::new_local(None::<i64>);
     Effect::new(move |_| {
+        // Whatever happens next, answers for the previous epoch or run are stale now.
+        spectra_generation.update_value(|g| *g += 1);
+        let generation = spectra_generation.get_value();
         let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
+            spectra_run.set_value(None);
+            spectra.set(Vec::new());
             return;
         };
+        if spectra_run.get_value() != Some(run_id) {
+            spectra_run.set_value(Some(run_id));
+            spectra.set(Vec::new());
+        }
         let epochs = compared_epochs(epoch, latest_epoch.get());
         let token = spectra_token.clone();
         spectra_cache.update_value(|c| c.retain(|&(run, _), _| run == run_id));
-        spectra_generation.update_value(|g| *g += 1);
-        let generation = spectra_generation.get_value();
         leptos::task::spawn_local(async move {
             let mut all = Vec::new();
             for e in epochs {

@@ -148,9 +148,11 @@ pub fn Inspector(
             </For>
         }
     };
-    // The export links get their data when clicked (the browser follows the link after the
-    // handler), so an epoch change does not re-encode the whole selection twice.
-    let export = move |ev: leptos::ev::MouseEvent, json: bool| {
+    // The export links get their data when a pointer goes down on them or they are clicked
+    // (which also covers the keyboard; the browser follows the link after the handler), so a
+    // middle click or the context menu's "save link" gets the data too, and an epoch change
+    // does not re-encode the whole selection twice.
+    let export = move |ev: web_sys::Event, json: bool| {
         let (mime, text) = table.with(|t| {
             if json {
                 (
@@ -179,8 +181,12 @@ pub fn Inspector(
                 <p>
                     <span id="inspector-count">{move || selection.get().len()}</span>" instances · "
                     <span>{move || table.get().iter().filter(|r| r.label != r.prediction).count()}</span>" misclassified · "
-                    <a id="export-csv" download="selection.csv" href="#" on:click=move |ev| export(ev, false)>"CSV"</a>" · "
-                    <a id="export-json" download="selection.json" href="#" on:click=move |ev| export(ev, true)>"JSON"</a>" · "
+                    <a id="export-csv" download="selection.csv" href="#"
+                        on:pointerdown=move |ev| export(ev.into(), false)
+                        on:click=move |ev| export(ev.into(), false)>"CSV"</a>" · "
+                    <a id="export-json" download="selection.json" href="#"
+                        on:pointerdown=move |ev| export(ev.into(), true)
+                        on:click=move |ev| export(ev.into(), true)>"JSON"</a>" · "
                     <button id="clear-selection" on:click=move |_| on_clear.run(())>"clear"</button>
                 </p>
                 <ul class="instances">{list}</ul>

@@ -64,10 +64,19 @@ impl<S: Sink<Message> + Unpin> Session<S> {
         let Some(sub) = self.subscription else {
             return Ok(());
         };
-        let frames = match self.hub.epoch_frames(sub.run_id, sub.last_sent + 1) {
-            Ok(frames) => frames,
-            Err(err) => return self.error(err.to_string()).await,
-        };
+        // Frames not cached yet are read, decoded and deflated: blocking work.
+        let hub = self.hub.clone();
+        let from = sub.last_sent + 1;
+        let frames =
+            match tokio::task::spawn_blocking(move || hub.epoch_frames(sub.run_id, from)).await {
+                Ok(Ok(frames)) => frames,
+                Ok(Err(err)) => return self.error(err.to_string()).await,
+                Err(err) => {
+                    return self
+                        .error(format!("reading the stored epochs failed: {err}"))
+                        .await;
+                }
+            };
         for (epoch, frame) in frames {
             self.send_frame(frame).await?;
             self.subscription = Some(Subscription {
@@ -105,10 +114,15 @@ impl<S: Sink<Message> + Unpin> Session<S> {
             Err(err) => return self.error(err.to_string()).await,
         };
         self.send(&ServerMessage::Run(summary)).await?;
-        match self.hub.images_frame(run_id) {
-            Ok(Some(frame)) => self.send_frame(frame).await?,
-            Ok(None) => {}
-            Err(err) => self.error(err.to_string()).await?,
+        let hub = self.hub.clone();
+        match tokio::task::spawn_blocking(move || hub.images_frame(run_id)).await {
+            Ok(Ok(Some(frame))) => self.send_frame(frame).await?,
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => self.error(err.to_string()).await?,
+            Err(err) => {
+                self.error(format!("reading the run's images failed: {err}"))
+                    .await?;
+            }
         }
         self.subscription = Some(Subscription {
             run_id,

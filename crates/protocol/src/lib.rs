@@ -36,7 +36,9 @@ pub enum ProtocolError {
     #[error("malformed frame: {0}")]
     Malformed(#[from] postcard::Error),
     /// The frame carried an envelope of another protocol version.
-    #[error("protocol version {found} is not supported (expected {PROTOCOL_VERSION})")]
+    #[error(
+        "protocol version {found} is not supported (this build reads {OLDEST_READABLE_VERSION} to {PROTOCOL_VERSION})"
+    )]
     Version {
         /// Version found in the frame.
         found: u16,
@@ -97,6 +99,12 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, ProtocolE
 /// once however many clients receive it.
 pub fn encode_deflated(message: &ServerMessage) -> Result<Vec<u8>, ProtocolError> {
     let plain = postcard::to_stdvec(message)?;
+    // A reader inflates to at most the frame limit: refuse here what it would refuse there.
+    if plain.len() > MAX_FRAME_BYTES {
+        return Err(ProtocolError::TooLarge {
+            len_bytes: plain.len(),
+        });
+    }
     encode(&ServerMessage::Deflated {
         deflated: miniz_oxide::deflate::compress_to_vec(&plain, DEFLATE_LEVEL),
     })
@@ -351,6 +359,14 @@ mod tests {
         assert_eq!(decode_server_message(&deflated).ok(), Some(message.clone()));
         // Plain frames pass through.
         assert_eq!(decode_server_message(&plain).ok(), Some(message));
+        // What a reader could not inflate is not written.
+        let huge = ServerMessage::Error {
+            reason: "0".repeat(MAX_FRAME_BYTES + 1),
+        };
+        assert!(matches!(
+            encode_deflated(&huge),
+            Err(ProtocolError::TooLarge { .. })
+        ));
     }
 
     #[test]

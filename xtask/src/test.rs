@@ -14,6 +14,24 @@ pub struct TestArgs {
     no_browser: bool,
 }
 
+/// The wgpu tests open the Vulkan loader, whose window-system probing (libwayland) prints an
+/// error on every test when `XDG_RUNTIME_DIR` is unset, as on CI and in containers. Give them
+/// an empty private directory instead, so the log shows real errors only.
+fn quiet_wayland(command: &mut std::process::Command) -> anyhow::Result<()> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return Ok(());
+    }
+    let dir = repo_root().join("target/xdg-runtime");
+    std::fs::create_dir_all(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    command.env("XDG_RUNTIME_DIR", dir);
+    Ok(())
+}
+
 /// Runs fmt, clippy (host and wasm32), all tests, then the browser tests.
 pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -62,7 +80,10 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     })?;
     step("dashboard build (trunk)", &mut build_dashboard)?;
     step("unit and integration tests", &mut || {
-        run(cargo().args(["test", "--workspace", "--exclude", "actiscope-frontend"]))
+        let mut command = cargo();
+        command.args(["test", "--workspace", "--exclude", "actiscope-frontend"]);
+        quiet_wayland(&mut command)?;
+        run(&mut command)
     })?;
     step("frontend unit tests (host)", &mut || {
         run(cargo().args(["test", "--package", "actiscope-frontend", "--lib"]))

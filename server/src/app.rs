@@ -291,18 +291,13 @@ async fn get_spectra(
 async fn get_images(
     State(state): State<AppState>,
     Path(run_id): Path<i64>,
-) -> Result<Json<actiscope_protocol::ProbeImages>, ApiError> {
-    state
-        .hub()
-        .images(run_id)
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::NOT_FOUND,
-                format!("run {run_id} has no stored probe images"),
-            )
-        })
+) -> Result<Response, ApiError> {
+    lens_answer(lenses::images_json(
+        state.hub().clone(),
+        state.lenses(),
+        run_id,
+    ))
+    .await
 }
 
 /// One epoch's probe instances as CSV: position in the probe set, index in the source set,
@@ -311,28 +306,9 @@ async fn get_probe_csv(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
 ) -> Result<Response, ApiError> {
-    let snapshot = state
-        .hub()
-        .stored_epoch(run_id, epoch)
-        .map_err(internal)?
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::NOT_FOUND,
-                format!("run {run_id} has no stored epoch {epoch}"),
-            )
-        })?;
-    let probe = &snapshot.probe;
-    let mut csv = String::from("instance,source_index,label,prediction,loss\n");
-    for (i, (((index, label), prediction), loss)) in probe
-        .indices
-        .iter()
-        .zip(&probe.labels)
-        .zip(&probe.predictions)
-        .zip(&probe.losses)
-        .enumerate()
-    {
-        csv.push_str(&format!("{i},{index},{label},{prediction},{loss}\n"));
-    }
+    let csv = lenses::probe_csv(state.hub().clone(), state.lenses(), run_id, epoch)
+        .await
+        .map_err(lens_error)?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),

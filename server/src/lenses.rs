@@ -510,6 +510,53 @@ pub async fn snapshot_json(
     Ok(answer)
 }
 
+/// One epoch's probe instances as CSV (position in the probe set, index in the source set,
+/// true label, prediction, loss), built on the blocking pool.
+pub async fn probe_csv(
+    hub: Hub,
+    cache: Arc<LensCache>,
+    run_id: i64,
+    epoch: u32,
+) -> Result<String, LensError> {
+    blocking(&cache, move || {
+        let snapshot = hub.stored_epoch(run_id, epoch)?.ok_or_else(|| {
+            LensError::NotFound(format!("run {run_id} has no stored epoch {epoch}"))
+        })?;
+        let probe = &snapshot.probe;
+        let mut csv = String::from("instance,source_index,label,prediction,loss\n");
+        for (i, (((index, label), prediction), loss)) in probe
+            .indices
+            .iter()
+            .zip(&probe.labels)
+            .zip(&probe.predictions)
+            .zip(&probe.losses)
+            .enumerate()
+        {
+            csv.push_str(&format!("{i},{index},{label},{prediction},{loss}\n"));
+        }
+        Ok(csv)
+    })
+    .await
+}
+
+/// The run's probe images as JSON ([`ProbeImages`](actiscope_protocol::ProbeImages)), built
+/// on the blocking pool and cached.
+pub async fn images_json(hub: Hub, cache: Arc<LensCache>, run_id: i64) -> Result<Bytes, LensError> {
+    let key = format!("{run_id}/images");
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(&cache, move || {
+        let images = hub.images(run_id)?.ok_or_else(|| {
+            LensError::NotFound(format!("run {run_id} has no stored probe images"))
+        })?;
+        json(&images)
+    })
+    .await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
 /// Flows over hidden layers `first..=last` (0-based) of one epoch's probe set, as JSON
 /// ([`FlowTable`](actiscope_protocol::apd::FlowTable)); the stored snapshot holds the paper's
 /// choice, the last two layers.

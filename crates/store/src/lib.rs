@@ -215,9 +215,8 @@ impl Store {
     pub fn status(&self, run_id: i64) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
-                row.get(0)
-            })
+            .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+            .query_row([run_id], |row| row.get(0))
             .optional()?)
     }
 
@@ -264,9 +263,9 @@ impl Store {
 
     /// The metrics JSON of every stored epoch of a run, in epoch order.
     pub fn epochs(&self, run_id: i64) -> Result<Vec<(u32, String)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT epoch, metrics_json FROM epochs WHERE run_id = ?1 ORDER BY epoch")?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT epoch, metrics_json FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+        )?;
         let rows = statement.query_map([run_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -280,11 +279,10 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT blob FROM snapshots WHERE run_id = ?1 AND epoch = ?2 AND kind = ?3",
-                params![run_id, epoch, kind],
-                |row| row.get(0),
-            )
+            )?
+            .query_row(params![run_id, epoch, kind], |row| row.get(0))
             .optional()?)
     }
 
@@ -309,7 +307,7 @@ impl Store {
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut statement = self.conn.prepare(&format!(
+        let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.id DESC"
         ))?;
         let rows = statement.query_map([], run_row)?;
@@ -320,11 +318,8 @@ impl Store {
     pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"),
-                [run_id],
-                run_row,
-            )
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"))?
+            .query_row([run_id], run_row)
             .optional()?)
     }
 
@@ -350,7 +345,7 @@ impl Store {
         kind: &str,
         from_epoch: u32,
     ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let mut statement = self.conn.prepare_cached(
             "SELECT epoch, blob FROM snapshots WHERE run_id = ?1 AND kind = ?2 AND epoch >= ?3 \
              ORDER BY epoch",
         )?;
@@ -364,7 +359,8 @@ impl Store {
     pub fn run_count(&self) -> Result<u64, StoreError> {
         let count: i64 = self
             .conn
-            .query_row("SELECT COUNT(*) FROM runs", [], |row| row.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM runs")?
+            .query_row([], |row| row.get(0))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 }

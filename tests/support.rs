@@ -36,17 +36,7 @@ impl TestServer {
             .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(store, dist);
-        let run_id = match config {
-            Some(config) => Some(
-                state
-                    .hub()
-                    .start_run(config)
-                    .await
-                    .map_err(std::io::Error::other)?,
-            ),
-            None => None,
-        };
+        let (state, run_id) = state_with_run(store, dist, config).await?;
         let router = app(state);
         let task = tokio::spawn(async move {
             // The test that owns the server fails on its own if serving stops early.
@@ -77,6 +67,26 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The server's state over `store`, with a run of `config` started when given.
+async fn state_with_run(
+    store: actiscope_store::Store,
+    dist: Option<PathBuf>,
+    config: Option<actiscope_train::TrainConfig>,
+) -> std::io::Result<(AppState, Option<i64>)> {
+    let state = AppState::new(store, dist);
+    let run_id = match config {
+        Some(config) => Some(
+            state
+                .hub()
+                .start_run(config)
+                .await
+                .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
+    Ok((state, run_id))
 }
 
 /// A server on a runtime of its own, so that [`crash`](Self::crash) drops every connection at
@@ -146,17 +156,7 @@ impl CrashableServer {
             .enable_all()
             .build()?;
         let started = runtime.spawn(async move {
-            let state = AppState::new(store, dist);
-            let run_id = match config {
-                Some(config) => Some(
-                    state
-                        .hub()
-                        .start_run(config)
-                        .await
-                        .map_err(std::io::Error::other)?,
-                ),
-                None => None,
-            };
+            let (state, run_id) = state_with_run(store, dist, config).await?;
             let listener = TcpListener::from_std(listener)?;
             tokio::spawn(async move {
                 // The test that owns the server fails on its own if serving stops early.

@@ -50,6 +50,7 @@ impl ServerProcess {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        // Blocking reads, before any load starts: the server prints its address at once.
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = loop {
             let line = lines.next().expect("the server prints its URL").unwrap();
@@ -110,7 +111,8 @@ fn mean_train_secs(epochs: &[EpochMetrics]) -> f64 {
 }
 
 /// CPU seconds (user + system) used so far by process `pid`, from `/proc` (Linux; NaN
-/// elsewhere). Ticks are 1/100 s (USER_HZ).
+/// elsewhere). Ticks are 1/100 s: Linux reports them in USER_HZ, which is 100 on every
+/// architecture it runs the benchmark on.
 fn cpu_secs(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return f64::NAN;

@@ -260,6 +260,21 @@ async fn blocking<T: Send + 'static>(
     .map_err(|e| LensError::Worker(e.to_string()))?
 }
 
+/// The cached answer under `key`, or else `work`'s, computed as [`blocking`] computes and then
+/// cached under `key`.
+async fn cached(
+    cache: &LensCache,
+    key: String,
+    work: impl FnOnce() -> Result<Bytes, LensError> + Send + 'static,
+) -> Result<Bytes, LensError> {
+    if let Some(hit) = cache.answer(&key) {
+        return Ok(hit);
+    }
+    let answer = blocking(cache, work).await?;
+    cache.put_answer(key, answer.clone());
+    Ok(answer)
+}
+
 /// The blocks of an NMF request: inputs first when asked for, then the chosen layers.
 struct NmfData {
     names: Vec<String>,
@@ -397,18 +412,13 @@ pub async fn nmf_json(
 ) -> Result<Bytes, LensError> {
     check_nmf_params(&params)?;
     let key = format!("{run_id}/{epoch}/nmf/{params:?}");
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
         let fit = coupled_nmf(&data.blocks(), &options(&params))
             .map_err(|e| LensError::BadRequest(e.to_string()))?;
         json(&nmf_result(epoch, params, &data, fit))
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 /// RMSE against rank for one epoch, as JSON ([`RmseCurve`]).
@@ -433,10 +443,7 @@ pub async fn rmse_json(
         })?;
     }
     let key = format!("{run_id}/{epoch}/rmse/{ranks:?}/{params:?}");
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
         let ranks_usize: Vec<usize> = ranks.iter().map(|&r| r as usize).collect();
         let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params))
@@ -455,9 +462,7 @@ pub async fn rmse_json(
             data_rms,
         })
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 /// Singular values of each layer's activations at one epoch, as JSON ([`Spectra`]).
@@ -468,10 +473,7 @@ pub async fn spectra_json(
     epoch: u32,
 ) -> Result<Bytes, LensError> {
     let key = format!("{run_id}/{epoch}/spectra");
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let probe = load_probe(&hub, run_id, epoch)?;
         let layers = probe
             .layers
@@ -481,9 +483,7 @@ pub async fn spectra_json(
             .map_err(|e| LensError::Worker(e.to_string()))?;
         json(&Spectra { epoch, layers })
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 /// One stored epoch's snapshot as JSON, read and encoded on the blocking pool once and then
@@ -496,18 +496,13 @@ pub async fn snapshot_json(
     epoch: u32,
 ) -> Result<Bytes, LensError> {
     let key = format!("{run_id}/{epoch}/snapshot");
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let snapshot = hub.stored_epoch(run_id, epoch)?.ok_or_else(|| {
             LensError::NotFound(format!("run {run_id} has no stored epoch {epoch}"))
         })?;
         json(&snapshot)
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 /// One epoch's probe instances as CSV (position in the probe set, index in the source set,
@@ -543,18 +538,13 @@ pub async fn probe_csv(
 /// on the blocking pool and cached.
 pub async fn images_json(hub: Hub, cache: Arc<LensCache>, run_id: i64) -> Result<Bytes, LensError> {
     let key = format!("{run_id}/images");
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let images = hub.images(run_id)?.ok_or_else(|| {
             LensError::NotFound(format!("run {run_id} has no stored probe images"))
         })?;
         json(&images)
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 /// Flows over hidden layers `first..=last` (0-based) of one epoch's probe set, as JSON
@@ -569,10 +559,7 @@ pub async fn flows_json(
     last: u32,
 ) -> Result<Bytes, LensError> {
     let key = format!("{run_id}/{epoch}/flows/{first}/{last}");
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let probe = load_probe(&hub, run_id, epoch)?;
         let count = probe.layers.len();
         if first > last || last as usize >= count {
@@ -595,9 +582,7 @@ pub async fn flows_json(
         .map_err(|e| LensError::BadRequest(e.to_string()))?;
         json(&table)
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 fn mapper_key(run_id: i64, epoch: u32, params: &MapperParams) -> String {
@@ -635,11 +620,8 @@ pub async fn mapper_json(
     params: MapperParams,
 ) -> Result<Bytes, LensError> {
     let key = mapper_key(run_id, epoch, &params);
-    if let Some(hit) = cache.answer(&key) {
-        return Ok(hit);
-    }
     let worker_cache = cache.clone();
-    let answer = blocking(&cache, move || {
+    cached(&cache, key, move || {
         let cache = worker_cache;
         if hub.stored_epoch(run_id, epoch)?.is_none() {
             return Err(LensError::NotFound(format!(
@@ -673,9 +655,7 @@ pub async fn mapper_json(
         let graph = graph.ok_or_else(|| LensError::Worker("no epoch to map".to_owned()))?;
         json(graph.as_ref())
     })
-    .await?;
-    cache.put_answer(key, answer.clone());
-    Ok(answer)
+    .await
 }
 
 #[cfg(test)]

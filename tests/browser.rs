@@ -13,6 +13,7 @@
 )]
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,6 +32,13 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The driver leads a process group of its own, which the browser it started shares:
+        // end the group, or a test that fails before closing its session leaves a Chromium
+        // running (and taking CPU from the tests after it).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -47,6 +55,7 @@ async fn start_driver() -> Driver {
     let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -323,13 +332,21 @@ async fn sankey_signature(client: &Client) -> String {
     .to_owned()
 }
 
+/// The paper's MLP on the built-in digits with SGD at 0.05, every field spelled out rather than
+/// taken from the defaults: the Sankey's size (1,000+ nodes for 600 digits) and the flows the
+/// tests click depend on them (with Adam, the default since the presets came, 600 digits made
+/// 411 nodes).
 fn digits_run(epochs: usize) -> actiscope_train::TrainConfig {
     actiscope_train::TrainConfig {
+        dataset: actiscope_train::data::DatasetSpec::Digits,
+        model: actiscope_train::model::ModelSpec::paper_mlp(),
         epochs,
         probe: actiscope_train::ProbeSpec::parse("n=600").expect("probe"),
         device: actiscope_train::device::DeviceChoice::Flex,
+        optimizer: actiscope_train::OptimizerKind::Sgd,
         learning_rate: 0.05,
-        ..actiscope_train::TrainConfig::default()
+        batch_size: 64,
+        seed: 0,
     }
 }
 
@@ -487,6 +504,16 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     // ask for on each epoch (on these 2 cores that work would compete with the browser), and
     // each timed change starts from a settled page.
     js(&client, "const m = document.getElementById('max-nodes'); m.value = '0'; m.dispatchEvent(new Event('change', {bubbles: true})); return 0;").await;
+    // The script below runs for about 15 s, and for up to a minute when the page does not
+    // follow the slider: give it time to report that instead of hitting the 30 s default.
+    client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(120)),
+            None,
+            None,
+        ))
+        .await
+        .expect("script timeout");
     let timing = client
         .execute_async(
             "const done = arguments[arguments.length - 1]; \
@@ -495,28 +522,33 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
              const sig = () => { const s = svg(); if (!s) return ''; const p = s.querySelector('path.apd-link'); \
                return s.dataset.nodes + ':' + s.dataset.edges + ':' + (p ? p.getAttribute('d') : ''); }; \
              const settle = () => new Promise(r => setTimeout(r, 1500)); \
-             (async () => { const times = []; const parts = []; const settled = []; let nodes = 0; \
+             (async () => { const times = []; const parts = []; const settled = []; const stuck = []; let nodes = 0; \
                for (const e of ['2', '3', '1']) { slider.value = e; slider.dispatchEvent(new Event('input', {bubbles: true})); await settle(); } \
                for (const e of ['2', '3', '1', '2']) { await settle(); const before = sig(); const t0 = performance.now(); \
                  slider.value = e; slider.dispatchEvent(new Event('input', {bubbles: true})); \
                  while (sig() === before && performance.now() - t0 < 5000) { await new Promise(r => setTimeout(r, 0)); } \
+                 if (sig() === before) { const label = document.getElementById('epoch-label'); \
+                   stuck.push(e + ' (the page says ' + JSON.stringify(label ? label.textContent : null) + ')'); break; } \
                  const t1 = performance.now(); svg().getBBox(); times.push(performance.now() - t0); \
                  parts.push([t1 - t0, Number(document.getElementById('render-ms').dataset.ms)]); \
                  const main = document.querySelector('main'); \
                  while (main.dataset.settledEpoch !== e && performance.now() - t0 < 5000) { await new Promise(r => setTimeout(r, 0)); } \
                  main.getBoundingClientRect(); settled.push(performance.now() - t0); \
                  nodes = Math.max(nodes, Number(svg().dataset.nodes)); } \
-               done({times: times, nodes: nodes, parts: parts, settled: settled}); })();",
+               done({times: times, nodes: nodes, parts: parts, settled: settled, stuck: stuck}); })();",
             vec![],
         )
         .await
         .expect("timing script");
     let nodes = timing["nodes"].as_u64().unwrap_or(0);
     let times: Vec<f64> = serde_json::from_value(timing["times"].clone()).expect("times");
+    let stuck: Vec<String> = serde_json::from_value(timing["stuck"].clone()).expect("stuck");
     let worst = times.iter().copied().fold(0.0, f64::max);
+    let median = median_ms(&times);
     println!(
-        "sankey re-render on an epoch change: {nodes} nodes, {times:?} ms (worst {worst:.1} ms); \
-         [until the DOM changed, markup build] per change: {}; every other view followed after {} ms",
+        "sankey re-render on an epoch change: {nodes} nodes, {times:?} ms (median {median:.1} ms, \
+         worst {worst:.1} ms); [until the DOM changed, markup build] per change: {}; every other \
+         view followed after {} ms",
         timing["parts"], timing["settled"]
     );
     std::fs::write(
@@ -524,6 +556,9 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
         serde_json::json!({
             "nodes": nodes,
             "epoch_change_ms": times,
+            "median_ms": median,
+            "goal_ms": SANKEY_GOAL_MS,
+            "changes_never_drawn": stuck,
             "dom_changed_and_markup_ms": timing["parts"],
             "other_views_followed_ms": timing["settled"],
         })
@@ -531,8 +566,23 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
     )
     .expect("save timing");
     assert!(
+        stuck.is_empty(),
+        "the Sankey never re-rendered within 5 s of moving the slider to epoch(s) {stuck:?}: \
+         its signature (node and edge counts and the first link's path) did not change"
+    );
+    assert_eq!(times.len(), 4, "four timed epoch changes: {times:?}");
+    assert!(
         nodes >= 1000,
         "the unmerged APD of 600 digits has the issue's 1,000 nodes or more: {nodes}"
+    );
+    // The goal is checked on the median of the four timed changes, not on each: on 2 shared
+    // cores one change now and then takes longer for reasons outside the page (a build, the
+    // server's lens work), and the worst of seven runs was 26 ms against a median of 17.
+    // A slow renderer moves the median; one noisy sample does not.
+    assert!(
+        median < SANKEY_GOAL_MS,
+        "the Sankey's re-render on an epoch change takes a median {median:.1} ms over {times:?}, \
+         above the goal of {SANKEY_GOAL_MS} ms for {nodes} nodes"
     );
     let followed: Vec<f64> = serde_json::from_value(timing["settled"].clone()).expect("settled");
     assert!(
@@ -540,6 +590,32 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
         "the views other than the APD follow every epoch change: {followed:?}"
     );
     client.close().await.expect("close session");
+}
+
+/// The goal for redrawing the APD Sankey of 1,000 nodes or more after an epoch change, in ms.
+const SANKEY_GOAL_MS: f64 = 50.0;
+
+/// The median of `values` (the mean of the middle two for an even count); NaN when empty.
+fn median_ms(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match (
+        sorted.len() % 2,
+        sorted.get(mid),
+        mid.checked_sub(1).and_then(|m| sorted.get(m)),
+    ) {
+        (1, Some(&m), _) => m,
+        (0, Some(&hi), Some(&lo)) => f64::midpoint(lo, hi),
+        _ => f64::NAN,
+    }
+}
+
+#[test]
+fn the_sankey_goal_is_checked_on_the_median() {
+    assert_eq!(median_ms(&[9.0, 80.0, 12.0, 10.0]), 11.0, "one slow sample");
+    assert_eq!(median_ms(&[60.0, 9.0, 70.0]), 60.0);
+    assert!(median_ms(&[]).is_nan(), "no samples never pass");
 }
 
 /// Clicks the element matched by `selector` (the first, or the one `pick` chooses in JS).

@@ -71,6 +71,43 @@ async fn get_error(server: &TestServer, path: &str) -> (u16, String) {
     )
 }
 
+/// One epoch's stored probe activations replaced by bytes that do not decode, behind the
+/// server's back (through a second handle on its store file), until [`Spoiled::restore`]: any
+/// lens computed from them now fails, so an answer that still comes back came from the cache.
+struct Spoiled {
+    store: actiscope_store::Store,
+    run_id: i64,
+    epoch: u32,
+    original: Vec<u8>,
+}
+
+impl Spoiled {
+    const KIND: &str = actiscope_server::runner::PROBE_ACTIVATIONS_KIND;
+
+    fn activations(server: &TestServer, run_id: i64, epoch: u32) -> Self {
+        let store = actiscope_store::Store::open(&server.store_path()).unwrap();
+        let original = store
+            .snapshot(run_id, epoch, Self::KIND)
+            .unwrap()
+            .unwrap_or_else(|| panic!("run {run_id} stored probe activations for epoch {epoch}"));
+        store
+            .put_snapshot(run_id, epoch, Self::KIND, &[0xff; 16])
+            .unwrap();
+        Self {
+            store,
+            run_id,
+            epoch,
+            original,
+        }
+    }
+
+    fn restore(self) {
+        self.store
+            .put_snapshot(self.run_id, self.epoch, Self::KIND, &self.original)
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lenses_on_a_digits_run() {
     let (server, run_id) = TestServer::start_with_run(
@@ -116,10 +153,32 @@ async fn lenses_on_a_digits_run() {
             assert!(edge.source < edge.target);
             assert!(edge.jaccard > 0.0 && edge.jaccard <= 1.0);
         }
-        // The same request again is answered from the cache, byte for byte.
-        let (_, again): (MapperGraph, String) =
-            get_ok(&server, &format!("{base}/{epoch}/mapper?{query}")).await;
-        assert_eq!(body, again);
+        // The same request again is answered from the cache, byte for byte. A recomputation
+        // would give the same bytes, so first spoil the stored activations the graph was
+        // computed from: from now on only a cached answer can be right.
+        let spoiled = Spoiled::activations(&server, run_id, epoch);
+        let (status, again) = http_get(server.addr, &format!("{base}/{epoch}/mapper?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            status, 200,
+            "epoch {epoch}: a repeated mapper request was computed again from the (now spoiled) \
+             store instead of answered from the cache: {again}"
+        );
+        assert_eq!(
+            body, again,
+            "epoch {epoch}: the cached answer is the first answer"
+        );
+        // The spoiling bites: the same layer under parameters not asked for before is
+        // computed, and fails.
+        let uncached = query.replace("intervals=6", "intervals=7");
+        let (status, message) =
+            get_error(&server, &format!("{base}/{epoch}/mapper?{uncached}")).await;
+        assert!(
+            (500..600).contains(&status),
+            "epoch {epoch}: a mapper computed from spoiled activations must fail: {status} {message}"
+        );
+        spoiled.restore();
         graphs.push(graph);
     }
     let ids = |g: &MapperGraph| -> std::collections::HashSet<u32> {
@@ -136,7 +195,24 @@ async fn lenses_on_a_digits_run() {
     }
 
     // Coupled NMF of inputs and both layers.
-    let (nmf, _): (NmfResult, _) = get_ok(&server, &format!("{base}/3/nmf?rank=6&iters=150")).await;
+    let (nmf, nmf_body): (NmfResult, _) =
+        get_ok(&server, &format!("{base}/3/nmf?rank=6&iters=150")).await;
+    // Asked again with the stored activations spoiled, only the cache can answer, and does.
+    let spoiled = Spoiled::activations(&server, run_id, 3);
+    let (status, again) = http_get(server.addr, &format!("{base}/3/nmf?rank=6&iters=150"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, again.as_str()),
+        (200, nmf_body.as_str()),
+        "a repeated NMF request was not answered from the cache"
+    );
+    let (status, message) = get_error(&server, &format!("{base}/3/nmf?rank=5&iters=150")).await;
+    assert!(
+        (500..600).contains(&status),
+        "an NMF computed from spoiled activations must fail: {status} {message}"
+    );
+    spoiled.restore();
     assert_eq!(nmf.blocks.len(), 3);
     assert_eq!(nmf.blocks[0].name, "inputs");
     assert_eq!(nmf.image_shape, Some((28, 28)));

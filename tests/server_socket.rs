@@ -138,13 +138,140 @@ async fn oversized_frames_close_that_socket_only() {
     assert_eq!(info.run_count, 0);
 }
 
+/// What the test dist's `index.html` holds: the SPA fallback answers with exactly this.
+const TEST_INDEX: &str = "<!doctype html><title>actiscope test dist</title><p>spa-index</p>";
+/// What the file beside the dist (outside it) holds: no request may ever answer it.
+const SECRET: &str = "TOP-SECRET-5b1e9c outside the dist";
+
+/// A real dist directory to serve: `<tmp>/dist/index.html`, `<tmp>/dist/app.js` and
+/// `<tmp>/dist/assets/style.css`, with `<tmp>/secret.txt` beside the dist, outside it.
+fn dist_with_a_secret_beside_it() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dist = root.path().join("dist");
+    std::fs::create_dir_all(dist.join("assets")).expect("dist dirs");
+    std::fs::write(dist.join("index.html"), TEST_INDEX).expect("index.html");
+    std::fs::write(dist.join("app.js"), "console.log('app.js served');").expect("app.js");
+    std::fs::write(dist.join("assets/style.css"), "body { color: teal; }").expect("style.css");
+    std::fs::write(root.path().join("secret.txt"), SECRET).expect("secret");
+    (root, dist)
+}
+
+/// Unknown paths under `/api` (`/api` and `/api/` themselves are added where used).
+const UNKNOWN_API_PATHS: [&str; 5] = [
+    "/api/nope",
+    "/api/v2/runs",
+    "/api/health/extra",
+    "/api/runs/1/epochs/1/nope",
+    "/api/runs/1/nope?x=1",
+];
+
 #[tokio::test]
 async fn unknown_api_paths_and_traversal_do_not_escape() {
-    let server = TestServer::start(None).await.expect("server starts");
-    let (status, body) = http_get(server.addr, "/../../etc/passwd")
+    let (root, dist) = dist_with_a_secret_beside_it();
+    let server = TestServer::start(Some(dist)).await.expect("server starts");
+
+    // The server really serves this directory: its files, and the SPA fallback for routes the
+    // dashboard owns. Without these the checks below could pass on a server serving nothing.
+    let (status, body) = http_get(server.addr, "/").await.expect("GET /");
+    assert_eq!((status, body.as_str()), (200, TEST_INDEX));
+    let (status, body) = http_get(server.addr, "/app.js").await.expect("GET /app.js");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "console.log('app.js served');")
+    );
+    let (status, body) = http_get(server.addr, "/assets/style.css")
         .await
-        .expect("GET");
-    assert!(!body.contains("root:"), "{status} {body}");
+        .expect("GET css");
+    assert_eq!((status, body.as_str()), (200, "body { color: teal; }"));
+    let (status, body) = http_get(server.addr, "/runs/3?epoch=2")
+        .await
+        .expect("GET route");
+    assert_eq!((status, body.as_str()), (200, TEST_INDEX), "SPA fallback");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("dist/../secret.txt")).expect("the secret"),
+        SECRET,
+        "the secret is one `..` away from the dist"
+    );
+
+    // Every way of spelling "one level up": plain, percent-encoded dots and slashes (either
+    // case), double-encoded, backslashes, from a subdirectory, absolute paths.
+    let secret_abs = root.path().join("secret.txt");
+    let secret_abs = secret_abs.to_str().expect("a UTF-8 temp path");
+    let traversals = [
+        "/../secret.txt".to_owned(),
+        "/../../secret.txt".to_owned(),
+        "/./../secret.txt".to_owned(),
+        "/%2e%2e/secret.txt".to_owned(),
+        "/%2E%2E/secret.txt".to_owned(),
+        "/.%2e/secret.txt".to_owned(),
+        "/..%2fsecret.txt".to_owned(),
+        "/..%2Fsecret.txt".to_owned(),
+        "/%2e%2e%2fsecret.txt".to_owned(),
+        "/%252e%252e/secret.txt".to_owned(),
+        "/%252e%252e%252fsecret.txt".to_owned(),
+        "/..%252fsecret.txt".to_owned(),
+        "/..%5csecret.txt".to_owned(),
+        "/assets/../../secret.txt".to_owned(),
+        "/assets/..%2f..%2fsecret.txt".to_owned(),
+        "/assets/%2e%2e/%2e%2e/secret.txt".to_owned(),
+        "/api/../../secret.txt".to_owned(),
+        "/api/runs/..%2f..%2f..%2fsecret.txt".to_owned(),
+        format!(
+            "/%2f{}",
+            secret_abs.trim_start_matches('/').replace('/', "%2f")
+        ),
+        format!("/{secret_abs}"),
+        "/../../../../../../etc/passwd".to_owned(),
+        "/%2fetc%2fpasswd".to_owned(),
+    ];
+    for path in &traversals {
+        let (status, body) = http_get(server.addr, path).await.expect("GET");
+        assert!(
+            !body.contains(SECRET) && !body.contains("root:x:0:0"),
+            "GET {path} escaped the dist: {status} {body}"
+        );
+        // Today a path that leaves the dist gets the SPA index (ServeDir refuses it and falls
+        // back); a 4xx would do as well. Anything else is a file it should not have found.
+        assert!(
+            (status == 200 && body == TEST_INDEX) || (400..500).contains(&status),
+            "GET {path}: {status} {body}"
+        );
+    }
+
+    // Unknown API paths get a JSON 404, not the dashboard's page.
+    for path in UNKNOWN_API_PATHS.into_iter().chain(["/api", "/api/"]) {
+        assert_json_404(&server, path).await;
+    }
+}
+
+/// `GET path` answers 404 with a JSON body whose `error` says something.
+async fn assert_json_404(server: &TestServer, path: &str) {
+    let (status, body) = http_get(server.addr, path).await.expect("GET");
+    assert_eq!(status, 404, "GET {path}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {path}: a JSON body, not {body:?} ({e})"));
+    assert!(
+        json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "GET {path}: {body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_api_paths_answer_a_json_404_with_or_without_a_dashboard() {
+    let (_root, dist) = dist_with_a_secret_beside_it();
+    let with_dist = TestServer::start(Some(dist)).await.expect("server starts");
+    let without_dist = TestServer::start(None).await.expect("server starts");
+    for server in [&with_dist, &without_dist] {
+        for path in UNKNOWN_API_PATHS.into_iter().chain(["/api", "/api/"]) {
+            assert_json_404(server, path).await;
+        }
+        // The dashboard's own routes still get a page, and known API routes still answer.
+        let (status, body) = http_get(server.addr, "/runs/3").await.expect("GET");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("<title>"), "{body}");
+        let (status, body) = http_get(server.addr, "/api/runs").await.expect("GET");
+        assert_eq!((status, body.as_str()), (200, "[]"));
+    }
 }
 
 fn quick_run(epochs: usize) -> actiscope_train::TrainConfig {

@@ -15,7 +15,7 @@ pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     task: JoinHandle<()>,
-    _store_dir: tempfile::TempDir,
+    store_dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -46,7 +46,7 @@ impl TestServer {
             Self {
                 addr,
                 task,
-                _store_dir: store_dir,
+                store_dir,
             },
             run_id,
         ))
@@ -60,6 +60,12 @@ impl TestServer {
     /// `ws://127.0.0.1:<port>/ws`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// The SQLite file the server stores its runs in. Tests open it beside the server to
+    /// change what is stored behind its back (e.g. to prove an answer came from a cache).
+    pub fn store_path(&self) -> PathBuf {
+        self.store_dir.path().join("runs.db")
     }
 }
 

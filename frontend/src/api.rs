@@ -1,19 +1,93 @@
-//! JSON requests to the server's REST API (the lens endpoints and the run form).
+//! Talking to the server: JSON requests to its REST API (the lens endpoints and the run
+//! form), and the access token every request and the websocket carry.
+//!
+//! The token (from a server started with `--token`) is read once from the page URL at start-up
+//! ([`set_token`]) and kept here; every URL the dashboard asks the server for is built by
+//! [`url`], which appends it. No component handles the token.
+
+use std::cell::OnceCell;
 
 use leptos::prelude::{GetValue, LocalStorage, SetValue, StoredValue, UpdateValue};
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-/// `path` with the access token appended when the server needs one.
-pub fn with_token(path: &str, token: Option<&str>) -> String {
+thread_local! {
+    /// The access token, once set (inner `None`: the server needs none). The dashboard runs on
+    /// the browser's one thread, so this is the one holder.
+    static TOKEN: OnceCell<Option<String>> = const { OnceCell::new() };
+}
+
+/// Remembers the access token for every later request. `from_url` is the page URL's `token`
+/// value as written there (percent-encoded); it is decoded once here. Called once at start-up;
+/// later calls change nothing.
+pub fn set_token(from_url: Option<&str>) {
+    let token = from_url.map(decode_component);
+    TOKEN.with(|holder| {
+        // Already set: the first call wins, so the token cannot change under running requests.
+        let _ = holder.set(token);
+    });
+}
+
+/// `path` (which may already have a query) with the access token appended as a
+/// percent-encoded `token` parameter, when there is one: the one place that attaches it.
+pub fn url(path: &str) -> String {
+    TOKEN.with(|holder| with_token(path, holder.get().and_then(Option::as_deref)))
+}
+
+/// `path` with `token`, percent-encoded, appended as the `token` query parameter.
+fn with_token(path: &str, token: Option<&str>) -> String {
     match token {
         Some(t) => {
             let sep = if path.contains('?') { '&' } else { '?' };
-            format!("{path}{sep}token={t}")
+            format!("{path}{sep}token={}", encode_component(t))
         }
         None => path.to_owned(),
     }
+}
+
+/// Percent-encodes `text` as JavaScript's `encodeURIComponent` does: every UTF-8 byte except
+/// ASCII letters, digits and `-_.!~*'()` becomes `%XX`.
+fn encode_component(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            for nibble in [byte >> 4, byte & 0x0f] {
+                out.push(HEX.get(usize::from(nibble)).map_or('0', |&h| char::from(h)));
+            }
+        }
+    }
+    out
+}
+
+/// Decodes the `%XX` sequences of a URL component (as `decodeURIComponent` does; `+` stays
+/// `+`). Text that does not decode to UTF-8 is kept as it is.
+fn decode_component(text: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let escaped = match (byte, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&high), Some(&low)) => hex(high).zip(hex(low)),
+            _ => None,
+        };
+        match escaped {
+            Some((high, low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 /// Sends `request`; returns the body of a 2xx answer, or the server's `error` message.
@@ -43,22 +117,21 @@ pub async fn fetch_text(request: &web_sys::Request) -> Result<String, String> {
 }
 
 /// `GET path` and parse the JSON answer.
-pub async fn get_json<T: DeserializeOwned>(path: &str, token: Option<&str>) -> Result<T, String> {
-    get_json_with(path, token, None).await
+pub async fn get_json<T: DeserializeOwned>(path: &str) -> Result<T, String> {
+    get_json_with(path, None).await
 }
 
 /// [`get_json`], abortable through `signal`.
 pub async fn get_json_with<T: DeserializeOwned>(
     path: &str,
-    token: Option<&str>,
     signal: Option<&web_sys::AbortSignal>,
 ) -> Result<T, String> {
     let init = web_sys::RequestInit::new();
     if let Some(signal) = signal {
         init.set_signal(Some(signal));
     }
-    let request = web_sys::Request::new_with_str_and_init(&with_token(path, token), &init)
-        .map_err(|e| format!("{e:?}"))?;
+    let request =
+        web_sys::Request::new_with_str_and_init(&url(path), &init).map_err(|e| format!("{e:?}"))?;
     let text = fetch_text(&request).await?;
     serde_json::from_str(&text).map_err(|e| format!("unexpected answer from {path}: {e}"))
 }
@@ -95,7 +168,6 @@ impl LatestOnly {
     pub fn get<T: DeserializeOwned + 'static>(
         &self,
         path: String,
-        token: Option<String>,
         done: impl FnOnce(Result<T, String>) + 'static,
     ) {
         let ticket = self.generation.get_value() + 1;
@@ -113,7 +185,7 @@ impl LatestOnly {
         });
         let generation = self.generation;
         leptos::task::spawn_local(async move {
-            let answer = get_json_with::<T>(&path, token.as_deref(), signal.as_ref()).await;
+            let answer = get_json_with::<T>(&path, signal.as_ref()).await;
             if generation.get_value() == ticket {
                 done(answer);
             }
@@ -124,5 +196,36 @@ impl LatestOnly {
 impl Default for LatestOnly {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_appended_percent_encoded() {
+        assert_eq!(with_token("/api/runs", None), "/api/runs");
+        assert_eq!(with_token("/ws", Some("s3cret")), "/ws?token=s3cret");
+        assert_eq!(
+            with_token("/api/x?from=1&to=2", Some("a b&c=d/é")),
+            "/api/x?from=1&to=2&token=a%20b%26c%3Dd%2F%C3%A9"
+        );
+        assert_eq!(
+            encode_component("AZaz09-_.!~*'()+%"),
+            "AZaz09-_.!~*'()%2B%25"
+        );
+    }
+
+    #[test]
+    fn the_page_token_is_decoded_once_and_set_once() {
+        for text in ["s3cret", "a b&c=d/é+%", "x%2"] {
+            assert_eq!(decode_component(&encode_component(text)), text);
+        }
+        assert_eq!(decode_component("a%2Bb+c%zz%"), "a+b+c%zz%");
+        assert_eq!(decode_component("%FF"), "%FF", "not UTF-8: kept");
+        set_token(Some("a%20b"));
+        set_token(Some("other"));
+        assert_eq!(url("/api/runs"), "/api/runs?token=a%20b");
     }
 }

@@ -233,11 +233,11 @@ pub fn App() -> impl IntoView {
         .and_then(|w| w.location().search().ok())
         .map(|q| UrlState::parse(&q))
         .unwrap_or_default();
+    crate::api::set_token(initial.token.as_deref());
     let dash = Dashboard::new(&initial);
 
     // The websocket: every message goes through `Dashboard::on_message`.
-    let token = initial.token.clone();
-    if let Some(url) = socket_url(token.as_deref()) {
+    if let Some(url) = socket_url() {
         let on_event = move |event: SocketEvent| match event {
             SocketEvent::Open => dash.link.set(LinkState::Connected),
             SocketEvent::Closed => dash.link.set(LinkState::Disconnected),
@@ -263,8 +263,9 @@ pub fn App() -> impl IntoView {
         connect(url, on_event, on_open);
     }
 
-    // Mirror the shareable state in the URL, once the views have been painted.
-    let url_token = token.clone();
+    // Mirror the shareable state in the URL, once the views have been painted. The token is
+    // written back as the page URL had it.
+    let url_token = initial.token.clone();
     let query = Memo::new(move |_| {
         UrlState {
             run: dash.run.get().map(|r| r.run_id),
@@ -409,7 +410,6 @@ pub fn App() -> impl IntoView {
         }
         run_id
     });
-    let flows_token = token.clone();
     let flows_in_flight = crate::api::LatestOnly::new();
     Effect::new(move |_| {
         let (Some(run_id), Some(epoch), Some((from, to))) =
@@ -422,7 +422,7 @@ pub fn App() -> impl IntoView {
         };
         let path = format!("/api/runs/{run_id}/epochs/{epoch}/flows?from={from}&to={to}");
         flow_note.set("computing…".to_owned());
-        flows_in_flight.get::<FlowTable>(path, flows_token.clone(), move |answer| match answer {
+        flows_in_flight.get::<FlowTable>(path, move |answer| match answer {
             Ok(table) => {
                 fetched_flows.set(Some(table.histogram));
                 flow_note.set(format!("{} flows", table.flows.len()));
@@ -477,7 +477,7 @@ pub fn App() -> impl IntoView {
                         }).collect_view()}
                     </select>
                 </label>
-                <NewRun token=token.clone() on_started=on_started />
+                <NewRun on_started=on_started />
                 <button id="play" on:click=move |_| dash.playing.update(|p| *p = !*p)>
                     {move || if dash.playing.get() { "pause" } else { "play" }}
                 </button>
@@ -536,7 +536,6 @@ pub fn App() -> impl IntoView {
                 layers=dash.mapper_layers
                 selection=dash.selection.into()
                 on_select=on_select
-                token=token.clone()
             />
             <FactorPanel
                 run_id=Signal::derive(settled_run)
@@ -544,7 +543,6 @@ pub fn App() -> impl IntoView {
                 latest_epoch=Signal::derive(move || dash.settled.get().map_or(0, |s| s.latest_epoch))
                 has_images=Signal::derive(move || dash.images.with(|i| i.as_ref().is_some_and(|i| i.rows > 0)))
                 on_select=on_select
-                token=token.clone()
             />
             <section class="panel charts">
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"

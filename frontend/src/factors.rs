@@ -106,8 +106,6 @@ pub fn FactorPanel(
     has_images: Signal<bool>,
     /// Called with a label and the top instances of a clicked factor.
     on_select: Callback<(String, Vec<u32>)>,
-    /// Access token.
-    token: Option<String>,
 ) -> impl IntoView {
     let rank = RwSignal::new(10u32);
     let with_inputs = RwSignal::new(true);
@@ -121,7 +119,6 @@ pub fn FactorPanel(
     let curves_state = RwSignal::new(String::new());
     let in_flight = crate::api::LatestOnly::new();
 
-    let nmf_token = token.clone();
     Effect::new(move |_| {
         let (Some(run_id), Some(epoch)) = (run_id.get(), epoch.get()) else {
             return;
@@ -131,9 +128,8 @@ pub fn FactorPanel(
             "/api/runs/{run_id}/epochs/{epoch}/nmf?{}",
             nmf_query(rank.get(), inputs)
         );
-        let token = nmf_token.clone();
         loading.set(true);
-        in_flight.get::<NmfResult>(path, token, move |answer| {
+        in_flight.get::<NmfResult>(path, move |answer| {
             loading.set(false);
             match answer {
                 Ok(r) => {
@@ -148,7 +144,6 @@ pub fn FactorPanel(
     // Spectra of a stored epoch never change: each is kept once fetched, so scrubbing only
     // asks for the newly shown epoch (two changes in quick succession may both ask for it).
     // A newer epoch or run change drops an older one's answer.
-    let spectra_token = token.clone();
     let spectra_cache =
         StoredValue::new_local(std::collections::HashMap::<(i64, u32), Spectra>::new());
     let spectra_generation = StoredValue::new_local(0u64);
@@ -168,7 +163,6 @@ pub fn FactorPanel(
             spectra.set(Vec::new());
         }
         let epochs = compared_epochs(epoch, latest_epoch.get());
-        let token = spectra_token.clone();
         spectra_cache.update_value(|c| c.retain(|&(run, _), _| run == run_id));
         leptos::task::spawn_local(async move {
             let mut all = Vec::new();
@@ -178,7 +172,7 @@ pub fn FactorPanel(
                     Some(s) => Some(s),
                     None => {
                         let path = format!("/api/runs/{run_id}/epochs/{e}/spectra");
-                        let answer = crate::api::get_json::<Spectra>(&path, token.as_deref()).await;
+                        let answer = crate::api::get_json::<Spectra>(&path).await;
                         answer.ok().inspect(|s| {
                             spectra_cache.update_value(|c| {
                                 c.insert((run_id, e), s.clone());
@@ -195,14 +189,12 @@ pub fn FactorPanel(
         });
     });
 
-    let curve_token = token.clone();
     let compute_curves = move |_| {
         let (Some(run_id), Some(epoch)) = (run_id.get_untracked(), epoch.get_untracked()) else {
             return;
         };
         let inputs = with_inputs.get_untracked() && has_images.get_untracked();
         let epochs = compared_epochs(epoch, latest_epoch.get_untracked());
-        let token = curve_token.clone();
         curves_state.set("computing…".to_owned());
         leptos::task::spawn_local(async move {
             let mut all = Vec::new();
@@ -216,7 +208,7 @@ pub fn FactorPanel(
                     "/api/runs/{run_id}/epochs/{e}/nmf/rmse?ranks=10,20,30,40,50&{}",
                     nmf_query(10, inputs)
                 );
-                match crate::api::get_json::<RmseCurve>(&path, token.as_deref()).await {
+                match crate::api::get_json::<RmseCurve>(&path).await {
                     Ok(c) => all.push(c),
                     Err(err) => {
                         curves_state.set(format!("failed: {err}"));

@@ -354,8 +354,6 @@ pub fn MapperPanels(
     selection: Signal<Vec<u32>>,
     /// Called with a label and the members of a clicked node.
     on_select: Callback<(String, Vec<u32>)>,
-    /// Access token.
-    token: Option<String>,
 ) -> impl IntoView {
     let add = move |_| {
         layers.update(|l| {
@@ -371,11 +369,10 @@ pub fn MapperPanels(
                     each={move || { let all: Vec<(usize, u32)> = layers.get().into_iter().enumerate().collect(); all }}
                     key=|(panel_idx, layer)| (*panel_idx, *layer)
                     children=move |(panel_idx, layer)| {
-                        let token = token.clone();
                         view! {
                             <MapperPanel panel_idx=panel_idx initial_layer=layer run_id=run_id epoch=epoch
                                 hidden_layers=hidden_layers layers=layers selection=selection
-                                on_select=on_select token=token />
+                                on_select=on_select />
                         }
                     }
                 />
@@ -396,7 +393,6 @@ fn MapperPanel(
     layers: RwSignal<Vec<u32>>,
     selection: Signal<Vec<u32>>,
     on_select: Callback<(String, Vec<u32>)>,
-    token: Option<String>,
 ) -> impl IntoView {
     let settings = RwSignal::new(PanelSettings::for_layer(initial_layer));
     let colour_by = RwSignal::new(ColourBy::Purity);
@@ -419,9 +415,8 @@ fn MapperPanel(
             return;
         };
         let path = mapper_path(run_id, epoch, &settings.get());
-        let token = token.clone();
         loading.set(true);
-        in_flight.get::<MapperGraph>(path, token, move |answer| {
+        in_flight.get::<MapperGraph>(path, move |answer| {
             loading.set(false);
             match answer {
                 Ok(g) => {

@@ -1,12 +1,28 @@
-//! The "New run" form: dataset, model widths, optimiser, learning rate, batch size, epochs,
-//! probe filter and device, checked here for obvious mistakes and then by the server, whose
-//! message is shown as is.
+//! The "New run" form: a preset, then dataset, model widths, optimiser, learning rate, batch
+//! size, epochs, probe filter and device, checked here for obvious mistakes and then by the
+//! server, whose message is shown as is. Choosing a preset fills the fields with its values
+//! (the server's presets in `actiscope-train`'s `request` module; the body names the preset
+//! too, so any key the form leaves out comes from the same place).
 
 use leptos::prelude::*;
+
+/// The presets the form offers: name, label.
+pub const PRESETS: [(&str, &str); 2] = [
+    (
+        "default",
+        "default: the paper's MLP with Adam (learns in a few epochs)",
+    ),
+    (
+        "apd-paper",
+        "apd-paper: the APD paper's setting, SGD at lr 0.001",
+    ),
+];
 
 /// Form fields, as typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunForm {
+    /// `default` or `apd-paper`.
+    pub preset: String,
     /// Dataset name or directory.
     pub dataset: String,
     /// Hidden widths, e.g. `40,40,40`, or `cnn`.
@@ -27,10 +43,22 @@ pub struct RunForm {
 
 impl Default for RunForm {
     fn default() -> Self {
+        Self::preset("default")
+    }
+}
+
+impl RunForm {
+    /// The form filled with a preset's values (the default preset for an unknown name).
+    pub fn preset(name: &str) -> Self {
+        let (preset, optimizer) = match name {
+            "apd-paper" => ("apd-paper", "sgd"),
+            _ => ("default", "adam"),
+        };
         Self {
+            preset: preset.to_owned(),
             dataset: "digits".to_owned(),
             hidden: "40,40,40".to_owned(),
-            optimizer: "sgd".to_owned(),
+            optimizer: optimizer.to_owned(),
             lr: "0.001".to_owned(),
             batch: "64".to_owned(),
             epochs: "20".to_owned(),
@@ -38,9 +66,7 @@ impl Default for RunForm {
             device: "auto".to_owned(),
         }
     }
-}
 
-impl RunForm {
     /// The JSON body of `POST /api/runs`, or the first obvious mistake.
     pub fn to_request(&self) -> Result<serde_json::Value, String> {
         let lr: f64 = self
@@ -60,6 +86,7 @@ impl RunForm {
         let batch = positive("batch size", &self.batch)?;
         let epochs = positive("epochs", &self.epochs)?;
         let mut body = serde_json::Map::new();
+        body.insert("preset".to_owned(), self.preset.as_str().into());
         body.insert("dataset".to_owned(), self.dataset.trim().into());
         body.insert("optimizer".to_owned(), self.optimizer.as_str().into());
         body.insert("lr".to_owned(), lr.into());
@@ -78,11 +105,11 @@ impl RunForm {
 }
 
 /// Posts the run; returns the new run's id or the server's message.
-async fn post_run(body: String, token: Option<String>) -> Result<i64, String> {
+async fn post_run(body: String) -> Result<i64, String> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&wasm_bindgen::JsValue::from_str(&body));
-    let url = crate::api::with_token("/api/runs", token.as_deref());
+    let url = crate::api::url("/api/runs");
     let request =
         web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| format!("{e:?}"))?;
     request
@@ -99,8 +126,6 @@ async fn post_run(body: String, token: Option<String>) -> Result<i64, String> {
 /// The form. `on_started` receives the id of a run the server accepted.
 #[component]
 pub fn NewRun(
-    /// Access token, when the server needs one.
-    token: Option<String>,
     /// Called with the new run's id.
     on_started: Callback<i64>,
 ) -> impl IntoView {
@@ -127,9 +152,8 @@ pub fn NewRun(
             Err(problem) => set_message.set(Some(problem)),
             Ok(body) => {
                 set_message.set(Some("starting…".to_owned()));
-                let token = token.clone();
                 leptos::task::spawn_local(async move {
-                    match post_run(body.to_string(), token).await {
+                    match post_run(body.to_string()).await {
                         Ok(run_id) => {
                             set_message.set(Some(format!("run {run_id} started")));
                             set_open.set(false);
@@ -145,7 +169,24 @@ pub fn NewRun(
         <div class="new-run">
             <button id="new-run-toggle" on:click=move |_| set_open.update(|o| *o = !*o)>"New run"</button>
             <Show when=move || open.get()>
-                <form id="new-run-form" on:submit=submit.clone()>
+                <form id="new-run-form" on:submit=submit>
+                    <label>
+                        "preset "
+                        <select id="nr-preset" on:change=move |ev| {
+                            form.set(RunForm::preset(&event_target_value(&ev)));
+                        }>
+                            {PRESETS
+                                .into_iter()
+                                .map(|(name, label)| {
+                                    view! {
+                                        <option value=name selected=move || form.with(|f| f.preset == name)>
+                                            {label}
+                                        </option>
+                                    }
+                                })
+                                .collect_view()}
+                        </select>
+                    </label>
                     {field("dataset ", "nr-dataset", |f| f.dataset.clone(), |f, v| f.dataset = v)}
                     {field("hidden widths (or cnn) ", "nr-hidden", |f| f.hidden.clone(), |f, v| f.hidden = v)}
                     {field("optimizer ", "nr-optimizer", |f| f.optimizer.clone(), |f, v| f.optimizer = v)}
@@ -183,5 +224,23 @@ mod tests {
             ..RunForm::default()
         };
         assert_eq!(cnn.to_request().unwrap()["model"], "cnn");
+    }
+
+    #[test]
+    fn presets_fill_the_form_and_name_themselves_in_the_request() {
+        let default = RunForm::default().to_request().unwrap();
+        assert_eq!(default["preset"], "default");
+        assert_eq!(default["optimizer"], "adam");
+        let paper = RunForm::preset("apd-paper").to_request().unwrap();
+        assert_eq!(paper["preset"], "apd-paper");
+        assert_eq!(paper["optimizer"], "sgd");
+        assert_eq!(paper["lr"], 0.001);
+        assert_eq!(paper["hidden"], "40,40,40");
+        assert_eq!(paper["batch"], 64);
+        assert!(
+            PRESETS
+                .iter()
+                .all(|(name, _)| RunForm::preset(name).preset == *name)
+        );
     }
 }

@@ -26,16 +26,19 @@ pub enum SocketEvent {
 const RECONNECT_DELAY_MS: i32 = 1_000;
 
 /// The `ws://` or `wss://` URL of the server's socket, derived from the page's own location
-/// (carrying the page's `token`, if any).
-pub fn socket_url(token: Option<&str>) -> Option<String> {
+/// (carrying the access token through [`crate::api::url`], if there is one).
+pub fn socket_url() -> Option<String> {
     let location = web_sys::window()?.location();
     let protocol = if location.protocol().ok()? == "https:" {
         "wss:"
     } else {
         "ws:"
     };
-    let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
-    Some(format!("{protocol}//{}/ws{query}", location.host().ok()?))
+    Some(format!(
+        "{protocol}//{}{}",
+        location.host().ok()?,
+        crate::api::url("/ws")
+    ))
 }
 
 /// Sends one client message on an open socket.

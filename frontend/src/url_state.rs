@@ -14,7 +14,8 @@ pub struct UrlState {
     pub selection: Vec<u32>,
     /// Layer (0-based) of each mapper panel; absent: one panel on the first layer.
     pub mapper_layers: Option<Vec<u32>>,
-    /// Access token for a server started with `--token`.
+    /// Access token for a server started with `--token`, as the URL writes it (still
+    /// percent-encoded; [`crate::api::set_token`] decodes it).
     pub token: Option<String>,
 }
 

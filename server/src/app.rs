@@ -7,21 +7,16 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use futures_util::StreamExt;
-use tower_http::services::{ServeDir, ServeFile};
 
-use crate::lenses::{self, LensError};
-use crate::queries::{MapperQuery, NmfQuery};
+use crate::answers::AnswerError;
+use crate::lenses;
+use crate::query_params::{MapperQuery, NmfQuery};
 use crate::state::AppState;
+use crate::stored;
 use crate::ws::serve_session;
-
-/// Page served at `/` when no frontend build was given to the server.
-const NO_FRONTEND_PAGE: &str = "<!doctype html><html><head><title>actiscope</title></head><body>\
-<h1>actiscope server</h1><p>The dashboard has not been built. Run <code>cargo xtask run</code> \
-from the repository, or pass <code>--dist DIR</code> with a Trunk build.</p>\
-<p>API: <a href=\"/api/health\">/api/health</a></p></body></html>";
 
 /// Builds the router: the JSON API under `/api`, the websocket at `/ws`, and the frontend.
 pub fn app(state: AppState) -> Router {
@@ -45,17 +40,21 @@ pub fn app(state: AppState) -> Router {
             get(get_probe_csv),
         )
         .route("/api/runs/{run_id}/images", get(get_images))
+        .route("/api", any(unknown_api_path))
+        .route("/api/", any(unknown_api_path))
+        .route("/api/{*rest}", any(unknown_api_path))
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let router = match state.dist_dir() {
-        Some(dist) => {
-            let index = ServeFile::new(dist.join("index.html"));
-            api.fallback_service(ServeDir::new(dist).fallback(index))
-        }
-        None => api.fallback(get(|| async { Html(NO_FRONTEND_PAGE) })),
-    };
-    router.with_state(state)
+    state.frontend().serve(api).with_state(state)
+}
+
+/// Paths under `/api` that name no route: a JSON 404, never the dashboard's page.
+async fn unknown_api_path(uri: axum::http::Uri) -> ApiError {
+    api_error(
+        StatusCode::NOT_FOUND,
+        format!("there is no API route {}", uri.path()),
+    )
 }
 
 async fn health(State(state): State<AppState>) -> Json<ServerInfo> {
@@ -66,9 +65,9 @@ async fn health(State(state): State<AppState>) -> Json<ServerInfo> {
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// With a token configured, every API and websocket request must carry it, as
-/// `Authorization: Bearer <token>` or as `?token=<token>` (browsers cannot set websocket
-/// headers). Static files stay public so the dashboard can load and read its token from the
-/// page URL.
+/// `Authorization: Bearer <token>` or as `?token=<token>` (percent-encoded; browsers cannot
+/// set websocket headers). Static files stay public so the dashboard can load and read its
+/// token from the page URL. The comparison takes the same time wherever the tokens differ.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = state.token() else {
         return next.run(request).await;
@@ -77,16 +76,53 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let from_query = request
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-    if from_header == Some(expected) || from_query == Some(expected) {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.as_bytes().to_vec());
+    let from_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(percent_decode)
+    });
+    let matches = |given: &Option<Vec<u8>>| {
+        given
+            .as_deref()
+            .is_some_and(|given| same_bytes(given, expected.as_bytes()))
+    };
+    if matches(&from_header) || matches(&from_query) {
         next.run(request).await
     } else {
         api_error(StatusCode::UNAUTHORIZED, "a valid token is required").into_response()
     }
+}
+
+/// `text` with every `%XX` escape decoded (a malformed escape is kept as written).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (byte, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `a` equals `b`, looking at every byte whatever the first difference (the length
+/// of the expected token is not a secret).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// A JSON error body with a status code.
@@ -108,9 +144,10 @@ async fn list_runs(State(state): State<AppState>) -> Result<Json<Vec<RunSummary>
 /// (`hidden` as `"40,40"` or `[40, 40]`): starts the run, or queues it when the server is busy.
 async fn start_run(
     State(state): State<AppState>,
-    Json(settings): Json<crate::train_cmd::RunSettings>,
+    Json(request): Json<actiscope_train::RunRequest>,
 ) -> Result<(StatusCode, Json<RunSummary>), ApiError> {
-    let config = crate::train_cmd::config_from(&crate::train_cmd::TrainArgs::default(), &settings)
+    let config = request
+        .to_config()
         .map_err(|e| api_error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let run_id = state.hub().start_run(config).await.map_err(|e| match e {
         crate::hub::HubError::Train(err) => {
@@ -147,7 +184,7 @@ async fn delete_run(
 ) -> Result<StatusCode, ApiError> {
     match state.hub().delete_run(run_id) {
         Ok(true) => {
-            state.lenses().forget_run(run_id);
+            state.answers().forget_run(run_id);
             Ok(StatusCode::NO_CONTENT)
         }
         Ok(false) => Err(api_error(
@@ -192,28 +229,28 @@ async fn get_snapshot(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
 ) -> Result<Response, ApiError> {
-    lens_answer(lenses::snapshot_json(
+    json_answer(stored::snapshot_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
         epoch,
     ))
     .await
 }
 
-fn lens_error(err: LensError) -> ApiError {
+fn answer_error(err: AnswerError) -> ApiError {
     match err {
-        LensError::NotFound(message) => api_error(StatusCode::NOT_FOUND, message),
-        LensError::BadRequest(message) => api_error(StatusCode::BAD_REQUEST, message),
+        AnswerError::NotFound(message) => api_error(StatusCode::NOT_FOUND, message),
+        AnswerError::BadRequest(message) => api_error(StatusCode::BAD_REQUEST, message),
         other => internal(other),
     }
 }
 
-/// A lens's JSON answer as a response, or its error as a 4xx/5xx.
-async fn lens_answer(
-    answer: impl Future<Output = Result<bytes::Bytes, LensError>>,
+/// A JSON answer as a response, or its error as a 4xx/5xx.
+async fn json_answer(
+    answer: impl Future<Output = Result<bytes::Bytes, AnswerError>>,
 ) -> Result<Response, ApiError> {
-    let bytes = answer.await.map_err(lens_error)?;
+    let bytes = answer.await.map_err(answer_error)?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         bytes,
@@ -231,9 +268,9 @@ async fn get_mapper(
     Query(query): Query<MapperQuery>,
 ) -> Result<Response, ApiError> {
     let params = query.params().map_err(bad_query)?;
-    lens_answer(lenses::mapper_json(
+    json_answer(lenses::mapper_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
         epoch,
         params,
@@ -247,9 +284,9 @@ async fn get_nmf(
     Query(query): Query<NmfQuery>,
 ) -> Result<Response, ApiError> {
     let params = query.params().map_err(bad_query)?;
-    lens_answer(lenses::nmf_json(
+    json_answer(lenses::nmf_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
         epoch,
         params,
@@ -264,9 +301,9 @@ async fn get_rmse(
 ) -> Result<Response, ApiError> {
     let params = query.params().map_err(bad_query)?;
     let ranks = query.ranks().map_err(bad_query)?;
-    lens_answer(lenses::rmse_json(
+    json_answer(lenses::rmse_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
         epoch,
         params,
@@ -279,9 +316,9 @@ async fn get_spectra(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
 ) -> Result<Response, ApiError> {
-    lens_answer(lenses::spectra_json(
+    json_answer(lenses::spectra_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
         epoch,
     ))
@@ -292,9 +329,9 @@ async fn get_images(
     State(state): State<AppState>,
     Path(run_id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    lens_answer(lenses::images_json(
+    json_answer(stored::images_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
     ))
     .await
@@ -306,9 +343,9 @@ async fn get_probe_csv(
     State(state): State<AppState>,
     Path((run_id, epoch)): Path<(i64, u32)>,
 ) -> Result<Response, ApiError> {
-    let csv = lenses::probe_csv(state.hub().clone(), state.lenses(), run_id, epoch)
+    let csv = stored::probe_csv(state.hub().clone(), state.answers(), run_id, epoch)
         .await
-        .map_err(lens_error)?;
+        .map_err(answer_error)?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -334,9 +371,9 @@ async fn get_flows(
     Path((run_id, epoch)): Path<(i64, u32)>,
     Query(query): Query<FlowsQuery>,
 ) -> Result<Response, ApiError> {
-    lens_answer(lenses::flows_json(
+    json_answer(lenses::flows_json(
         state.hub().clone(),
-        state.lenses(),
+        state.answers(),
         run_id,
         epoch,
         query.from,
@@ -504,6 +541,16 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let (status, _) = get_path(app(guarded.clone()), "/api/health?token=s3cret").await;
         assert_eq!(status, StatusCode::OK);
+        let (status, _) = get_path(app(guarded.clone()), "/api/health?token=s3cre").await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a prefix is not the token"
+        );
+        let (status, _) = get_path(app(guarded.clone()), "/api/health?token=s3cret%20").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "nor is a longer one");
+        let (status, _) = get_path(app(guarded.clone()), "/api/health?token=s%33cret").await;
+        assert_eq!(status, StatusCode::OK, "the query value is percent-decoded");
         let request = Request::get("/api/runs")
             .header("authorization", "Bearer s3cret")
             .body(Body::empty())
@@ -511,6 +558,37 @@ mod tests {
         assert_eq!(send(app(guarded.clone()), request).await.0, StatusCode::OK);
         let (status, _) = get_path(app(guarded), "/").await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[test]
+    fn percent_escapes_decode_and_malformed_ones_stay() {
+        assert_eq!(percent_decode("abc%2Fdef%3D"), b"abc/def=");
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"abc", b"abcd"));
+    }
+
+    #[tokio::test]
+    async fn unknown_api_paths_are_json_404s_even_with_a_dashboard() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("index.html"), "<p>the app</p>").expect("write");
+        for path in [
+            "/api",
+            "/api/",
+            "/api/nope",
+            "/api/runs/1/nope",
+            "/api/healthz",
+        ] {
+            let (status, body) = get_path(app(state(Some(dir.path().to_path_buf()))), path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+            assert!(body.contains("\"error\""), "{path}: {body}");
+            assert!(!body.contains("the app"), "{path}: {body}");
+        }
+        // The dashboard's own routes still get the app.
+        let (status, body) = get_path(app(state(Some(dir.path().to_path_buf()))), "/runs/3").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "<p>the app</p>"));
     }
 
     #[tokio::test]

@@ -26,9 +26,6 @@ pub enum Command {
     Serve(ServeArgs),
     /// Train a network headless, storing every epoch in a run store.
     Train(crate::train_cmd::TrainArgs),
-    /// Time the NMF updates on a burn device (for `cargo xtask bench-nmf --device`).
-    #[command(hide = true)]
-    BenchNmfDevice(BenchNmfDeviceArgs),
 }
 
 /// Arguments of `actiscope serve`.
@@ -43,11 +40,12 @@ pub struct ServeArgs {
     /// SQLite file holding the runs (created when missing).
     #[arg(long, default_value = "runs.db")]
     pub store: PathBuf,
-    /// Trunk build of the dashboard to serve (the folder holding index.html).
+    /// Trunk build of the dashboard to serve (the folder holding index.html). A release
+    /// binary built after `trunk build --release` carries the dashboard and needs none.
     #[arg(long)]
     pub dist: Option<PathBuf>,
-    /// When the store holds no run, start the default one (the APD paper's MLP on the
-    /// built-in digits) so the dashboard fills in at once.
+    /// When the store holds no run, start the default one (the APD paper's MLP trained with
+    /// Adam on the built-in digits) so the dashboard fills in at once.
     #[arg(long)]
     pub default_run: bool,
     /// Epochs of the default run.
@@ -96,9 +94,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
     println!("actiscope listening on http://{local}/");
     let has_runs = store.run_count().context("counting stored runs")? > 0;
-    let state = AppState::with_options(
+    let frontend = crate::frontend::Frontend::choose(args.dist);
+    if frontend == crate::frontend::Frontend::Missing {
+        tracing::warn!("no dashboard to serve: pass --dist DIR or run `cargo xtask run`");
+    }
+    let device = tokio::task::spawn_blocking(|| {
+        actiscope_train::device::choose(actiscope_train::device::DeviceChoice::Auto)
+    })
+    .await
+    .context("probing for a GPU")?
+    .context("choosing a training device")?;
+    tracing::info!(
+        "runs with --device auto train on {} (a GPU adapter when one exists, else flex)",
+        device.description
+    );
+    let state = AppState::with_frontend(
         store,
-        args.dist,
+        frontend,
         crate::state::ServerOptions {
             concurrent_runs: args.max_runs,
             token: args.token,
@@ -114,7 +126,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .start_run(config)
             .await
             .context("starting the default run")?;
-        println!("started the default run {run_id} (paper MLP on the built-in digits)");
+        println!(
+            "started the default run {run_id} (the APD paper's MLP with Adam on the built-in \
+             digits; `actiscope train --preset apd-paper` trains the paper's exact setting)"
+        );
     }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
@@ -125,68 +140,4 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("serving HTTP")
-}
-
-/// Arguments of the hidden `bench-nmf-device` command.
-#[derive(Debug, clap::Args)]
-pub struct BenchNmfDeviceArgs {
-    /// `rows x cols` little-endian `f32` values, row-major (instances in rows).
-    #[arg(long)]
-    pub matrix: PathBuf,
-    /// Rows (instances).
-    #[arg(long)]
-    pub rows: usize,
-    /// Columns (features).
-    #[arg(long)]
-    pub cols: usize,
-    /// Rank of the factorization.
-    #[arg(long, default_value_t = 20)]
-    pub rank: usize,
-    /// Rounds of updates.
-    #[arg(long, default_value_t = 200)]
-    pub iterations: usize,
-    /// wgpu, vulkan or flex.
-    #[arg(long, default_value = "wgpu")]
-    pub device: String,
-}
-
-/// Runs `bench-nmf-device`: one warm-up fit (it compiles the GPU kernels), then the best of
-/// three timed fits, printed as one JSON line (`secs`, `rmse`, `device`).
-pub fn bench_nmf_device(args: &BenchNmfDeviceArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let bytes = std::fs::read(&args.matrix)
-        .with_context(|| format!("reading {}", args.matrix.display()))?;
-    let values: Vec<f32> = bytes
-        .as_chunks::<4>()
-        .0
-        .iter()
-        .map(|c| f32::from_le_bytes(*c))
-        .collect();
-    let matrix = actiscope_analysis::Matrix::new(args.rows, args.cols, values)
-        .context("the matrix does not have rows x cols values")?;
-    let choice = actiscope_train::device::DeviceChoice::parse(&args.device)?;
-    let chosen = actiscope_train::device::choose(choice)?;
-    let fit = |iterations: usize| {
-        actiscope_train::nmf_device::nmf_on_device(
-            &matrix,
-            args.rank,
-            iterations,
-            0,
-            1e-9,
-            &chosen.device,
-        )
-    };
-    fit(args.iterations.min(5))?;
-    let mut best_secs = f64::INFINITY;
-    let mut rmse = f64::NAN;
-    for _ in 0..3 {
-        let started = std::time::Instant::now();
-        rmse = fit(args.iterations)?.rmse;
-        best_secs = best_secs.min(started.elapsed().as_secs_f64());
-    }
-    println!(
-        "{}",
-        serde_json::json!({"secs": best_secs, "rmse": rmse, "device": chosen.description})
-    );
-    Ok(())
 }

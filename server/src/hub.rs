@@ -174,14 +174,10 @@ impl Hub {
                 run_id,
                 snapshot: Box::new(snapshot),
             };
-            let frame =
-                bytes::Bytes::from(actiscope_protocol::encode_deflated(&message).map_err(|e| {
-                    HubError::Corrupt {
-                        run_id,
-                        epoch,
-                        reason: e.to_string(),
-                    }
-                })?);
+            let frame = bytes::Bytes::from(
+                actiscope_protocol::encode_deflated(&message)
+                    .map_err(|e| corrupt(run_id, epoch, e))?,
+            );
             self.cache_frame(run_id, epoch, frame.clone());
             frames.push((epoch, frame));
         }
@@ -198,14 +194,9 @@ impl Hub {
             return Ok(None);
         };
         let message = actiscope_protocol::ServerMessage::Images { run_id, images };
-        let frame =
-            bytes::Bytes::from(actiscope_protocol::encode_deflated(&message).map_err(|e| {
-                HubError::Corrupt {
-                    run_id,
-                    epoch: 0,
-                    reason: e.to_string(),
-                }
-            })?);
+        let frame = bytes::Bytes::from(
+            actiscope_protocol::encode_deflated(&message).map_err(|e| corrupt(run_id, 0, e))?,
+        );
         self.cache_frame(run_id, 0, frame.clone());
         Ok(Some(frame))
     }
@@ -276,46 +267,32 @@ impl Hub {
         let blobs = self.with_store(|s| s.snapshots_from(run_id, SNAPSHOT_KIND, from_epoch))?;
         blobs
             .into_iter()
-            .map(|(epoch, blob)| {
-                actiscope_protocol::decode::<EpochSnapshot>(&blob).map_err(|e| HubError::Corrupt {
-                    run_id,
-                    epoch,
-                    reason: e.to_string(),
-                })
-            })
+            .map(|(epoch, blob)| decode_stored(&blob, run_id, epoch))
             .collect()
+    }
+
+    /// The stored blob of `kind` for run `run_id`, epoch `epoch` (0 for what a run stores
+    /// once), decoded; `None` when there is none, [`HubError::Corrupt`] naming the run and
+    /// epoch when it cannot be decoded.
+    pub fn stored_blob<T: serde::de::DeserializeOwned>(
+        &self,
+        run_id: i64,
+        epoch: u32,
+        kind: &str,
+    ) -> Result<Option<T>, HubError> {
+        self.with_store(|s| s.snapshot(run_id, epoch, kind))?
+            .map(|blob| decode_stored(&blob, run_id, epoch))
+            .transpose()
     }
 
     /// One stored snapshot, or `None` when the run has no such epoch.
     pub fn stored_epoch(&self, run_id: i64, epoch: u32) -> Result<Option<EpochSnapshot>, HubError> {
-        match self.with_store(|s| s.snapshot(run_id, epoch, SNAPSHOT_KIND))? {
-            Some(blob) => {
-                actiscope_protocol::decode(&blob)
-                    .map(Some)
-                    .map_err(|e| HubError::Corrupt {
-                        run_id,
-                        epoch,
-                        reason: e.to_string(),
-                    })
-            }
-            None => Ok(None),
-        }
+        self.stored_blob(run_id, epoch, SNAPSHOT_KIND)
     }
 
     /// The probe images of a run, when stored.
     pub fn images(&self, run_id: i64) -> Result<Option<ProbeImages>, HubError> {
-        match self.with_store(|s| s.snapshot(run_id, 0, IMAGES_KIND))? {
-            Some(blob) => {
-                actiscope_protocol::decode(&blob)
-                    .map(Some)
-                    .map_err(|e| HubError::Corrupt {
-                        run_id,
-                        epoch: 0,
-                        reason: e.to_string(),
-                    })
-            }
-            None => Ok(None),
-        }
+        self.stored_blob(run_id, 0, IMAGES_KIND)
     }
 
     /// Validates `config`, loads its data, records the run and trains it on a blocking
@@ -429,11 +406,7 @@ impl Hub {
             let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
             record_run(&store, &trainer).map_err(|e| match e {
                 RunError::Store(err) => HubError::Store(err),
-                other => HubError::Corrupt {
-                    run_id: 0,
-                    epoch: 0,
-                    reason: other.to_string(),
-                },
+                other => corrupt(0, 0, other),
             })?
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -458,7 +431,26 @@ impl Hub {
     }
 }
 
-/// The probe set's images (or points), from the trainer's data.
+/// A [`HubError::Corrupt`] for run `run_id`, epoch `epoch`.
+pub fn corrupt(run_id: i64, epoch: u32, reason: impl ToString) -> HubError {
+    HubError::Corrupt {
+        run_id,
+        epoch,
+        reason: reason.to_string(),
+    }
+}
+
+/// Decodes a blob stored for run `run_id`, epoch `epoch`; the one place where an unreadable
+/// blob becomes [`HubError::Corrupt`].
+pub fn decode_stored<T: serde::de::DeserializeOwned>(
+    blob: &[u8],
+    run_id: i64,
+    epoch: u32,
+) -> Result<T, HubError> {
+    actiscope_protocol::decode(blob).map_err(|e| corrupt(run_id, epoch, e))
+}
+
+/// A run's summary for the API, from its stored row.
 fn summary(row: &actiscope_store::RunRow) -> RunSummary {
     let config: Option<TrainConfig> = serde_json::from_str(&row.config_json).ok();
     RunSummary {

@@ -5,12 +5,15 @@
 //! analysis maths (`actiscope-analysis`), training (`actiscope-train`), storage
 //! (`actiscope-store`) or wire formats (`actiscope-protocol`); it glues them together.
 
+pub mod answers;
 pub mod app;
 pub mod cli;
+pub mod frontend;
 pub mod hub;
 pub mod lenses;
-pub mod queries;
+pub mod query_params;
 pub mod runner;
 pub mod state;
+pub mod stored;
 pub mod train_cmd;
 pub mod ws;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use actiscope_server::cli::{Cli, Command, bench_nmf_device, serve};
+use actiscope_server::cli::{Cli, Command, serve};
 use actiscope_server::train_cmd::{BadInput, train};
 
 fn main() -> ExitCode {
@@ -21,7 +21,6 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(serve(args))),
         Command::Train(args) => train(&args),
-        Command::BenchNmfDevice(args) => bench_nmf_device(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

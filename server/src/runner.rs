@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
+use actiscope_analysis::LayerPatterns;
 use actiscope_analysis::apd::{ApdOptions, build_apd};
 use actiscope_analysis::flows::flow_table;
-use actiscope_analysis::{LayerPatterns, PatternMatrix};
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeImages, ProbeInstances, WireMatrix};
 use actiscope_store::{RunStatus, Store};
 use actiscope_train::{EpochReport, PendingEpoch, TrainError, Trainer};
@@ -128,7 +128,7 @@ pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
         .probe
         .pre_activations
         .iter()
-        .map(|m| LayerPatterns::from_patterns(&PatternMatrix::from_preactivations(m)))
+        .map(LayerPatterns::from_preactivations)
         .collect();
     let apd = build_apd(
         &layers,
@@ -180,11 +180,7 @@ fn record_epoch(
         .probe
         .pre_activations
         .iter()
-        .map(|m| WireMatrix {
-            rows: u32::try_from(m.rows()).unwrap_or(u32::MAX),
-            cols: u32::try_from(m.cols()).unwrap_or(u32::MAX),
-            values: m.as_slice().to_vec(),
-        })
+        .map(actiscope_analysis::Matrix::to_wire)
         .collect();
     let snapshot_blob = actiscope_protocol::encode(&snap)?;
     let activations_blob = actiscope_protocol::encode(&activations)?;

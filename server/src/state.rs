@@ -7,8 +7,9 @@ use std::time::Instant;
 use actiscope_protocol::{PROTOCOL_VERSION, ServerInfo};
 use actiscope_store::Store;
 
+use crate::answers::AnswerCache;
+use crate::frontend::Frontend;
 use crate::hub::Hub;
-use crate::lenses::LensCache;
 
 /// State shared by all handlers; cheap to clone.
 #[derive(Clone)]
@@ -19,9 +20,9 @@ pub struct AppState {
 struct Inner {
     started: Instant,
     hub: Hub,
-    dist_dir: Option<PathBuf>,
+    frontend: Frontend,
     token: Option<String>,
-    lenses: Arc<LensCache>,
+    answers: Arc<AnswerCache>,
 }
 
 /// Server settings beyond the store and the frontend.
@@ -50,13 +51,19 @@ impl AppState {
 
     /// As [`new`](Self::new), with explicit [`ServerOptions`].
     pub fn with_options(store: Store, dist_dir: Option<PathBuf>, options: ServerOptions) -> Self {
+        let frontend = dist_dir.map_or(Frontend::Missing, Frontend::Dir);
+        Self::with_frontend(store, frontend, options)
+    }
+
+    /// The state around an open store, serving `frontend`.
+    pub fn with_frontend(store: Store, frontend: Frontend, options: ServerOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 hub: Hub::with_limit(store, options.concurrent_runs),
-                dist_dir,
+                frontend,
                 token: options.token,
-                lenses: Arc::new(LensCache::default()),
+                answers: Arc::new(AnswerCache::default()),
             }),
         }
     }
@@ -66,14 +73,14 @@ impl AppState {
         self.inner.token.as_deref()
     }
 
-    /// The frontend build folder, when one is served.
-    pub fn dist_dir(&self) -> Option<&PathBuf> {
-        self.inner.dist_dir.as_ref()
+    /// The dashboard this server serves.
+    pub fn frontend(&self) -> &Frontend {
+        &self.inner.frontend
     }
 
-    /// Cached mapper, NMF and spectra answers.
-    pub fn lenses(&self) -> Arc<LensCache> {
-        self.inner.lenses.clone()
+    /// Cached answers (lenses and stored data) and the permits that bound their computation.
+    pub fn answers(&self) -> Arc<AnswerCache> {
+        self.inner.answers.clone()
     }
 
     /// The run hub.

@@ -7,14 +7,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actiscope_store::{RunStatus, Store};
-use actiscope_train::config::{ProbeSpec, parse_widths};
-use actiscope_train::data::DatasetSpec;
-use actiscope_train::device::DeviceChoice;
-use actiscope_train::model::{Activation, ModelSpec};
-use actiscope_train::{OptimizerKind, TrainConfig, TrainError, Trainer};
+use actiscope_train::request::{RunRequest, Widths};
+use actiscope_train::{TrainConfig, TrainError, Trainer};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
 
 use crate::runner::{CaptureMode, RunOutcome, record_run, run_to_completion};
 
@@ -29,10 +25,14 @@ pub struct TrainArgs {
     /// SQLite file to store the run in (created when missing).
     #[arg(long, default_value = "runs.db")]
     pub store: PathBuf,
-    /// A TOML file with any of the keys below (dataset, hidden, model, activation, optimizer,
-    /// lr, batch, epochs, seed, probe, device).
+    /// A TOML file with any of the keys below (preset, dataset, hidden, model, activation,
+    /// optimizer, lr, batch, epochs, seed, probe, device).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where the settings left out come from: `default` (the paper's MLP with Adam, which
+    /// learns in a few epochs) or `apd-paper` (the APD paper's exact setting: SGD, lr 0.001).
+    #[arg(long)]
+    pub preset: Option<String>,
     /// digits, fashion-mnist, moons, circles, spirals, xor, blobs, or a directory with the
     /// four IDX files (plain or .gz).
     #[arg(long)]
@@ -76,127 +76,44 @@ pub struct TrainArgs {
     pub capture_inline: bool,
 }
 
-/// Hidden widths as a list (`[40, 40]`) or as text (`"40,40"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Widths {
-    /// `[40, 40, 40]`.
-    List(Vec<i64>),
-    /// `"40,40,40"`.
-    Text(String),
-}
-
-/// The keys of a run's settings, shared by a `--config` TOML file and the body of
-/// `POST /api/runs`; command-line flags override them.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunSettings {
-    dataset: Option<String>,
-    hidden: Option<Widths>,
-    model: Option<String>,
-    activation: Option<String>,
-    optimizer: Option<String>,
-    lr: Option<f64>,
-    batch: Option<i64>,
-    epochs: Option<i64>,
-    seed: Option<u64>,
-    probe: Option<String>,
-    device: Option<String>,
-}
-
 fn bad(message: impl Into<String>) -> anyhow::Error {
     BadInput(message.into()).into()
 }
 
+impl TrainArgs {
+    /// The run settings given as flags (each overrides the same key of `--config`).
+    pub fn request(&self) -> RunRequest {
+        RunRequest {
+            preset: self.preset.clone(),
+            dataset: self.dataset.clone(),
+            hidden: self.hidden.clone().map(Widths::Text),
+            model: self.model.clone(),
+            activation: self.activation.clone(),
+            optimizer: self.optimizer.clone(),
+            lr: self.lr,
+            batch: self.batch,
+            epochs: self.epochs,
+            seed: self.seed,
+            probe: self.probe.clone(),
+            device: self.device.clone(),
+        }
+    }
+}
+
 /// Builds and validates the run's configuration from the `--config` file and the flags.
 pub fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let file: RunSettings = match &args.config {
+    let file: RunRequest = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
             toml::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?
         }
-        None => RunSettings::default(),
+        None => RunRequest::default(),
     };
-    config_from(args, &file)
-}
-
-/// Builds and validates a configuration from `settings`, overridden by the flags in `args`.
-pub fn config_from(args: &TrainArgs, file: &RunSettings) -> anyhow::Result<TrainConfig> {
-    let mut config = TrainConfig::default();
-    if let Some(name) = args.dataset.as_ref().or(file.dataset.as_ref()) {
-        config.dataset = DatasetSpec::parse(name).map_err(|e| bad(e.to_string()))?;
-    }
-    let activation = match args
-        .activation
-        .as_ref()
-        .or(file.activation.as_ref())
-        .map(String::as_str)
-    {
-        None | Some("relu") => Activation::Relu,
-        Some("leaky-relu") => Activation::LeakyRelu {
-            negative_slope: 0.01,
-        },
-        Some(other) => {
-            return Err(bad(format!(
-                "unknown activation `{other}`: use relu or leaky-relu"
-            )));
-        }
-    };
-    let hidden = match (&args.hidden, &file.hidden) {
-        (Some(text), _) => Some(parse_widths(text).map_err(|e| bad(e.to_string()))?),
-        (None, Some(Widths::Text(text))) => {
-            Some(parse_widths(text).map_err(|e| bad(e.to_string()))?)
-        }
-        (None, Some(Widths::List(list))) => {
-            let text: Vec<String> = list.iter().map(i64::to_string).collect();
-            Some(parse_widths(&text.join(",")).map_err(|e| bad(e.to_string()))?)
-        }
-        (None, None) => None,
-    };
-    config.model = match args
-        .model
-        .as_ref()
-        .or(file.model.as_ref())
-        .map(String::as_str)
-    {
-        Some("cnn") => ModelSpec::Cnn { activation },
-        None | Some("mlp") => ModelSpec::Mlp {
-            hidden: hidden.unwrap_or_else(|| vec![40, 40, 40]),
-            activation,
-        },
-        Some(other) => return Err(bad(format!("unknown model `{other}`: use mlp or cnn"))),
-    };
-    if let Some(name) = args.optimizer.as_ref().or(file.optimizer.as_ref()) {
-        config.optimizer = OptimizerKind::parse(name).map_err(|e| bad(e.to_string()))?;
-    }
-    if let Some(lr) = args.lr.or(file.lr) {
-        config.learning_rate = lr;
-    }
-    let positive = |name: &str, value: i64| {
-        usize::try_from(value).map_err(|_| {
-            bad(format!(
-                "invalid configuration: {name} must be positive, got {value}"
-            ))
-        })
-    };
-    if let Some(batch) = args.batch.or(file.batch) {
-        config.batch_size = positive("batch size", batch)?;
-    }
-    if let Some(epochs) = args.epochs.or(file.epochs) {
-        config.epochs = positive("epochs", epochs)?;
-    }
-    if let Some(seed) = args.seed.or(file.seed) {
-        config.seed = seed;
-    }
-    if let Some(probe) = args.probe.as_ref().or(file.probe.as_ref()) {
-        config.probe = ProbeSpec::parse(probe).map_err(|e| bad(e.to_string()))?;
-    }
-    if let Some(device) = args.device.as_ref().or(file.device.as_ref()) {
-        config.device = DeviceChoice::parse(device).map_err(|e| bad(e.to_string()))?;
-    }
-    config.validate().map_err(|e| bad(e.to_string()))?;
-    Ok(config)
+    args.request()
+        .or(file)
+        .to_config()
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// Maps trainer errors caused by the input to [`BadInput`].

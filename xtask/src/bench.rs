@@ -94,16 +94,12 @@ pub fn bench_python(packages: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
 
 /// Runs `actiscope train` on the paper's MLP (`--capture-inline` when `inline`) and returns
 /// its per-epoch JSON.
-fn train_epochs(
-    root: &Path,
-    args: &BenchArgs,
-    inline: bool,
-) -> anyhow::Result<Vec<serde_json::Value>> {
+fn train_epochs(args: &BenchArgs, inline: bool) -> anyhow::Result<Vec<serde_json::Value>> {
     let store = std::env::temp_dir().join(format!(
         "actiscope-bench-{}-{inline}.db",
         std::process::id()
     ));
-    let mut command = Command::new(root.join("target/release/actiscope"));
+    let mut command = Command::new(release_dir().join("actiscope"));
     command
         .args(["train", "--store"])
         .arg(&store)
@@ -144,7 +140,16 @@ fn train_epochs(
         .unwrap_or_default())
 }
 
-/// Builds the release `actiscope` binary (`target/release/actiscope`) that benchmarks run.
+/// Where Cargo puts release builds: `release` under `CARGO_TARGET_DIR` when set (relative to
+/// the repository root, as Cargo reads it there), else under the repository's `target`.
+pub fn release_dir() -> PathBuf {
+    let root = repo_root();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir))
+        .join("release")
+}
+
+/// Builds the release `actiscope` binary (`<target>/release/actiscope`) that benchmarks run.
 pub fn build_release_cli() -> anyhow::Result<()> {
     run(cargo().args([
         "build",
@@ -162,8 +167,8 @@ pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
     build_release_cli()?;
     // Beside (the default): capture overlaps the next epoch's training; inline: training
     // waits for each capture, so its train_secs is training alone.
-    let beside = train_epochs(&root, args, false)?;
-    let inline = train_epochs(&root, args, true)?;
+    let beside = train_epochs(args, false)?;
+    let inline = train_epochs(args, true)?;
     // The first epoch warms up; with capture beside, the last one also waits for its own
     // capture (nothing follows to overlap it), so the steady state is the epochs between.
     let field = |epochs: &[serde_json::Value], key: &str| -> f64 {
@@ -247,7 +252,7 @@ pub struct ServeBenchArgs {
 /// binary, the server a user runs.
 pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
     build_release_cli()?;
-    let server = repo_root().join("target/release/actiscope");
+    let server = release_dir().join("actiscope");
     run(cargo()
         .args([
             "run",

@@ -20,14 +20,14 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ensure_for_run()?;
     build_dashboard()?;
-    // Built exactly as `cargo xtask test` builds it (same packages, same features), so the two
-    // commands share one build of burn instead of compiling it twice.
+    // Only the binary it serves: a newcomer's first `run` compiles no test. The dependencies'
+    // features are the ones the tests build too, so `cargo xtask test` reuses burn's build.
     run_command(cargo().args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "actiscope-frontend",
-        "--no-run",
+        "build",
+        "--package",
+        "actiscope-server",
+        "--bin",
+        "actiscope",
     ]))?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)

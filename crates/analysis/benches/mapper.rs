@@ -9,12 +9,16 @@ use actiscope_analysis::mapper::{MapperInput, mapper};
 use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use actiscope_analysis::rng::relu_blobs;
+use actiscope_analysis::rng::{BENCH_BLOBS, BENCH_SPREAD, relu_blobs};
 
 /// [`relu_blobs`] as a matrix (the same values as `mapper_bench generate` with the same seed).
 fn blobs(rows: usize, cols: usize, seed: u64) -> Matrix {
-    Matrix::new(rows, cols, relu_blobs(rows, cols, seed))
-        .unwrap_or_else(|_| unreachable!("shape is consistent"))
+    Matrix::new(
+        rows,
+        cols,
+        relu_blobs(rows, cols, BENCH_BLOBS, BENCH_SPREAD, seed),
+    )
+    .unwrap_or_else(|_| unreachable!("shape is consistent"))
 }
 
 fn params(clusterer: MapperClusterer) -> MapperParams {

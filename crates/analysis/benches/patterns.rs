@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let layers: Vec<LayerPatterns> = probe
                 .iter()
-                .map(|m| LayerPatterns::from_patterns(&PatternMatrix::from_preactivations(m)))
+                .map(LayerPatterns::from_preactivations)
                 .collect();
             let apd = build_apd(&layers, &predictions, &labels, ApdOptions::default());
             let flows = flow_table(&layers, 1, 2, &predictions, &labels);

@@ -20,7 +20,7 @@ use actiscope_analysis::Matrix;
 use actiscope_analysis::mapper::{MapperInput, lens_values, mapper};
 use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
 
-use actiscope_analysis::rng::relu_blobs;
+use actiscope_analysis::rng::{BENCH_BLOBS, BENCH_SPREAD, relu_blobs};
 
 /// Value of `--name` in `args`, parsed, or `default`.
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
@@ -38,7 +38,7 @@ fn generate(path: &str, args: &[String]) -> Result<(), String> {
     let rows = flag(args, "--rows", 10_000usize)?;
     let cols = flag(args, "--cols", 40usize)?;
     let seed = flag(args, "--seed", 42u64)?;
-    let bytes: Vec<u8> = relu_blobs(rows, cols, seed)
+    let bytes: Vec<u8> = relu_blobs(rows, cols, BENCH_BLOBS, BENCH_SPREAD, seed)
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();

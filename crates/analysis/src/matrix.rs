@@ -1,4 +1,8 @@
-//! A dense row-major `f32` matrix: instances in rows, features (neurons, pixels) in columns.
+//! A dense row-major `f32` matrix: instances in rows, features (neurons, pixels) in columns;
+//! its element-wise ReLU and Frobenius norm, and its conversion from and to the wire
+//! ([`WireMatrix`]).
+
+use actiscope_protocol::WireMatrix;
 
 /// Errors building a matrix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +75,35 @@ impl Matrix {
         // `max(1)` keeps `chunks_exact` valid for a matrix with no columns (it yields nothing).
         self.data.chunks_exact(self.cols.max(1))
     }
+
+    /// The element-wise ReLU, `max(v, 0)`: stored pre-activations become a layer's outputs.
+    /// NaN becomes 0 (as with [`f32::max`]).
+    pub fn relu(&self) -> Matrix {
+        Self {
+            rows: self.rows,
+            cols: self.cols,
+            data: self.data.iter().map(|v| v.max(0.0)).collect(),
+        }
+    }
+
+    /// The Frobenius norm, the square root of the sum of squares (summed in `f32`).
+    pub fn frobenius_norm(&self) -> f32 {
+        self.data.iter().map(|v| v * v).sum::<f32>().sqrt()
+    }
+
+    /// The matrix a [`WireMatrix`] carries; fails when its values do not fill `rows x cols`.
+    pub fn from_wire(wire: &WireMatrix) -> Result<Matrix, MatrixError> {
+        Self::new(wire.rows as usize, wire.cols as usize, wire.values.clone())
+    }
+
+    /// The matrix for the wire; a dimension past `u32::MAX` is sent as `u32::MAX`.
+    pub fn to_wire(&self) -> WireMatrix {
+        WireMatrix {
+            rows: u32::try_from(self.rows).unwrap_or(u32::MAX),
+            cols: u32::try_from(self.cols).unwrap_or(u32::MAX),
+            values: self.data.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +126,61 @@ mod tests {
         assert_eq!(m.row(1), Some([3.0, 4.0].as_slice()));
         assert_eq!(m.row(2), None);
         assert_eq!(m.iter_rows().count(), 2);
+    }
+
+    #[test]
+    fn relu_clamps_negatives_and_keeps_the_shape() {
+        let m = Matrix::new(2, 3, vec![-1.0, 0.5, 0.0, -0.0, f32::NAN, 7.0]).unwrap();
+        let r = m.relu();
+        assert_eq!((r.rows(), r.cols()), (2, 3));
+        assert_eq!(r.as_slice(), &[0.0, 0.5, 0.0, 0.0, 0.0, 7.0]);
+        assert!(r.as_slice().iter().all(|v| *v >= 0.0));
+        let empty = Matrix::new(0, 3, vec![]).unwrap().relu();
+        assert_eq!((empty.rows(), empty.cols()), (0, 3));
+    }
+
+    #[test]
+    fn frobenius_norm_of_known_matrices() {
+        assert_eq!(
+            Matrix::new(1, 2, vec![3.0, -4.0]).unwrap().frobenius_norm(),
+            5.0
+        );
+        assert_eq!(Matrix::new(0, 0, vec![]).unwrap().frobenius_norm(), 0.0);
+        let m = Matrix::new(2, 2, vec![1.0, 2.0, 2.0, 4.0]).unwrap();
+        assert_eq!(m.frobenius_norm(), 5.0);
+    }
+
+    #[test]
+    fn wire_round_trip_and_bad_wire() {
+        let m = Matrix::new(2, 3, vec![1.0, -2.0, 3.0, 4.0, 5.5, 0.0]).unwrap();
+        let wire = m.to_wire();
+        assert_eq!(
+            wire,
+            WireMatrix {
+                rows: 2,
+                cols: 3,
+                values: vec![1.0, -2.0, 3.0, 4.0, 5.5, 0.0],
+            }
+        );
+        assert_eq!(Matrix::from_wire(&wire), Ok(m));
+        let bad = WireMatrix {
+            rows: 2,
+            cols: 2,
+            values: vec![1.0; 3],
+        };
+        assert_eq!(
+            Matrix::from_wire(&bad),
+            Err(MatrixError::Shape {
+                rows: 2,
+                cols: 2,
+                len: 3
+            })
+        );
+        let huge = WireMatrix {
+            rows: u32::MAX,
+            cols: u32::MAX,
+            values: vec![],
+        };
+        assert!(Matrix::from_wire(&huge).is_err());
     }
 }

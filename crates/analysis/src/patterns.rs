@@ -132,6 +132,12 @@ pub struct LayerPatterns {
 }
 
 impl LayerPatterns {
+    /// The unique patterns of `pre_activations` (instances x neurons): the bits of
+    /// [`PatternMatrix::from_preactivations`], grouped by [`from_patterns`](Self::from_patterns).
+    pub fn from_preactivations(pre_activations: &Matrix) -> Self {
+        Self::from_patterns(&PatternMatrix::from_preactivations(pre_activations))
+    }
+
     /// Groups the instances of `matrix` by pattern.
     pub fn from_patterns(matrix: &PatternMatrix) -> Self {
         let mut first_ids: FxHashMap<&[u64], u32> = FxHashMap::default();
@@ -231,6 +237,21 @@ mod tests {
         let layer = LayerPatterns::from_patterns(&p);
         assert_eq!(layer.bit_string(layer.ids[0]).as_deref(), Some("1001"));
         assert_eq!(layer.bit_string(layer.ids[1]).as_deref(), Some("0100"));
+    }
+
+    #[test]
+    fn layer_patterns_straight_from_preactivations() {
+        let m =
+            Matrix::from_rows(&[[0.5, -1.0, 0.0], [-0.1, 0.2, 3.0], [2.0, -0.5, -0.0]]).unwrap();
+        let layer = LayerPatterns::from_preactivations(&m);
+        assert_eq!(
+            layer,
+            LayerPatterns::from_patterns(&PatternMatrix::from_preactivations(&m))
+        );
+        assert_eq!(layer.counts, [2, 1]);
+        assert_eq!(layer.ids, [0, 1, 0]);
+        assert_eq!(layer.bit_string(0).as_deref(), Some("100"));
+        assert_eq!(layer.bit_string(1).as_deref(), Some("011"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl Evaluation {
 pub struct ReadbackError(pub String);
 
 /// Reads a tensor of any rank back to the host as `f32` values (row-major).
-pub(crate) fn to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ReadbackError> {
+pub fn to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ReadbackError> {
     tensor
         .try_into_data()
         .map_err(|e| ReadbackError(format!("{e:?}")))?

@@ -119,19 +119,10 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The APD paper's setting on the built-in digits: 784-40-40-40-10, SGD, lr 0.001.
+    /// What a run gets when nothing is asked for: [`Preset::Default`](crate::request::Preset),
+    /// the APD paper's 784-40-40-40-10 MLP on the built-in digits, trained with Adam.
     fn default() -> Self {
-        Self {
-            dataset: DatasetSpec::Digits,
-            model: ModelSpec::paper_mlp(),
-            optimizer: OptimizerKind::Sgd,
-            learning_rate: 0.001,
-            batch_size: 64,
-            epochs: 20,
-            seed: 0,
-            probe: ProbeSpec::default(),
-            device: DeviceChoice::Auto,
-        }
+        crate::request::Preset::Default.config()
     }
 }
 
@@ -211,10 +202,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_the_papers_and_valid() {
+    fn defaults_are_the_papers_network_with_adam_and_valid() {
         let c = TrainConfig::default();
         assert!(c.validate().is_ok());
         assert_eq!(c.learning_rate, 0.001);
+        assert_eq!(c.optimizer, OptimizerKind::Adam);
         assert_eq!(c.model, ModelSpec::paper_mlp());
     }
 

@@ -61,10 +61,12 @@ pub struct Adapter {
     pub is_vulkan: bool,
 }
 
-/// The adapters wgpu can see on this machine.
+/// The adapters wgpu can see on this machine through the APIs burn trains on (Vulkan, Metal,
+/// DX12; not OpenGL, whose EGL probing only prints errors on a headless machine).
 pub fn adapters() -> Vec<Adapter> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let found = futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let found =
+        futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     found
         .iter()
         .map(|adapter| {
@@ -105,6 +107,11 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
     match choice {
         DeviceChoice::Flex => Ok(flex("")),
         DeviceChoice::Auto => {
+            // Without a GPU device node there is no GPU to find, and loading the Vulkan
+            // drivers only to learn that prints window-system errors: answer quietly.
+            if !gpu_device_nodes_present() {
+                return Ok(flex("; no GPU device in /dev/dri or /dev/nvidia*"));
+            }
             let all = adapters();
             match all.iter().find(|a| a.is_gpu) {
                 Some(gpu) => wgpu_device(gpu, false),
@@ -125,6 +132,23 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
                 .ok_or(DeviceError::NoAdapter("Vulkan"))?
         }
     }
+}
+
+/// Whether this machine has a device node a GPU driver would use: on Linux a render node
+/// (`/dev/dri/renderD*`), an NVIDIA device (`/dev/nvidia0`) or AMD's compute node
+/// (`/dev/kfd`). Elsewhere nothing is known without asking the drivers, so `true`.
+pub fn gpu_device_nodes_present() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let render_node = std::fs::read_dir("/dev/dri").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|entry| entry.file_name().to_string_lossy().starts_with("renderD"))
+    });
+    render_node
+        || std::path::Path::new("/dev/nvidia0").exists()
+        || std::path::Path::new("/dev/kfd").exists()
 }
 
 /// Vulkan-pinned devices initialised so far: a runtime can be initialised only once per

@@ -2,17 +2,18 @@
 //!
 //! Owns: datasets (the built-in digits, IDX files, synthetic 2-D sets), burn models, the
 //! training loop, devices, and the capture of per-layer activations after each epoch, handed
-//! to `actiscope-analysis` as plain matrices; and the NMF updates on a burn device, to measure
-//! them on a GPU. Does not own: the analyses themselves, storage, networking or anything the
-//! browser shows.
+//! to `actiscope-analysis` as plain matrices; run requests and their presets (`request`).
+//! Does not own: the analyses themselves, storage, networking or anything the browser shows.
+//! (The NMF updates on a burn device are a benchmark: `examples/nmf_device.rs`.)
 
 pub mod capture;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod model;
-pub mod nmf_device;
+pub mod request;
 pub mod training;
 
 pub use config::{OptimizerKind, ProbeSource, ProbeSpec, TrainConfig};
+pub use request::{Preset, RunRequest};
 pub use training::{EpochMetrics, EpochReport, PendingEpoch, TrainError, Trainer};

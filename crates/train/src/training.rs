@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use actiscope_analysis::patterns::count_unique;
+use actiscope_analysis::rng::SplitMix64;
 use actiscope_analysis::{Matrix, PatternMatrix};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -16,7 +17,6 @@ use burn::tensor::{Int, TensorData};
 
 use crate::capture::{Evaluation, Keep, ReadbackError, evaluate};
 use crate::config::{ConfigError, OptimizerKind, ProbeSource, TrainConfig};
-use crate::data::rng::SplitMix64;
 use crate::data::{DataError, Dataset, Splits, load_splits};
 use crate::device::{ChosenDevice, DeviceError, choose};
 use crate::model::{ModelSpec, Network};

@@ -82,6 +82,7 @@ fn same_seed_same_run_and_it_learns() {
     let a = run(5);
     let b = run(5);
     let c = run(6);
+    assert_eq!((a.len(), b.len(), c.len()), (3, 3, 3), "three epochs each");
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.metrics.train_loss, y.metrics.train_loss);
         assert_eq!(x.metrics.unique_patterns, y.metrics.unique_patterns);
@@ -91,8 +92,28 @@ fn same_seed_same_run_and_it_learns() {
     assert_ne!(a[2].metrics.train_loss, c[2].metrics.train_loss);
     let last = &a[2].metrics;
     assert_eq!(last.epoch, 3);
-    assert!(last.val_accuracy > 0.8, "moons should be learnt: {last:?}");
-    assert!(last.train_loss < a[0].metrics.train_loss || a[0].metrics.train_loss < 0.3);
+    // It learns, every epoch. Seed 5 measured: training loss 0.127, 0.030, 0.014 (a network
+    // that guesses scores ln 2 = 0.693), validation loss 0.149, 0.044, 0.025, validation
+    // accuracy 0.94, 0.985, 0.995; the loss checks below hold with 1.8x to 3.3x to spare.
+    let train_losses: Vec<f64> = a.iter().map(|r| r.metrics.train_loss).collect();
+    let val_losses: Vec<f64> = a.iter().map(|r| r.metrics.val_loss).collect();
+    assert!(
+        a[0].metrics.train_loss < 0.5 * std::f64::consts::LN_2,
+        "the first epoch already beats guessing by half: {train_losses:?}"
+    );
+    assert!(
+        train_losses.windows(2).all(|w| w[1] < 0.8 * w[0]),
+        "the training loss falls by a fifth or more every epoch: {train_losses:?}"
+    );
+    assert!(
+        last.train_loss < 0.25 * a[0].metrics.train_loss,
+        "the training loss falls to under a quarter of the first epoch's: {train_losses:?}"
+    );
+    assert!(
+        last.val_loss < 0.5 * a[0].metrics.val_loss,
+        "the validation loss halves: {val_losses:?}"
+    );
+    assert!(last.val_accuracy > 0.95, "moons should be learnt: {last:?}");
     assert!(!last.diverged);
     // Capture contents: probe of 50 instances of label 1 with 2 layers of 16 raw activations.
     let probe = &a[2].probe;
@@ -133,6 +154,11 @@ fn a_capture_beside_the_next_epoch_sees_the_weights_of_its_own_epoch() {
     }
     got.push(pending.unwrap().wait().unwrap());
     assert_eq!(got.len(), 3);
+    assert_eq!(
+        expected.len(),
+        got.len(),
+        "as many sequential epochs as pipelined"
+    );
     for (x, y) in expected.iter().zip(&got) {
         assert_eq!(x.metrics.epoch, y.metrics.epoch);
         assert_eq!(x.metrics.train_loss, y.metrics.train_loss);

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use actiscope_analysis::rng::SplitMix64;
+
 use super::idx::{FASHION_MNIST_DIR, load_idx_dir};
-use super::rng::SplitMix64;
 use super::synthetic::{Planar, generate};
 use super::{DataError, ImageSet, builtin_digits};
 
@@ -183,7 +184,15 @@ pub fn load_splits(spec: &DatasetSpec, seed: u64) -> Result<Splits, DataError> {
             (all.subset(&rest_idx), all.subset(&test_idx))
         }
         DatasetSpec::FashionMnist => {
-            let set = load_idx_dir(std::path::Path::new(FASHION_MNIST_DIR))?;
+            let dir = std::path::Path::new(FASHION_MNIST_DIR);
+            if !dir.is_dir() {
+                return Err(DataError::NotInstalled {
+                    dataset: "Fashion-MNIST",
+                    package: "dataset-fashion-mnist",
+                    dir: FASHION_MNIST_DIR,
+                });
+            }
+            let set = load_idx_dir(dir)?;
             (
                 Dataset::from_images(&set.train),
                 Dataset::from_images(&set.test),
@@ -250,6 +259,22 @@ fn split_indices(n: usize, share: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_fashion_mnist_says_which_package_to_install() {
+        match load_splits(&DatasetSpec::FashionMnist, 0) {
+            Ok(_) => assert!(std::path::Path::new(FASHION_MNIST_DIR).is_dir()),
+            Err(err) => {
+                let message = err.to_string();
+                if !std::path::Path::new(FASHION_MNIST_DIR).is_dir() {
+                    assert!(
+                        message.contains("apt-get install dataset-fashion-mnist"),
+                        "{message}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_data_hash_names_exactly_the_data() {

@@ -3,7 +3,6 @@
 mod builtin;
 pub mod dataset;
 pub mod idx;
-pub mod rng;
 pub mod synthetic;
 
 pub use builtin::{BUILTIN_DIGITS_GZ, builtin_digits, decode_digits};
@@ -77,5 +76,15 @@ pub enum DataError {
         source_name: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A dataset that comes from a Debian package which is not installed.
+    #[error("{dataset} is not installed: `sudo apt-get install {package}` puts its files in {dir}")]
+    NotInstalled {
+        /// The dataset's name.
+        dataset: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+        /// Where the package installs it.
+        dir: &'static str,
     },
 }

@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::rng::SplitMix64;
+use actiscope_analysis::rng::SplitMix64;
 
 /// Which planar set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -32,6 +32,7 @@ pub(crate) fn check_tiny_capture(device: &Device) {
     let eval = evaluate(&network, &tiny_data(), device, keep).expect("evaluation");
     let expected_pre = [1.0, 1.5, -1.0, 1.5, 2.0, -4.5];
     let got = eval.pre_activations[0].as_slice();
+    assert_eq!(got.len(), expected_pre.len(), "pre-activations {got:?}");
     for (g, e) in got.iter().zip(expected_pre) {
         assert!((g - e).abs() < 1e-5, "pre-activations {got:?}");
     }
@@ -39,6 +40,12 @@ pub(crate) fn check_tiny_capture(device: &Device) {
     let ce =
         |logits: [f32; 2], target: usize| (logits[0].exp() + logits[1].exp()).ln() - logits[target];
     let expected_losses = [ce([1.0, 1.5], 1), ce([0.0, 1.5], 0), ce([2.0, 0.0], 0)];
+    assert_eq!(
+        eval.losses.len(),
+        expected_losses.len(),
+        "{:?}",
+        eval.losses
+    );
     for (g, e) in eval.losses.iter().zip(expected_losses) {
         assert!((g - e).abs() < 1e-5, "losses {:?}", eval.losses);
     }

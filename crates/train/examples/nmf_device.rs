@@ -1,14 +1,24 @@
-//! Non-negative matrix factorization on a burn device (a GPU through wgpu, or flex): the same
-//! multiplicative updates as `actiscope_analysis::nmf`, written as dense tensor products so a
-//! GPU can run them. The dashboard's lens uses the CPU version (sparse-aware, coupled blocks);
-//! this one exists to measure what a GPU gives (`cargo xtask bench-nmf --device wgpu`).
+//! A benchmark, not part of the product: non-negative matrix factorization on a burn device
+//! (a GPU through wgpu, or flex), the same multiplicative updates as `actiscope_analysis::nmf`
+//! written as dense tensor products so a GPU can run them. The dashboard's lens uses the CPU
+//! version (sparse-aware, coupled blocks); this measures what a GPU would give, run by
+//! `cargo xtask bench-nmf --device wgpu`:
+//!
+//! `nmf_device MATRIX ROWS COLS RANK ROUNDS DEVICE` reads `ROWS x COLS` little-endian `f32`
+//! values (row-major, instances in rows), fits once to warm up (compiling GPU kernels), then
+//! prints the best of three timed fits as one JSON line (`secs`, `rmse`, `device`).
+//! Its tests (`test = true` in Cargo.toml) run with the crate's: on flex, and on wgpu.
+
+// An example's main reports errors to a person.
+#![allow(clippy::print_stderr)]
 
 use actiscope_analysis::Matrix;
 use actiscope_analysis::rng::SplitMix64;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::capture::{ReadbackError, to_vec};
+use actiscope_train::capture::{ReadbackError, to_vec};
+use actiscope_train::device::{DeviceChoice, choose};
 
 /// The result of [`nmf_on_device`].
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +82,7 @@ pub fn nmf_on_device(
     {
         return Err(DeviceNmfError::BadValue { index, value });
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut uniform =
         |count: usize| -> Vec<f32> { (0..count).map(|_| rng.next_unit_f32()).collect() };
     let w0 = uniform(features * rank);
@@ -110,10 +120,63 @@ pub fn nmf_on_device(
     })
 }
 
+/// `MATRIX ROWS COLS RANK ROUNDS DEVICE`, see the module doc.
+fn bench(args: &[String]) -> Result<String, String> {
+    let [path, rows, cols, rank, rounds, device] = args else {
+        return Err("usage: nmf_device MATRIX ROWS COLS RANK ROUNDS DEVICE".to_owned());
+    };
+    let number = |name: &str, text: &str| {
+        text.parse::<usize>()
+            .map_err(|_| format!("{name} must be a whole number, got `{text}`"))
+    };
+    let (rows, cols) = (number("ROWS", rows)?, number("COLS", cols)?);
+    let (rank, rounds) = (number("RANK", rank)?, number("ROUNDS", rounds)?);
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let values: Vec<f32> = bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|c| f32::from_le_bytes(*c))
+        .collect();
+    let matrix = Matrix::new(rows, cols, values).map_err(|e| e.to_string())?;
+    let choice = DeviceChoice::parse(device).map_err(|e| e.to_string())?;
+    let chosen = choose(choice).map_err(|e| e.to_string())?;
+    let fit = |rounds: usize| {
+        nmf_on_device(&matrix, rank, rounds, 0, 1e-9, &chosen.device).map_err(|e| e.to_string())
+    };
+    fit(rounds.min(5))?;
+    let mut best_secs = f64::INFINITY;
+    let mut rmse = f64::NAN;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        rmse = fit(rounds)?.rmse;
+        best_secs = best_secs.min(started.elapsed().as_secs_f64());
+    }
+    Ok(
+        serde_json::json!({"secs": best_secs, "rmse": rmse, "device": chosen.description})
+            .to_string(),
+    )
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match bench(&args) {
+        Ok(line) => {
+            println!("{line}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
     use super::*;
-    use crate::device::{DeviceChoice, choose};
     use actiscope_analysis::nmf::{NmfBlockInput, NmfOptions, coupled_nmf};
 
     fn flex() -> Device {
@@ -124,7 +187,7 @@ mod tests {
 
     /// `instances x features` = A B with A, B uniform non-negative, rank `rank`.
     fn planted(instances: usize, features: usize, rank: usize, seed: u64) -> Matrix {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let a: Vec<f32> = (0..instances * rank).map(|_| rng.next_unit_f32()).collect();
         let b: Vec<f32> = (0..rank * features).map(|_| rng.next_unit_f32()).collect();
         let mut values = vec![0.0f32; instances * features];
@@ -201,5 +264,27 @@ mod tests {
             nmf_on_device(&data, 3, 1, 0, 1e-9, &device),
             Err(DeviceNmfError::BadRank { rank: 3, max: 2 })
         ));
+    }
+
+    #[test]
+    fn updates_on_wgpu_match_flex() {
+        let wgpu = choose(DeviceChoice::Wgpu).expect("a wgpu device");
+        let mut rng = SplitMix64::new(3);
+        let values: Vec<f32> = (0..40 * 25)
+            .map(|_| {
+                let u = rng.next_unit_f32();
+                if u < 0.5 { 0.0 } else { u }
+            })
+            .collect();
+        let data = Matrix::new(40, 25, values).unwrap();
+        let on_gpu = nmf_on_device(&data, 4, 60, 9, 1e-9, &wgpu.device).unwrap();
+        let on_cpu = nmf_on_device(&data, 4, 60, 9, 1e-9, &flex()).unwrap();
+        assert!(
+            (on_gpu.rmse - on_cpu.rmse).abs() < 1e-3 * on_cpu.rmse,
+            "wgpu {} vs flex {}",
+            on_gpu.rmse,
+            on_cpu.rmse
+        );
+        assert!(on_gpu.loadings.iter().all(|v| *v >= 0.0));
     }
 }

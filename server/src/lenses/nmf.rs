@@ -1,0 +1,205 @@
+//! The coupled NMF of one epoch's probe inputs and hidden layers, and RMSE against rank: which
+//! blocks take part, their weights, and the limits on what a request may ask for.
+
+use std::sync::Arc;
+
+use actiscope_analysis::Matrix;
+use actiscope_analysis::nmf::{
+    NmfBlockInput, NmfFit, NmfOptions, block_weights, coupled_nmf, image_block, rmse_by_rank,
+    root_mean_square,
+};
+use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve};
+use bytes::Bytes;
+
+use super::probe::load_probe;
+use crate::answers::{AnswerCache, AnswerError, cached, json};
+use crate::hub::Hub;
+
+/// Most factors an NMF request may ask for.
+pub const MAX_RANK: u32 = 200;
+/// Most update rounds an NMF request may ask for.
+pub const MAX_ITERS: u32 = 5000;
+/// Most ranks one RMSE curve may ask for.
+pub const MAX_CURVE_RANKS: usize = 12;
+
+/// The blocks of an NMF request: inputs first when asked for, then the chosen layers.
+struct NmfData {
+    names: Vec<String>,
+    layer_ids: Vec<Option<u32>>,
+    matrices: Vec<Matrix>,
+    weights: Vec<f32>,
+    image_shape: Option<(u32, u32)>,
+}
+
+impl NmfData {
+    fn blocks(&self) -> Vec<NmfBlockInput<'_>> {
+        self.names
+            .iter()
+            .zip(&self.matrices)
+            .zip(&self.weights)
+            .map(|((name, data), &weight)| NmfBlockInput { name, data, weight })
+            .collect()
+    }
+}
+
+fn bad_request(err: impl ToString) -> AnswerError {
+    AnswerError::BadRequest(err.to_string())
+}
+
+fn nmf_data(
+    hub: &Hub,
+    run_id: i64,
+    epoch: u32,
+    params: &NmfParams,
+) -> Result<NmfData, AnswerError> {
+    let probe = load_probe(hub, run_id, epoch)?;
+    let layers: Vec<u32> = if params.layers.is_empty() {
+        (0..u32::try_from(probe.layers.len()).unwrap_or(0)).collect()
+    } else {
+        params.layers.clone()
+    };
+    let mut data = NmfData {
+        names: Vec::new(),
+        layer_ids: Vec::new(),
+        matrices: Vec::new(),
+        weights: Vec::new(),
+        image_shape: None,
+    };
+    if params.include_inputs {
+        let images = hub
+            .images(run_id)?
+            .ok_or_else(|| AnswerError::NotFound(format!("run {run_id} stored no probe images")))?;
+        let block = image_block(&images).map_err(bad_request)?;
+        data.names.push("inputs".to_owned());
+        data.layer_ids.push(None);
+        data.matrices.push(block.matrix);
+        data.image_shape = Some(block.shape);
+    }
+    for layer_idx in layers {
+        let matrix = probe.layer(layer_idx)?.clone();
+        data.names.push(format!("layer {}", layer_idx + 1));
+        data.layer_ids.push(Some(layer_idx));
+        data.matrices.push(matrix);
+    }
+    if data.matrices.is_empty() {
+        return Err(AnswerError::BadRequest(
+            "nothing to factorize: choose the inputs or at least one layer".to_owned(),
+        ));
+    }
+    data.weights = block_weights(&data.matrices, params.balance_blocks);
+    Ok(data)
+}
+
+fn check_nmf_params(params: &NmfParams) -> Result<(), AnswerError> {
+    if params.rank == 0 || params.rank > MAX_RANK {
+        return Err(AnswerError::BadRequest(format!(
+            "rank {} is outside 1..={MAX_RANK}",
+            params.rank
+        )));
+    }
+    if params.max_iters == 0 || params.max_iters > MAX_ITERS {
+        return Err(AnswerError::BadRequest(format!(
+            "iters {} is outside 1..={MAX_ITERS}",
+            params.max_iters
+        )));
+    }
+    if !(params.tolerance.is_finite() && params.tolerance >= 0.0) {
+        return Err(AnswerError::BadRequest(format!(
+            "tol {} must be a finite number >= 0",
+            params.tolerance
+        )));
+    }
+    Ok(())
+}
+
+fn options(params: &NmfParams) -> NmfOptions {
+    NmfOptions {
+        rank: params.rank as usize,
+        max_iters: params.max_iters as usize,
+        tolerance: params.tolerance,
+        seed: params.seed,
+        ..NmfOptions::default()
+    }
+}
+
+fn nmf_result(epoch: u32, params: NmfParams, data: &NmfData, fit: NmfFit) -> NmfResult {
+    let blocks = data
+        .names
+        .iter()
+        .zip(&data.layer_ids)
+        .zip(fit.loadings.iter().zip(&fit.block_rmse))
+        .map(|((name, layer_idx), (loadings, rmse))| NmfBlock {
+            name: name.clone(),
+            layer_idx: *layer_idx,
+            loadings: loadings.to_wire(),
+            rmse: *rmse,
+        })
+        .collect();
+    NmfResult {
+        params,
+        epoch,
+        blocks,
+        top_instances: fit.top_instances(16),
+        instance_weights: fit.instance_weights.to_wire(),
+        objective: fit.objective,
+        rmse: fit.rmse,
+        image_shape: data.image_shape,
+    }
+}
+
+/// The coupled NMF of one epoch, as JSON ([`NmfResult`]).
+pub async fn nmf_json(
+    hub: Hub,
+    cache: Arc<AnswerCache>,
+    run_id: i64,
+    epoch: u32,
+    params: NmfParams,
+) -> Result<Bytes, AnswerError> {
+    check_nmf_params(&params)?;
+    let key = format!("{run_id}/{epoch}/nmf/{params:?}");
+    cached(&cache, key, move || {
+        let data = nmf_data(&hub, run_id, epoch, &params)?;
+        let fit = coupled_nmf(&data.blocks(), &options(&params)).map_err(bad_request)?;
+        json(&nmf_result(epoch, params, &data, fit))
+    })
+    .await
+}
+
+/// RMSE against rank for one epoch, as JSON ([`RmseCurve`]).
+pub async fn rmse_json(
+    hub: Hub,
+    cache: Arc<AnswerCache>,
+    run_id: i64,
+    epoch: u32,
+    params: NmfParams,
+    ranks: Vec<u32>,
+) -> Result<Bytes, AnswerError> {
+    if ranks.is_empty() || ranks.len() > MAX_CURVE_RANKS {
+        return Err(AnswerError::BadRequest(format!(
+            "ask for 1 to {MAX_CURVE_RANKS} ranks, not {}",
+            ranks.len()
+        )));
+    }
+    for &rank in &ranks {
+        check_nmf_params(&NmfParams {
+            rank,
+            ..params.clone()
+        })?;
+    }
+    let key = format!("{run_id}/{epoch}/rmse/{ranks:?}/{params:?}");
+    cached(&cache, key, move || {
+        let data = nmf_data(&hub, run_id, epoch, &params)?;
+        let ranks_usize: Vec<usize> = ranks.iter().map(|&r| r as usize).collect();
+        let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params))
+            .map_err(bad_request)?
+            .into_iter()
+            .map(|(rank, rmse)| (u32::try_from(rank).unwrap_or(u32::MAX), rmse))
+            .collect();
+        json(&RmseCurve {
+            epoch,
+            points,
+            data_rms: root_mean_square(&data.matrices),
+        })
+    })
+    .await
+}

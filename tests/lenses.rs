@@ -311,6 +311,11 @@ async fn lenses_on_a_digits_run() {
             400,
             "layer 5",
         ),
+        (
+            format!("{base}/1/nmf?inputs=false&layers=1,0,1"),
+            400,
+            "layer 1 twice",
+        ),
         (format!("{base}/1/nmf/rmse?ranks=x"), 400, "ranks"),
         (format!("{base}/1/flows?from=1&to=0"), 400, "from"),
         (format!("{base}/1/flows?from=0&to=5"), 400, "to < 2"),
@@ -350,4 +355,162 @@ async fn planar_inputs_cannot_join_the_factorization() {
     let (graph, _): (MapperGraph, _) =
         get_ok(&server, &format!("{base}/mapper?lens=score&intervals=4")).await;
     assert!(!graph.nodes.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similarity_across_epochs_layers_and_runs() {
+    use actiscope_protocol::similarity::SimilarityGrid;
+    let (server, run_id) = TestServer::start_with_run(
+        None,
+        Some(run_config(actiscope_train::data::DatasetSpec::Digits, 3)),
+    )
+    .await
+    .unwrap();
+    let run_id = run_id.unwrap();
+    wait_for_epochs(&server, run_id, 3).await;
+
+    let mut finals = Vec::new();
+    for method in ["cka", "cka-debiased", "svcca", "pwcca"] {
+        // Layers x epochs against the final epoch: one row per hidden layer, one column per
+        // epoch, and the final epoch against itself is 1.
+        let (grid, _): (SimilarityGrid, _) = get_ok(
+            &server,
+            &format!("/api/runs/{run_id}/similarity?method={method}"),
+        )
+        .await;
+        assert_eq!(grid.method, method);
+        assert_eq!(grid.row_labels, ["layer 1", "layer 2"], "{method}");
+        assert_eq!(grid.epochs, [1, 2, 3], "{method}");
+        assert_eq!(grid.values.len(), 2 * 3, "{method}");
+        assert_eq!(grid.reference_epoch, Some(3));
+        assert!(grid.problems.is_empty(), "{method}: {:?}", grid.problems);
+        for layer in 0..2 {
+            let itself = grid.get(layer, 2).unwrap();
+            assert!(
+                (itself - 1.0).abs() < 1e-6,
+                "{method} layer {layer}: {itself}"
+            );
+            let first = grid.get(layer, 0).unwrap();
+            assert!(
+                first < itself - 1e-6,
+                "{method}: epoch 1 is not epoch 3 ({first})"
+            );
+        }
+        finals.push(grid.values.clone());
+        // Against epoch 1 instead: the first column becomes the diagonal.
+        let (grid, _): (SimilarityGrid, _) = get_ok(
+            &server,
+            &format!("/api/runs/{run_id}/similarity?method={method}&reference=1"),
+        )
+        .await;
+        assert_eq!(grid.reference_epoch, Some(1));
+        assert!((grid.get(0, 0).unwrap() - 1.0).abs() < 1e-6);
+
+        // Layers x layers at one epoch, inputs first: symmetric for CKA, 1 on the diagonal.
+        let (grid, _): (SimilarityGrid, _) = get_ok(
+            &server,
+            &format!("/api/runs/{run_id}/epochs/2/similarity?method={method}"),
+        )
+        .await;
+        assert_eq!(grid.row_labels, ["input", "layer 1", "layer 2"]);
+        assert_eq!(grid.col_labels, grid.row_labels);
+        for i in 0..3 {
+            if let Some(diagonal) = grid.get(i, i) {
+                assert!(
+                    (diagonal - 1.0).abs() < 1e-6,
+                    "{method} [{i}][{i}] = {diagonal}"
+                );
+            } else {
+                assert!(!grid.problems.is_empty(), "an empty cell says why");
+            }
+        }
+        if method.starts_with("cka") {
+            for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+                let (a, b) = (grid.get(i, j).unwrap(), grid.get(j, i).unwrap());
+                assert!((a - b).abs() < 1e-9, "{method}: CKA is symmetric");
+            }
+        }
+    }
+    assert_ne!(
+        finals[0], finals[2],
+        "switching the method changes the values"
+    );
+
+    // A second run on the same probe (another seed, so other splits of the training data)
+    // compares; one with another probe is a 409 that says why.
+    let body = serde_json::json!({
+        "dataset": "digits", "hidden": [12, 10], "optimizer": "adam", "lr": 0.01,
+        "batch": 256, "epochs": 2, "seed": 4, "probe": "n=150", "device": "flex"
+    });
+    let (status, created) =
+        actiscope_e2e::http_post_json(server.addr, "/api/runs", &body.to_string())
+            .await
+            .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let twin: actiscope_protocol::RunSummary = serde_json::from_str(&created).unwrap();
+    let other_probe = serde_json::json!({
+        "dataset": "digits", "hidden": [12, 10], "optimizer": "adam", "lr": 0.01,
+        "batch": 256, "epochs": 2, "seed": 4, "probe": "n=140", "device": "flex"
+    });
+    let (status, created) =
+        actiscope_e2e::http_post_json(server.addr, "/api/runs", &other_probe.to_string())
+            .await
+            .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let stranger: actiscope_protocol::RunSummary = serde_json::from_str(&created).unwrap();
+    wait_for_epochs(&server, twin.run_id, 2).await;
+    wait_for_epochs(&server, stranger.run_id, 2).await;
+    let (grid, _): (SimilarityGrid, _) = get_ok(
+        &server,
+        &format!(
+            "/api/runs/{run_id}/compare/{}?method=cka&epoch_a=3&epoch_b=2",
+            twin.run_id
+        ),
+    )
+    .await;
+    assert_eq!(grid.values.len(), 2 * 2);
+    assert!(
+        grid.values
+            .iter()
+            .all(|v| v.is_some_and(|v| (0.0..=1.0 + 1e-9).contains(&v)))
+    );
+    let (status, message) = get_error(
+        &server,
+        &format!("/api/runs/{run_id}/compare/{}?method=cka", stranger.run_id),
+    )
+    .await;
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("probe different instances"), "{message}");
+
+    // Clear errors.
+    for (path, status, needle) in [
+        (
+            format!("/api/runs/{run_id}/similarity?method=cca"),
+            400,
+            "svcca",
+        ),
+        (
+            format!("/api/runs/{run_id}/similarity?reference=x"),
+            400,
+            "reference",
+        ),
+        (
+            format!("/api/runs/{run_id}/similarity?reference=9"),
+            404,
+            "epoch 9",
+        ),
+        ("/api/runs/999/similarity".to_owned(), 404, "999"),
+        (
+            format!("/api/runs/{run_id}/epochs/9/similarity"),
+            404,
+            "epoch 9",
+        ),
+    ] {
+        let (got, message) = get_error(&server, &path).await;
+        assert_eq!(got, status, "{path}: {message}");
+        assert!(
+            message.contains(needle),
+            "{path}: {message:?} lacks {needle:?}"
+        );
+    }
 }

@@ -114,8 +114,84 @@ async fn hello_ping_pong_and_garbage_over_a_real_socket() {
 }
 
 #[tokio::test]
+async fn sockets_beyond_the_limit_are_closed_with_a_reason() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = actiscope_store::Store::open(&store_dir.path().join("runs.db")).unwrap();
+    let state = actiscope_server::state::AppState::with_options(
+        store,
+        None,
+        actiscope_server::state::ServerOptions {
+            max_sockets: 1,
+            ..Default::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, actiscope_server::app::app(state)).await;
+    });
+    let url = format!("ws://{addr}/ws");
+    let (mut first, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connects");
+    assert!(matches!(
+        next_message(&mut first).await,
+        ServerMessage::Hello(_)
+    ));
+    let (mut second, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("upgrades");
+    let end = tokio::time::timeout(Duration::from_secs(10), second.next())
+        .await
+        .expect("the server answers within 10 s");
+    match end {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1013);
+            assert!(frame.reason.contains("--max-sockets"), "{}", frame.reason);
+        }
+        other => panic!("expected a close frame with a reason, got {other:?}"),
+    }
+    // Once the first one closes, a new one is served.
+    first.close(None).await.expect("close");
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (mut third, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connects");
+        match tokio::time::timeout(Duration::from_secs(10), third.next()).await {
+            Ok(Some(Ok(Message::Binary(_)))) => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "the freed slot was never reused: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+}
+
+#[tokio::test]
 async fn oversized_frames_close_that_socket_only() {
     let server = TestServer::start(None).await.expect("server starts");
+    // A frame just over what a client ever needs (4 KiB) closes the socket.
+    let (mut chatty, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    let _hello = next_message(&mut chatty).await;
+    let _runs = next_message(&mut chatty).await;
+    let _ = chatty
+        .send(Message::Binary(
+            vec![0u8; actiscope_server::app::MAX_CLIENT_FRAME_BYTES + 1].into(),
+        ))
+        .await;
+    let end = tokio::time::timeout(Duration::from_secs(10), chatty.next())
+        .await
+        .expect("the server reacts within 10 s");
+    assert!(
+        !matches!(end, Some(Ok(Message::Binary(_)))),
+        "a frame over the client limit must not be answered: {end:?}"
+    );
     let (mut greedy, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("connects");
@@ -377,7 +453,7 @@ async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() 
         None,
         actiscope_server::state::ServerOptions {
             concurrent_runs: 1,
-            token: None,
+            ..Default::default()
         },
     );
     let hub = state.hub().clone();

@@ -264,8 +264,8 @@ pub fn App() -> impl IntoView {
     }
 
     // Mirror the shareable state in the URL, once the views have been painted. The token is
-    // written back as the page URL had it.
-    let url_token = initial.token.clone();
+    // not written back: the server set a cookie when the page loaded with it, and the API
+    // module keeps it for this page's requests, so a URL that gets shared carries no secret.
     let query = Memo::new(move |_| {
         UrlState {
             run: dash.run.get().map(|r| r.run_id),
@@ -273,7 +273,7 @@ pub fn App() -> impl IntoView {
             max_nodes: Some(dash.max_nodes.get()).filter(|&n| n != DEFAULT_MAX_NODES),
             selection: dash.selection.get(),
             mapper_layers: Some(dash.mapper_layers.get()).filter(|l| l != &[0]),
-            token: url_token.clone(),
+            token: None,
         }
         .to_query()
     });

@@ -26,6 +26,9 @@ pub enum AnswerError {
     /// The parameters do not fit the data.
     #[error("{0}")]
     BadRequest(String),
+    /// The request contradicts what is stored (e.g. comparing runs with different probes).
+    #[error("{0}")]
+    Conflict(String),
     /// Reading the store failed, or a stored blob is corrupt.
     #[error(transparent)]
     Hub(#[from] HubError),

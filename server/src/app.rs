@@ -1,19 +1,20 @@
 //! The HTTP surface: [`app`] builds the whole router so tests can call it without a socket.
 
-use actiscope_protocol::{EpochMetrics, MAX_FRAME_BYTES, RunSummary, ServerInfo};
+use actiscope_protocol::{EpochMetrics, RunSummary, ServerInfo};
 use axum::Json;
 use axum::Router;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use futures_util::StreamExt;
 
 use crate::answers::AnswerError;
+use crate::guard::guard;
 use crate::lenses;
-use crate::query_params::{MapperQuery, NmfQuery};
+use crate::query_params::{MapperQuery, NmfQuery, SimilarityQuery};
 use crate::state::AppState;
 use crate::stored;
 use crate::ws::serve_session;
@@ -40,13 +41,22 @@ pub fn app(state: AppState) -> Router {
             get(get_probe_csv),
         )
         .route("/api/runs/{run_id}/images", get(get_images))
+        .route("/api/runs/{run_id}/similarity", get(get_similarity_epochs))
+        .route(
+            "/api/runs/{run_id}/epochs/{epoch}/similarity",
+            get(get_similarity_layers),
+        )
+        .route("/api/runs/{run_a}/compare/{run_b}", get(get_compare))
         .route("/api", any(unknown_api_path))
         .route("/api/", any(unknown_api_path))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/ws", get(websocket))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    state.frontend().serve(api).with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    state
+        .frontend()
+        .serve(api)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
 }
 
 /// Paths under `/api` that name no route: a JSON 404, never the dashboard's page.
@@ -63,67 +73,6 @@ async fn health(State(state): State<AppState>) -> Json<ServerInfo> {
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// With a token configured, every API and websocket request must carry it, as
-/// `Authorization: Bearer <token>` or as `?token=<token>` (percent-encoded; browsers cannot
-/// set websocket headers). Static files stay public so the dashboard can load and read its
-/// token from the page URL. The comparison takes the same time wherever the tokens differ.
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.token() else {
-        return next.run(request).await;
-    };
-    let from_header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| v.as_bytes().to_vec());
-    let from_query = request.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(percent_decode)
-    });
-    let matches = |given: &Option<Vec<u8>>| {
-        given
-            .as_deref()
-            .is_some_and(|given| same_bytes(given, expected.as_bytes()))
-    };
-    if matches(&from_header) || matches(&from_query) {
-        next.run(request).await
-    } else {
-        api_error(StatusCode::UNAUTHORIZED, "a valid token is required").into_response()
-    }
-}
-
-/// `text` with every `%XX` escape decoded (a malformed escape is kept as written).
-fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (byte, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// Whether `a` equals `b`, looking at every byte whatever the first difference (the length
-/// of the expected token is not a secret).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
 
 /// A JSON error body with a status code.
 type ApiError = (StatusCode, Json<serde_json::Value>);
@@ -242,6 +191,7 @@ fn answer_error(err: AnswerError) -> ApiError {
     match err {
         AnswerError::NotFound(message) => api_error(StatusCode::NOT_FOUND, message),
         AnswerError::BadRequest(message) => api_error(StatusCode::BAD_REQUEST, message),
+        AnswerError::Conflict(message) => api_error(StatusCode::CONFLICT, message),
         other => internal(other),
     }
 }
@@ -382,11 +332,88 @@ async fn get_flows(
     .await
 }
 
+async fn get_similarity_epochs(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+    Query(query): Query<SimilarityQuery>,
+) -> Result<Response, ApiError> {
+    let method = query.method().map_err(bad_query)?;
+    let reference = query.reference().map_err(bad_query)?;
+    json_answer(lenses::similarity::epochs_json(
+        state.hub().clone(),
+        state.answers(),
+        run_id,
+        method,
+        reference,
+    ))
+    .await
+}
+
+async fn get_similarity_layers(
+    State(state): State<AppState>,
+    Path((run_id, epoch)): Path<(i64, u32)>,
+    Query(query): Query<SimilarityQuery>,
+) -> Result<Response, ApiError> {
+    let method = query.method().map_err(bad_query)?;
+    json_answer(lenses::similarity::layers_json(
+        state.hub().clone(),
+        state.answers(),
+        run_id,
+        epoch,
+        method,
+    ))
+    .await
+}
+
+async fn get_compare(
+    State(state): State<AppState>,
+    Path((run_a, run_b)): Path<(i64, i64)>,
+    Query(query): Query<SimilarityQuery>,
+) -> Result<Response, ApiError> {
+    let method = query.method().map_err(bad_query)?;
+    let epoch = |given: Option<u32>, run_id: i64| match given {
+        Some(epoch) => Ok(epoch),
+        None => lenses::similarity::latest_epoch(state.hub(), run_id).map_err(answer_error),
+    };
+    let a = (run_a, epoch(query.epoch_a, run_a)?);
+    let b = (run_b, epoch(query.epoch_b, run_b)?);
+    json_answer(lenses::similarity::compare_json(
+        state.hub().clone(),
+        state.answers(),
+        a,
+        b,
+        method,
+    ))
+    .await
+}
+
+/// Largest frame a client may send: its messages (`Subscribe`, `Ping`) take a few bytes.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 4 * 1024;
+
 async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let upgrade = upgrade
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES);
+    let Some(permit) = state.socket_permit() else {
+        let limit = state.max_sockets();
+        return upgrade
+            .on_upgrade(move |mut socket: WebSocket| async move {
+                let close = CloseFrame {
+                    // 1013: try again later.
+                    code: 1013,
+                    reason: format!(
+                        "the server has {limit} websockets open, its limit (--max-sockets); \
+                         try again later"
+                    )
+                    .into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+            })
+            .into_response();
+    };
     upgrade
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket: WebSocket| async move {
+            let _permit = permit;
             let (sink, stream) = socket.split();
             let hub = state.hub().clone();
             let end = serve_session(sink, stream, hub, || state.info()).await;
@@ -560,14 +587,109 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
     }
 
-    #[test]
-    fn percent_escapes_decode_and_malformed_ones_stay() {
-        assert_eq!(percent_decode("abc%2Fdef%3D"), b"abc/def=");
-        assert_eq!(percent_decode("100%"), b"100%");
-        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
-        assert!(same_bytes(b"abc", b"abc"));
-        assert!(!same_bytes(b"abc", b"abd"));
-        assert!(!same_bytes(b"abc", b"abcd"));
+    fn guarded_state() -> AppState {
+        AppState::with_options(
+            actiscope_store::Store::open_in_memory().expect("store"),
+            None,
+            crate::state::ServerOptions {
+                token: Some("s3 cret/=".to_owned()),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_page_load_with_the_token_sets_a_cookie_that_then_opens_the_api() {
+        let state = guarded_state();
+        let response = app(state.clone())
+            .oneshot(
+                Request::get("/?token=s3%20cret%2F%3D")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookie = response
+            .headers()
+            .get(axum::http::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .expect("a cookie")
+            .to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let pair = cookie.split(';').next().expect("name=value").to_owned();
+        let with_cookie = Request::get("/api/runs")
+            .header("cookie", format!("theme=dark; {pair}"))
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            send(app(state.clone()), with_cookie).await.0,
+            StatusCode::OK
+        );
+        let wrong_cookie = Request::get("/api/runs")
+            .header("cookie", "actiscope_token=s3")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            send(app(state.clone()), wrong_cookie).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        // A wrong token in the page URL sets nothing.
+        let response = app(state)
+            .oneshot(
+                Request::get("/?token=nope")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert!(
+            response
+                .headers()
+                .get(axum::http::header::SET_COOKIE)
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn foreign_hosts_and_origins_are_refused_everywhere() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("index.html"), "<p>the app</p>").expect("write");
+        let with_dist = || app(state(Some(dir.path().to_path_buf())));
+        let request = |path: &str, host: &str, origin: Option<&str>| {
+            let mut builder = Request::get(path).header("host", host);
+            if let Some(origin) = origin {
+                builder = builder.header("origin", origin);
+            }
+            builder.body(Body::empty()).expect("request")
+        };
+        for path in ["/", "/api/runs", "/api/health", "/ws"] {
+            // DNS rebinding: a foreign name that resolves to 127.0.0.1.
+            let (status, body) = send(with_dist(), request(path, "evil.example:8080", None)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+            // A foreign page calling the loopback server.
+            let (status, body) = send(
+                with_dist(),
+                request(path, "127.0.0.1:8080", Some("http://evil.example")),
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+            let (status, _) =
+                send(with_dist(), request(path, "127.0.0.1:8080", Some("null"))).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: a null origin");
+        }
+        // The dashboard's own page, from its own origin, passes.
+        for (path, expected) in [("/", StatusCode::OK), ("/api/runs", StatusCode::OK)] {
+            let (status, body) = send(
+                with_dist(),
+                request(path, "localhost:8080", Some("http://localhost:8080")),
+            )
+            .await;
+            assert_eq!(status, expected, "{path}: {body}");
+        }
     }
 
     #[tokio::test]

@@ -54,10 +54,39 @@ pub struct ServeArgs {
     /// Runs that train at the same time; more are queued.
     #[arg(long, default_value_t = crate::hub::DEFAULT_CONCURRENT_RUNS)]
     pub max_runs: usize,
-    /// Token every API and websocket request must carry (`Authorization: Bearer` or
-    /// `?token=`). Required when binding anything but a loopback address.
+    /// Token every API and websocket request must carry (`Authorization: Bearer`, the cookie
+    /// a page load with `?token=` sets, or `?token=`). Required when binding anything but a
+    /// loopback address. Prefer `--token-file` or `ACTISCOPE_TOKEN`: `ps` shows flags.
     #[arg(long)]
     pub token: Option<String>,
+    /// A file whose first line is the token.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Websockets open at once; more are closed at once with a reason.
+    #[arg(long, default_value_t = crate::state::DEFAULT_MAX_SOCKETS)]
+    pub max_sockets: usize,
+    /// A host name (or address) the server may be reached by besides loopback names and the
+    /// bound address; repeat for several. Requests naming any other host are refused (403).
+    #[arg(long)]
+    pub allow_host: Vec<String>,
+}
+
+/// The token from `--token`, `--token-file` or `ACTISCOPE_TOKEN`, in that order; empty means none.
+fn resolve_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => std::env::var("ACTISCOPE_TOKEN").ok(),
+    };
+    Ok(token.filter(|t| !t.is_empty()))
 }
 
 /// Runs `actiscope serve` until Ctrl-C.
@@ -81,9 +110,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             dist.display()
         );
     }
-    if !args.host.is_loopback() && args.token.as_deref().is_none_or(str::is_empty) {
+    let token = resolve_token(&args)?;
+    if !args.host.is_loopback() && token.is_none() {
         anyhow::bail!(
-            "binding {} exposes the server beyond this machine: pass --token <secret> too",
+            "binding {} exposes the server beyond this machine: give a token too \
+             (ACTISCOPE_TOKEN, --token-file or --token)",
             args.host
         );
     }
@@ -92,7 +123,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    println!("actiscope listening on http://{local}/");
+    match &token {
+        Some(token) => println!(
+            "actiscope listening on http://{local}/?token={}",
+            crate::guard::percent_encode(token)
+        ),
+        None => println!("actiscope listening on http://{local}/"),
+    }
     let has_runs = store.run_count().context("counting stored runs")? > 0;
     let frontend = crate::frontend::Frontend::choose(args.dist);
     if frontend == crate::frontend::Frontend::Missing {
@@ -104,16 +141,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("probing for a GPU")?
     .context("choosing a training device")?;
-    tracing::info!(
-        "runs with --device auto train on {} (a GPU adapter when one exists, else flex)",
-        device.description
-    );
+    tracing::info!("--device auto trains on {}", device.description);
     let state = AppState::with_frontend(
         store,
         frontend,
         crate::state::ServerOptions {
             concurrent_runs: args.max_runs,
-            token: args.token,
+            token,
+            host_policy: crate::guard::HostPolicy::for_bind(args.host, args.allow_host),
+            max_sockets: args.max_sockets,
         },
     );
     if args.default_run && !has_runs {

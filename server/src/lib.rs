@@ -9,6 +9,7 @@ pub mod answers;
 pub mod app;
 pub mod cli;
 pub mod frontend;
+pub mod guard;
 pub mod hub;
 pub mod lenses;
 pub mod query_params;

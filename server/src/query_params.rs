@@ -242,3 +242,30 @@ mod tests {
         assert!(nmf.params().unwrap_err().contains("layers"));
     }
 }
+
+/// Query of the similarity routes: `method` (`cka`, `cka-debiased`, `svcca`, `pwcca`; default
+/// `svcca`), `reference` (`final` or an epoch; layers x epochs only) and `epoch_a`, `epoch_b`
+/// (comparisons of two runs; default each run's latest).
+#[derive(Debug, Default, Deserialize)]
+pub struct SimilarityQuery {
+    /// The measure.
+    pub method: Option<String>,
+    /// The epoch every column is compared with.
+    pub reference: Option<String>,
+    /// Epoch of the first run.
+    pub epoch_a: Option<u32>,
+    /// Epoch of the second run.
+    pub epoch_b: Option<u32>,
+}
+
+impl SimilarityQuery {
+    /// The measure asked for.
+    pub fn method(&self) -> Result<actiscope_analysis::similarity::Method, String> {
+        crate::lenses::similarity::parse_method(self.method.as_deref().unwrap_or("svcca"))
+    }
+
+    /// The reference epoch asked for.
+    pub fn reference(&self) -> Result<crate::lenses::similarity::Reference, String> {
+        crate::lenses::similarity::Reference::parse(self.reference.as_deref().unwrap_or("final"))
+    }
+}

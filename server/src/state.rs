@@ -9,6 +9,7 @@ use actiscope_store::Store;
 
 use crate::answers::AnswerCache;
 use crate::frontend::Frontend;
+use crate::guard::HostPolicy;
 use crate::hub::Hub;
 
 /// State shared by all handlers; cheap to clone.
@@ -22,6 +23,9 @@ struct Inner {
     hub: Hub,
     frontend: Frontend,
     token: Option<String>,
+    host_policy: HostPolicy,
+    sockets: Arc<tokio::sync::Semaphore>,
+    max_sockets: usize,
     answers: Arc<AnswerCache>,
 }
 
@@ -32,13 +36,22 @@ pub struct ServerOptions {
     pub concurrent_runs: usize,
     /// When set, API and websocket requests must carry this token.
     pub token: Option<String>,
+    /// Which `Host` and `Origin` names requests may carry.
+    pub host_policy: HostPolicy,
+    /// Websockets open at once; more are closed at once with a reason.
+    pub max_sockets: usize,
 }
+
+/// Websockets open at once by default.
+pub const DEFAULT_MAX_SOCKETS: usize = 256;
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             concurrent_runs: crate::hub::DEFAULT_CONCURRENT_RUNS,
             token: None,
+            host_policy: HostPolicy::loopback(),
+            max_sockets: DEFAULT_MAX_SOCKETS,
         }
     }
 }
@@ -63,6 +76,9 @@ impl AppState {
                 hub: Hub::with_limit(store, options.concurrent_runs),
                 frontend,
                 token: options.token,
+                host_policy: options.host_policy,
+                sockets: Arc::new(tokio::sync::Semaphore::new(options.max_sockets)),
+                max_sockets: options.max_sockets,
                 answers: Arc::new(AnswerCache::default()),
             }),
         }
@@ -71,6 +87,22 @@ impl AppState {
     /// The token API requests must carry, if one is configured.
     pub fn token(&self) -> Option<&str> {
         self.inner.token.as_deref()
+    }
+
+    /// Which `Host` and `Origin` names requests may carry.
+    pub fn host_policy(&self) -> &HostPolicy {
+        &self.inner.host_policy
+    }
+
+    /// A permit for one more websocket, or `None` when [`max_sockets`](Self::max_sockets) are
+    /// open; the socket holds it until it closes.
+    pub fn socket_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.inner.sockets).try_acquire_owned().ok()
+    }
+
+    /// Websockets open at once at most.
+    pub fn max_sockets(&self) -> usize {
+        self.inner.max_sockets
     }
 
     /// The dashboard this server serves.

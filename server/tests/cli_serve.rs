@@ -51,11 +51,78 @@ fn binding_beyond_loopback_needs_a_token() {
     let output = Command::new(env!("CARGO_BIN_EXE_actiscope"))
         .args(["serve", "--host", "0.0.0.0", "--port", "0", "--store"])
         .arg(dir.path().join("runs.db"))
+        .env_remove("ACTISCOPE_TOKEN")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("--token"), "{message}");
+}
+
+/// The status line and body of `GET path` from the server at `url` (`http://host:port/...`),
+/// with extra request headers.
+fn get(url: &str, path: &str, headers: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&authority).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_token_comes_from_a_file_or_the_environment_and_the_printed_url_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "from file/=\n").unwrap();
+    let from_file = dir.path().join("file.db");
+    let (mut server, url) = serve(&from_file, &["--token-file", token_file.to_str().unwrap()]);
+    assert!(url.ends_with("/?token=from%20file%2F%3D"), "{url}");
+    let (head, _) = get(&url, "/api/health", "");
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let (head, body) = get(&url, "/api/health?token=from%20file%2F%3D", "");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("protocol_version"), "{body}");
+    let (head, _) = get(&url, "/api/health", "Authorization: Bearer from file/=\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Another site's page is refused even with the token.
+    let (head, _) = get(
+        &url,
+        "/api/health?token=from%20file%2F%3D",
+        "Origin: http://evil.example\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actiscope"))
+        .args(["serve", "--port", "0", "--store"])
+        .arg(dir.path().join("env.db"))
+        .env("ACTISCOPE_TOKEN", "from-env")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("actiscope listening on "))
+        .expect("the URL");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.ends_with("/?token=from-env"), "{line}");
 }
 
 #[test]

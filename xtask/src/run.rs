@@ -20,8 +20,10 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ensure_for_run()?;
     build_dashboard()?;
-    // Only the binary it serves: a newcomer's first `run` compiles no test. The dependencies'
-    // features are the ones the tests build too, so `cargo xtask test` reuses burn's build.
+    // Only the binary it serves: a newcomer's first `run` compiles no test and no test-only
+    // dependency. Cargo unifies features per selection, so a later `cargo xtask test` (whose
+    // dev-dependencies turn on more features of shared crates) compiles the dependencies once
+    // more; the README gives both times.
     run_command(cargo().args([
         "build",
         "--package",

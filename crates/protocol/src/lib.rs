@@ -7,6 +7,7 @@
 pub mod apd;
 pub mod mapper;
 pub mod nmf;
+pub mod similarity;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! On-demand analyses of stored epochs: mapper graphs ([`mapper`]), the coupled NMF and RMSE
-//! against rank ([`nmf`]), singular-value spectra ([`spectra`]) and flows over any run of
-//! layers ([`flows`]).
+//! against rank ([`nmf`]), singular-value spectra ([`spectra`]), flows over any run of
+//! layers ([`flows`]) and representation similarity across layers, epochs and runs
+//! ([`similarity`]).
 //!
 //! Each request loads the stored probe data of one epoch ([`probe`]), runs the pure analysis
 //! from `actiscope-analysis` and caches the JSON answer per (run, epoch, parameters) through
@@ -11,6 +12,7 @@ pub mod flows;
 pub mod mapper;
 pub mod nmf;
 pub mod probe;
+pub mod similarity;
 pub mod spectra;
 
 pub use flows::flows_json;

@@ -103,6 +103,14 @@ fn check_nmf_params(params: &NmfParams) -> Result<(), AnswerError> {
             params.max_iters
         )));
     }
+    let mut layers = params.layers.clone();
+    layers.sort_unstable();
+    if let Some(pair) = layers.windows(2).find(|pair| pair.first() == pair.get(1)) {
+        return Err(AnswerError::BadRequest(format!(
+            "layers lists layer {} twice: name each layer once",
+            pair.first().copied().unwrap_or_default()
+        )));
+    }
     if !(params.tolerance.is_finite() && params.tolerance >= 0.0) {
         return Err(AnswerError::BadRequest(format!(
             "tol {} must be a finite number >= 0",

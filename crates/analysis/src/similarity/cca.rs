@@ -1,0 +1,266 @@
+//! The CCA family: SVCCA (Raghu et al. 2017), plain CCA and PWCCA (Morcos et al. 2018),
+//! through orthogonal factorizations of the centred data rather than inverse square roots of
+//! covariance matrices, so ill-conditioned layers lose no accuracy to squaring.
+//!
+//! The steps, for centred `X` (`n x p` live neurons) and `Y` (`n x q`):
+//! 1. One Householder QR of `[X Y]` (never forming `Q`): `X = Q R_X`, `Y = Q R_Y` with `Q`
+//!    orthonormal, so every inner product between columns of `X` and `Y`, and hence every
+//!    canonical correlation, is already in the small `R_X` and `R_Y`.
+//! 2. Reduction: thin SVDs `R_X = U_X S_X V_Xᵀ` and `R_Y = U_Y S_Y V_Yᵀ` (the singular values
+//!    are those of `X` and `Y`); each side keeps its leading directions by the rule of
+//!    [`SvccaOptions::keep_fraction`]. The kept `U` columns are orthonormal bases of the
+//!    reduced data in `Q`'s coordinates.
+//! 3. CCA: the canonical correlations are the singular values of `U_Xkᵀ U_Yk`.
+//! 4. PWCCA weights each correlation by how much of the first layer its canonical variate
+//!    accounts for (see [`pwcca`]); `Xᵀ h = V_Xk S_Xk a` for the variate `h = Q U_Xk a`, so
+//!    no `n`-sized work is needed there either.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::matmul::matmul;
+use faer::linalg::qr::no_pivoting::factor::{
+    qr_in_place, qr_in_place_scratch, recommended_block_size,
+};
+use faer::linalg::svd::SvdError;
+use faer::{Accum, Mat, MatRef, Par};
+
+use super::prepare::{check_instances, stack};
+use super::{CcaResult, Operand, SimilarityError, SvccaOptions, parallel};
+use crate::Matrix;
+
+/// SVCCA of `x` and `y` (instances x neurons, same instances): centre each neuron (unless
+/// `options.centre` is off), drop dead neurons, keep each side's fewest leading singular
+/// directions whose squared singular values reach `options.keep_fraction` of the total
+/// (numerically zero directions never count; see [`SvccaOptions`]), then CCA between the two
+/// kept subspaces. With `keep_fraction` 1.0 ([`SvccaOptions::CCA`]) this is plain CCA.
+/// [`CcaResult::pwcca`] is `None`.
+///
+/// Refused: different instance counts, NaN or infinite values (naming the matrix, row and
+/// column), a side without a varying neuron, a `keep_fraction` outside `(0, 1]`, and fewer
+/// instances than the kept directions need (the centred data must span at least as many
+/// dimensions as both sides keep together, or some correlations are 1 whatever the data).
+/// Invariant to any invertible linear map of either side when everything is kept.
+pub fn svcca(x: &Matrix, y: &Matrix, options: &SvccaOptions) -> Result<CcaResult, SimilarityError> {
+    correlate(x, y, options, false)
+}
+
+/// PWCCA (Morcos et al. 2018): [`svcca`] (use [`SvccaOptions::CCA`] for the paper's plain
+/// CCA) plus the projection-weighted mean of the coefficients in [`CcaResult::pwcca`].
+///
+/// The weights come from the first argument, `x`: canonical variate `h_i` (in `x`'s kept
+/// subspace) weighs `α_i = Σ_j |corr(x_j, h_i)|` over `x`'s live neurons `x_j` (centred
+/// activations), and `α` is normalised to sum 1, so directions that account for much of
+/// `x`'s activity count more. Morcos et al.'s code takes the weights from whichever side has
+/// fewer neurons (the first on ties), so it agrees with this when `x` has no more live
+/// neurons than `y`; pass the smaller layer first to match it. Not symmetric in general.
+pub fn pwcca(x: &Matrix, y: &Matrix, options: &SvccaOptions) -> Result<CcaResult, SimilarityError> {
+    correlate(x, y, options, true)
+}
+
+/// Thin SVD factors of one side's `R`.
+struct Side {
+    u: Mat<f64>,
+    v: Mat<f64>,
+    s: Vec<f64>,
+}
+
+fn correlate(
+    x: &Matrix,
+    y: &Matrix,
+    options: &SvccaOptions,
+    weighted: bool,
+) -> Result<CcaResult, SimilarityError> {
+    let keep = options.keep_fraction;
+    if !(keep > 0.0 && keep <= 1.0) {
+        return Err(SimilarityError::KeepFraction(keep));
+    }
+    // At least one direction per side: the data must span two dimensions.
+    let needed = if options.centre { 3 } else { 2 };
+    let instances = check_instances(x, y, needed)?;
+    let stacked = stack(x, y, options.centre)?;
+    let (p, q) = stacked.live;
+    let mut z = stacked.z;
+    householder_r(&mut z);
+    let m = instances.min(p + q);
+    let px = m.min(p);
+    let zr = z.as_ref();
+    // R is upper trapezoidal; below its diagonal `z` holds Householder vectors.
+    let r_x = Mat::from_fn(px, p, |i, j| if i <= j { *zr.get(i, j) } else { 0.0 });
+    let r_y = Mat::from_fn(
+        m,
+        q,
+        |i, j| {
+            if i <= p + j { *zr.get(i, p + j) } else { 0.0 }
+        },
+    );
+    drop(z);
+
+    let (pf, qf, mf) = (p as f64, q as f64, m as f64);
+    let work = 10.0 * (pf * pf * pf + mf * qf * qf);
+    let (side_x, side_y) =
+        parallel::join(work, || decompose(r_x.as_ref()), || decompose(r_y.as_ref()));
+    let (side_x, side_y) = (side_x?, side_y?);
+    let kx = kept(&side_x.s, instances.max(p), keep);
+    let ky = kept(&side_y.s, instances.max(q), keep);
+    if kx == 0 {
+        return Err(SimilarityError::NoVariance {
+            operand: Operand::First,
+        });
+    }
+    if ky == 0 {
+        return Err(SimilarityError::NoVariance {
+            operand: Operand::Second,
+        });
+    }
+    let span = if options.centre {
+        instances - 1
+    } else {
+        instances
+    };
+    if kx + ky > span {
+        return Err(SimilarityError::TooFewInstancesForDirections {
+            instances,
+            span,
+            first: kx,
+            second: ky,
+        });
+    }
+
+    // U_X lives in the first `px` coordinates of Q, so only those rows of U_Y meet it.
+    let mut overlap = Mat::<f64>::zeros(kx, ky);
+    matmul(
+        overlap.as_mut(),
+        Accum::Replace,
+        side_x.u.as_ref().subcols(0, kx).transpose(),
+        side_y.u.as_ref().submatrix(0, 0, px, ky),
+        1.0,
+        Par::Seq,
+    );
+    let (coefficients, pwcca) = if weighted {
+        let svd = overlap.thin_svd().map_err(svd_error)?;
+        let coefficients = clamped(svd.S().column_vector().iter().copied());
+        let weights = projection_weights(&side_x, kx, r_x.as_ref(), svd.U());
+        let value = coefficients.iter().zip(&weights).map(|(c, w)| c * w).sum();
+        (coefficients, Some(value))
+    } else {
+        let values = overlap.singular_values().map_err(svd_error)?;
+        (clamped(values.into_iter()), None)
+    };
+    let count = coefficients.len().max(1) as f64;
+    Ok(CcaResult {
+        mean: coefficients.iter().sum::<f64>() / count,
+        mean_squared: coefficients.iter().map(|c| c * c).sum::<f64>() / count,
+        coefficients,
+        kept: (kx, ky),
+        dropped_dead: stacked.dead,
+        pwcca,
+    })
+}
+
+/// Replaces `z` by its Householder QR factorization in place: `R` in and above the diagonal.
+fn householder_r(z: &mut Mat<f64>) {
+    let (rows, cols) = (z.nrows(), z.ncols());
+    let size = rows.min(cols);
+    if size == 0 {
+        return;
+    }
+    let block = recommended_block_size::<f64>(rows, cols);
+    let mut coefficients = Mat::<f64>::zeros(block, size);
+    let mut scratch = MemBuffer::new(qr_in_place_scratch::<f64>(
+        rows,
+        cols,
+        block,
+        Par::Seq,
+        Default::default(),
+    ));
+    qr_in_place(
+        z.as_mut(),
+        coefficients.as_mut(),
+        Par::Seq,
+        MemStack::new(&mut scratch),
+        Default::default(),
+    );
+}
+
+/// Thin SVD of one side's `R`.
+fn decompose(r: MatRef<'_, f64>) -> Result<Side, SimilarityError> {
+    let svd = r.thin_svd().map_err(svd_error)?;
+    Ok(Side {
+        u: svd.U().to_owned(),
+        v: svd.V().to_owned(),
+        s: svd.S().column_vector().iter().copied().collect(),
+    })
+}
+
+fn svd_error(_: SvdError) -> SimilarityError {
+    SimilarityError::Svd
+}
+
+/// How many leading directions to keep from descending singular values `s` of a matrix
+/// whose larger dimension is `size`: the fewest whose squared values reach `keep` of the
+/// total, among those above `size * f64::EPSILON` times the largest (numpy's `matrix_rank`
+/// tolerance). 0 only when every value is numerically zero.
+pub(super) fn kept(s: &[f64], size: usize, keep: f64) -> usize {
+    let largest = s.first().copied().unwrap_or(0.0);
+    let tolerance = largest * size as f64 * f64::EPSILON;
+    let rank = s.iter().take_while(|&&v| v > tolerance).count();
+    let total: f64 = s.iter().take(rank).map(|v| v * v).sum();
+    let target = keep * total;
+    let mut sum = 0.0;
+    for (index, v) in s.iter().take(rank).enumerate() {
+        sum += v * v;
+        if sum >= target {
+            return index + 1;
+        }
+    }
+    // Summed in the same order as `total`, the last partial sum equals it; unreachable.
+    rank
+}
+
+/// Canonical correlations clamped into `[0, 1]` (rounding can pass 1 by an ulp).
+fn clamped(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    values.map(|v| v.clamp(0.0, 1.0)).collect()
+}
+
+/// PWCCA weights of the canonical variates `h_i = Q U_Xk a_i` (`a_i` the columns of
+/// `a`, `kx x c`), normalised to sum 1: `α_i = Σ_j |x_jᵀ h_i| / ||x_j||`, with `Xᵀ h_i =
+/// V_Xk S_Xk a_i` and `||x_j||` the norm of column `j` of `R_X`.
+fn projection_weights(
+    side: &Side,
+    kx: usize,
+    r_x: MatRef<'_, f64>,
+    a: MatRef<'_, f64>,
+) -> Vec<f64> {
+    let c = a.ncols();
+    // S_Xk a, then V_Xk S_Xk a (neurons x c).
+    let scaled = Mat::from_fn(kx, c, |i, j| {
+        side.s.get(i).copied().unwrap_or(0.0) * *a.get(i, j)
+    });
+    let mut loads = Mat::<f64>::zeros(side.v.nrows(), c);
+    matmul(
+        loads.as_mut(),
+        Accum::Replace,
+        side.v.as_ref().subcols(0, kx),
+        scaled.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    let norms: Vec<f64> = r_x
+        .col_iter()
+        .map(|col| col.iter().map(|v| v * v).sum::<f64>().sqrt())
+        .collect();
+    let mut weights: Vec<f64> = loads
+        .col_iter()
+        .map(|col| {
+            col.iter()
+                .zip(&norms)
+                .filter(|(_, norm)| **norm > 0.0)
+                .map(|(v, norm)| v.abs() / norm)
+                .sum()
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    if total > 0.0 {
+        weights.iter_mut().for_each(|w| *w /= total);
+    }
+    weights
+}

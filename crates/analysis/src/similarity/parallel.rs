@@ -1,0 +1,29 @@
+//! Two independent computations of a measure side by side on scoped threads, when the machine
+//! has a second core and the work is large enough to pay for a thread; one after the other
+//! otherwise. (faer is built without rayon here, so its kernels run on one thread each.)
+
+use std::sync::OnceLock;
+
+/// Work, in multiply-adds, below which a second thread costs more than it saves.
+const PARALLEL_ABOVE: f64 = 4e6;
+
+/// Runs `a` and `b`, on two threads when `work` (multiply-adds of both together) is large.
+pub(super) fn join<A: Send, B: Send>(
+    work: f64,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if cores < 2 || work < PARALLEL_ABOVE {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let second = scope.spawn(b);
+        let first = a();
+        match second.join() {
+            Ok(second) => (first, second),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}

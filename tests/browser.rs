@@ -883,3 +883,245 @@ async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
     wait_for_url(&client, |url| url.contains(&format!("run={new_id}"))).await;
     client.close().await.expect("close session");
 }
+
+/// `[layer, epoch, value, title]` of every cell of the layers x epochs similarity grid.
+async fn similarity_cells(client: &Client) -> Vec<(u32, u32, String, String)> {
+    serde_json::from_value(
+        js(
+            client,
+            "const s = document.getElementById('similarity-epochs'); if (!s) return []; \
+             return Array.from(s.querySelectorAll('rect.sim-cell')).map(r => [Number(r.dataset.layer), \
+             Number(r.dataset.epoch), r.dataset.value, r.querySelector('title').textContent]);",
+        )
+        .await,
+    )
+    .expect("similarity cells")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and the Trunk build; run by `cargo xtask test`"]
+async fn similarity_grid_follows_the_run_and_moves_the_slider() {
+    let epochs = 3u32;
+    let config = actiscope_train::TrainConfig {
+        probe: actiscope_train::ProbeSpec::parse("n=200").expect("probe"),
+        ..digits_run(epochs as usize)
+    };
+    let (server, run_id) = TestServer::start_with_run(Some(dist_dir()), Some(config))
+        .await
+        .expect("server and run start");
+    let run_id = run_id.expect("run id");
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client.goto(&server.url("/")).await.expect("page loads");
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(240), |t| {
+        t == format!("epoch {epochs} of {epochs}")
+    })
+    .await;
+    let (status, body) = actiscope_e2e::http_get(server.addr, &format!("/api/runs/{run_id}"))
+        .await
+        .expect("GET run");
+    assert_eq!(status, 200, "{body}");
+    let run: actiscope_protocol::RunSummary = serde_json::from_str(&body).expect("run summary");
+    let layers = run.hidden_layers;
+    assert!(layers > 0);
+
+    // One cell per (hidden layer, stored epoch), once every epoch has arrived.
+    let mut expected: Vec<(u32, u32)> = (0..layers)
+        .flat_map(|l| (1..=epochs).map(move |e| (l, e)))
+        .collect();
+    expected.sort_unstable();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cells = loop {
+        let cells = similarity_cells(&client).await;
+        let mut drawn: Vec<(u32, u32)> = cells.iter().map(|c| (c.0, c.1)).collect();
+        drawn.sort_unstable();
+        if drawn == expected {
+            break cells;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the similarity grid has cells {drawn:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        cells.iter().all(|c| !c.3.is_empty()),
+        "every cell has a title"
+    );
+    let current: Vec<u32> = serde_json::from_value(
+        js(
+            &client,
+            "return Array.from(document.querySelectorAll('#similarity-epochs rect.sim-current')).map(r => Number(r.dataset.epoch));",
+        )
+        .await,
+    )
+    .expect("current cells");
+    assert_eq!(
+        current,
+        vec![epochs; layers as usize],
+        "the shown epoch's column is marked"
+    );
+
+    // Clicking a cell of epoch 1 moves the slider, and the URL follows.
+    click_js(
+        &client,
+        "document.querySelector('#similarity-epochs rect.sim-cell[data-epoch=\"1\"]').dispatchEvent(new MouseEvent('click', {bubbles: true})); return 0;",
+    )
+    .await;
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(10), |t| {
+        t == format!("epoch 1 of {epochs}")
+    })
+    .await;
+    let slider = js(
+        &client,
+        "return document.getElementById('epoch-slider').value;",
+    )
+    .await;
+    assert_eq!(slider.as_str(), Some("1"));
+    wait_for_url(&client, |url| url.contains("epoch=1")).await;
+
+    // Another method draws other values.
+    let before: Vec<String> = cells.iter().map(|c| c.2.clone()).collect();
+    js(
+        &client,
+        "const s = document.getElementById('similarity-method'); s.value = 'cka'; \
+         s.dispatchEvent(new Event('change', {bubbles: true})); return 0;",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let method = js(
+            &client,
+            "const s = document.getElementById('similarity-epochs'); return s ? s.dataset.method : '';",
+        )
+        .await;
+        if method.as_str() == Some("cka") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the grid never showed cka");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = similarity_cells(&client).await;
+    assert_eq!(after.len(), cells.len());
+    let mut after_sorted = after.clone();
+    after_sorted.sort_by_key(|c| (c.0, c.1));
+    let mut before_sorted = cells.clone();
+    before_sorted.sort_by_key(|c| (c.0, c.1));
+    assert!(
+        before_sorted
+            .iter()
+            .zip(&after_sorted)
+            .any(|(b, a)| b.2 != a.2),
+        "svcca and cka drew the same values: {before:?}"
+    );
+
+    // Runs probing the same 200 digits and 100 others: the page follows each newest run, and
+    // comparing it with the first draws what the compare route answers, a grid or (other
+    // instances) its 409 text.
+    for (probe, expected_status) in [("n=200", 200), ("n=100", 409)] {
+        let (status, body) = actiscope_e2e::http_post_json(
+            server.addr,
+            "/api/runs",
+            &format!(r#"{{"epochs":1,"probe":"{probe}","device":"flex"}}"#),
+        )
+        .await
+        .expect("POST /api/runs");
+        assert_eq!(status, 201, "{body}");
+        let newer: actiscope_protocol::RunSummary =
+            serde_json::from_str(&body).expect("run summary");
+        wait_for_text(&client, "#run-name", Duration::from_secs(30), |t| {
+            t == newer.name
+        })
+        .await;
+        wait_for_text(&client, "#epoch-label", Duration::from_secs(240), |t| {
+            t == "epoch 1 of 1"
+        })
+        .await;
+        // The panel follows the new run a paint later; choosing before that would be undone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while js(
+            &client,
+            "return document.getElementById('similarity-section').dataset.run;",
+        )
+        .await
+            != serde_json::json!(newer.run_id.to_string())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the similarity panel never followed run {}",
+                newer.run_id
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while js(
+            &client,
+            &format!(
+                "return document.querySelector('#similarity-compare option[value=\"{run_id}\"]') !== null;"
+            ),
+        )
+        .await
+            != serde_json::json!(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} is not offered for comparison"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        js(
+            &client,
+            &format!(
+                "const s = document.getElementById('similarity-compare'); s.value = '{run_id}'; \
+                 s.dispatchEvent(new Event('change', {{bubbles: true}})); return 0;"
+            ),
+        )
+        .await;
+        let (status, body) = actiscope_e2e::http_get(
+            server.addr,
+            &format!("/api/runs/{}/compare/{run_id}?method=cka", newer.run_id),
+        )
+        .await
+        .expect("GET compare");
+        assert_eq!(status, expected_status, "{probe}: {body}");
+        if status == 200 {
+            let grid: actiscope_protocol::similarity::SimilarityGrid =
+                serde_json::from_str(&body).expect("grid");
+            let cells = grid.row_labels.len() * grid.col_labels.len();
+            assert!(cells > 0);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let drawn = js(
+                    &client,
+                    "return document.querySelectorAll('#similarity-compare-grid rect.sim-cell').length;",
+                )
+                .await;
+                if drawn == serde_json::json!(cells) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the compare grid has {drawn} cells, the server {cells}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        } else {
+            let error: serde_json::Value = serde_json::from_str(&body).expect("error JSON");
+            let text = error["error"].as_str().expect("error text").to_owned();
+            wait_for_text(
+                &client,
+                "#similarity-message",
+                Duration::from_secs(30),
+                |t| t == text,
+            )
+            .await;
+            let grids = js(
+                &client,
+                "return document.querySelectorAll('#similarity-compare-grid').length;",
+            )
+            .await;
+            assert_eq!(grids, serde_json::json!(0), "no grid beside the error");
+        }
+    }
+    let _ = client.close().await;
+}

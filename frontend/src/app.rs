@@ -15,6 +15,7 @@ use crate::inspector::Inspector;
 use crate::mapper_view::MapperPanels;
 use crate::new_run::NewRun;
 use crate::sankey::Sankey;
+use crate::similarity::SimilarityPanel;
 use crate::socket::{SocketEvent, connect, send, socket_url};
 use crate::url_state::UrlState;
 
@@ -543,6 +544,13 @@ pub fn App() -> impl IntoView {
                 latest_epoch=Signal::derive(move || dash.settled.get().map_or(0, |s| s.latest_epoch))
                 has_images=Signal::derive(move || dash.images.with(|i| i.as_ref().is_some_and(|i| i.rows > 0)))
                 on_select=on_select
+            />
+            <SimilarityPanel
+                run_id=Signal::derive(settled_run)
+                epoch=Signal::derive(settled_epoch)
+                latest_epoch=Signal::derive(move || dash.settled.get().map_or(0, |s| s.latest_epoch))
+                runs=dash.runs.into()
+                on_epoch=Callback::new(move |epoch: u32| dash.chosen_epoch.set(Some(epoch)))
             />
             <section class="panel charts">
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"

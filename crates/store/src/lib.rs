@@ -145,6 +145,21 @@ pub struct Store {
     conn: Connection,
 }
 
+/// What [`Store::record_run`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    /// A name for people.
+    pub name: &'a str,
+    /// The run's configuration as JSON.
+    pub config_json: &'a str,
+    /// The device it trains on, described for people.
+    pub device: &'a str,
+    /// SHA-256 (hex) of the data it sees.
+    pub dataset_sha256: &'a str,
+    /// Run-wide blobs (kind, bytes), stored as epoch 0.
+    pub snapshots: &'a [(&'a str, &'a [u8])],
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -202,6 +217,38 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Records a new run with everything known before its first epoch (its device, the
+    /// SHA-256 of its data and its run-wide blobs, stored as epoch 0) in one transaction: a
+    /// process killed meanwhile leaves no half-recorded run. Returns its id.
+    pub fn record_run(&mut self, run: &NewRun<'_>) -> Result<i64, StoreError> {
+        let now_unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (name, config_json, status, created_unix_secs, device, dataset_sha256) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run.name,
+                run.config_json,
+                RunStatus::Running.as_str(),
+                now_unix_secs,
+                run.device,
+                run.dataset_sha256
+            ],
+        )?;
+        let run_id = tx.last_insert_rowid();
+        for (kind, blob) in run.snapshots {
+            tx.execute(
+                "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, 0, ?2, ?3)",
+                params![run_id, kind, blob],
+            )?;
+        }
+        tx.commit()?;
+        Ok(run_id)
+    }
+
     /// Sets the status of a run; returns whether the run exists.
     pub fn set_status(&self, run_id: i64, status: RunStatus) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
@@ -218,15 +265,6 @@ impl Store {
             .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
             .query_row([run_id], |row| row.get(0))
             .optional()?)
-    }
-
-    /// Records the device a run trains on.
-    pub fn set_device(&self, run_id: i64, device: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE runs SET device = ?1 WHERE id = ?2",
-            params![device, run_id],
-        )?;
-        Ok(())
     }
 
     /// Records the SHA-256 of the data run `run_id` saw.
@@ -439,6 +477,37 @@ mod tests {
         assert!(!store.delete_run(run)?);
         assert_eq!(store.epochs(run)?, vec![]);
         assert_eq!(store.snapshot(run, 1, "apd")?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_is_recorded_whole_or_not_at_all() -> Result<(), Box<dyn std::error::Error>> {
+        let mut store = Store::open_in_memory()?;
+        let new_run = NewRun {
+            name: "mlp on digits",
+            config_json: "{}",
+            device: "flex (CPU)",
+            dataset_sha256: "f00d",
+            snapshots: &[("images", &[7, 8, 9])],
+        };
+        let run_id = store.record_run(&new_run)?;
+        let row = store.run(run_id)?.ok_or("the run")?;
+        assert_eq!(
+            (
+                row.name.as_str(),
+                row.device.as_str(),
+                row.dataset_sha256.as_str()
+            ),
+            ("mlp on digits", "flex (CPU)", "f00d")
+        );
+        assert_eq!(store.snapshot(run_id, 0, "images")?, Some(vec![7, 8, 9]));
+        // The blob cannot be written (as on a full disk): nothing of the run stays.
+        store.conn.execute_batch(
+            "CREATE TEMP TRIGGER no_room BEFORE INSERT ON snapshots \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )?;
+        assert!(store.record_run(&new_run).is_err());
+        assert_eq!(store.run_count()?, 1, "no half-recorded run");
         Ok(())
     }
 

@@ -257,6 +257,7 @@ impl Trainer {
         if probe_indices.is_empty() {
             return Err(TrainError::EmptyProbe(format!("{:?}", config.probe)));
         }
+        check_size(&config, &splits, probe_indices.len())?;
         let probe = source.subset(&probe_indices);
         let train_device = chosen.device.clone().autodiff();
         let network = {
@@ -428,4 +429,78 @@ impl Trainer {
         };
         Ok(mean)
     }
+}
+
+/// Most parameters a network may have: 100 million `f32`s are 400 MB, 1.6 GB with the
+/// gradients and Adam's two moments, which is what a run on a laptop can take.
+pub const MAX_PARAMETERS: usize = 100_000_000;
+
+/// Hidden units per instance the capture stores for the probe set, and the parameter count,
+/// of `model` on `input_dim` features (images `side x side` for the CNN) and `classes`
+/// classes.
+pub fn network_size(
+    model: &ModelSpec,
+    input_dim: usize,
+    side: usize,
+    classes: usize,
+) -> (usize, usize) {
+    match model {
+        ModelSpec::Mlp { hidden, .. } => {
+            let mut parameters = 0usize;
+            let mut previous = input_dim;
+            for &width in hidden.iter().chain(std::iter::once(&classes)) {
+                parameters = parameters.saturating_add((previous + 1).saturating_mul(width));
+                previous = width;
+            }
+            (hidden.iter().sum(), parameters)
+        }
+        ModelSpec::Cnn { .. } => {
+            // conv 1->10 5x5, pool 2, conv 10->20 5x5, pool 2, fc -> classes.
+            let first = side.saturating_sub(4) / 2;
+            let second = first.saturating_sub(4) / 2;
+            let units = 10 * first * first + 20 * second * second;
+            let parameters =
+                (25 + 1) * 10 + (10 * 25 + 1) * 20 + (20 * second * second + 1) * classes;
+            (units, parameters)
+        }
+    }
+}
+
+/// Refuses, before anything is trained or stored, a network over [`MAX_PARAMETERS`] and a
+/// probe whose activations would not fit in one stored epoch (a blob over the protocol's
+/// frame limit could be written but never read back), each with the numbers and the fix.
+fn check_size(
+    config: &TrainConfig,
+    splits: &Splits,
+    probe_count: usize,
+) -> Result<(), ConfigError> {
+    let classes = splits
+        .train
+        .labels
+        .iter()
+        .max()
+        .map_or(1, |&m| m as usize + 1);
+    let side = splits.train.image_shape.map_or(0, |(rows, _)| rows);
+    let (units, parameters) = network_size(&config.model, splits.train.dim, side, classes);
+    if parameters > MAX_PARAMETERS {
+        return Err(ConfigError::Invalid(format!(
+            "the network has {parameters} parameters, over the budget of {MAX_PARAMETERS} \
+             (about {:.1} GB with gradients and Adam's state): use narrower or fewer layers",
+            parameters as f64 * 16.0 / 1e9
+        )));
+    }
+    // Postcard writes each f32 in 4 bytes; a little room for the matrices' headers.
+    let budget = actiscope_protocol::MAX_FRAME_BYTES - 64 * 1024;
+    let bytes = probe_count.saturating_mul(units).saturating_mul(4);
+    if bytes > budget {
+        let fits = budget / units.max(1) / 4;
+        return Err(ConfigError::Invalid(format!(
+            "the probe's activations would take {:.1} MiB per epoch ({probe_count} instances x \
+             {units} hidden units x 4 bytes), over the {} MiB one stored epoch may hold: \
+             shrink the probe to at most {fits} instances (--probe n={fits})",
+            bytes as f64 / (1024.0 * 1024.0),
+            actiscope_protocol::MAX_FRAME_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(())
 }

@@ -211,3 +211,66 @@ fn bad_probe_and_incompatible_models_are_refused() {
         .to_string();
     assert!(err.contains("CNN"), "{err}");
 }
+
+#[test]
+fn network_sizes_are_counted_as_burn_builds_them() {
+    use actiscope_train::training::network_size;
+    // 784-40-40-40-10: weights and biases of four linear layers.
+    assert_eq!(
+        network_size(&ModelSpec::paper_mlp(), 784, 28, 10),
+        (120, 785 * 40 + 41 * 40 + 41 * 40 + 41 * 10)
+    );
+    let cnn = ModelSpec::Cnn {
+        activation: Activation::Relu,
+    };
+    // conv 1->10 5x5 (24x24, pooled 12x12), conv 10->20 5x5 (8x8, pooled 4x4), fc 320 -> 10.
+    assert_eq!(
+        network_size(&cnn, 784, 28, 10),
+        (10 * 12 * 12 + 20 * 4 * 4, 26 * 10 + 251 * 20 + 321 * 10)
+    );
+}
+
+#[test]
+fn networks_and_probes_too_big_to_keep_are_refused_with_the_numbers() {
+    let too_many_parameters = TrainConfig {
+        model: ModelSpec::Mlp {
+            hidden: vec![20_000, 20_000],
+            activation: Activation::Relu,
+        },
+        ..moons_config(1)
+    };
+    let err = Trainer::new(too_many_parameters)
+        .err()
+        .expect("400 million parameters are refused")
+        .to_string();
+    let parameters = 3 * 20_000 + 20_001 * 20_000 + 20_001 * 2;
+    assert!(
+        err.contains(&format!("{parameters} parameters")) && err.contains("100000000"),
+        "{err}"
+    );
+    let too_big_a_probe = TrainConfig {
+        model: ModelSpec::Mlp {
+            hidden: vec![30_000],
+            activation: Activation::Relu,
+        },
+        probe: ProbeSpec::parse("n=200,from=train").unwrap(),
+        ..moons_config(1)
+    };
+    let err = Trainer::new(too_big_a_probe.clone())
+        .err()
+        .expect("a 23 MiB probe blob is refused")
+        .to_string();
+    assert!(err.contains("200 instances x 30000 hidden units"), "{err}");
+    // The probe the message suggests fits.
+    let fits: usize = err
+        .rsplit("--probe n=")
+        .next()
+        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+        .expect("a suggested size");
+    assert!((100..200).contains(&fits), "{err}");
+    let suggested = TrainConfig {
+        probe: ProbeSpec::parse(&format!("n={fits},from=train")).unwrap(),
+        ..too_big_a_probe
+    };
+    assert!(Trainer::new(suggested).is_ok());
+}

@@ -149,6 +149,20 @@ pub fn release_dir() -> PathBuf {
         .join("release")
 }
 
+/// Builds `package`'s example `example` in release and returns the path of its binary
+/// (`<target>/release/examples/<example>`).
+pub fn build_release_example(package: &str, example: &str) -> anyhow::Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        package,
+        "--example",
+        example,
+    ]))?;
+    Ok(release_dir().join("examples").join(example))
+}
+
 /// Builds the release `actiscope` binary (`<target>/release/actiscope`) that benchmarks run.
 pub fn build_release_cli() -> anyhow::Result<()> {
     run(cargo().args([

@@ -12,8 +12,8 @@ use std::process::Output;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{number, report, run_python_peer};
-use crate::shell::{cargo, repo_root, run};
+use crate::bench::{build_release_example, number, report, run_python_peer};
+use crate::shell::repo_root;
 
 /// Options of `cargo xtask bench-mapper`.
 #[derive(Debug, clap::Args)]
@@ -44,19 +44,9 @@ pub struct MapperBenchArgs {
     threads: usize,
 }
 
-/// `cargo run --release` of the `mapper_bench` example with `args`, output captured.
-fn example(args: &[&str], matrix: &Path) -> anyhow::Result<Output> {
-    cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "actiscope-analysis",
-            "--example",
-            "mapper_bench",
-            "--",
-        ])
+/// The release `mapper_bench` example (`binary`) run with `args`, output captured.
+fn example(binary: &Path, args: &[&str], matrix: &Path) -> anyhow::Result<Output> {
+    std::process::Command::new(binary)
         .args(args.first())
         .arg(matrix)
         .args(args.get(1..).unwrap_or_default())
@@ -70,16 +60,13 @@ pub fn bench_mapper(args: &MapperBenchArgs) -> anyhow::Result<()> {
     let dir = root.join("target/bench-mapper");
     std::fs::create_dir_all(&dir)?;
     let matrix = dir.join(format!("blobs-{}x{}.f32", args.rows, args.cols));
-    run(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "actiscope-analysis",
-        "--example",
-        "mapper_bench",
-    ]))?;
+    let mapper_bench = build_release_example("actiscope-analysis", "mapper_bench")?;
     let (rows, cols) = (args.rows.to_string(), args.cols.to_string());
-    let generated = example(&["generate", "--rows", &rows, "--cols", &cols], &matrix)?;
+    let generated = example(
+        &mapper_bench,
+        &["generate", "--rows", &rows, "--cols", &cols],
+        &matrix,
+    )?;
     if !generated.status.success() {
         bail!(
             "writing the matrix failed: {}",
@@ -120,11 +107,17 @@ pub fn bench_mapper(args: &MapperBenchArgs) -> anyhow::Result<()> {
         let secs = |v: &serde_json::Value| number(v, "secs").unwrap_or(f64::INFINITY);
         if secs(&b) < secs(&a) { b } else { a }
     };
-    let mut ours = report(&example(&ours_args, &matrix)?, "actiscope (mapper_bench)")?;
+    let mut ours = report(
+        &example(&mapper_bench, &ours_args, &matrix)?,
+        "actiscope (mapper_bench)",
+    )?;
     let mut theirs = kmapper()?;
     ours = faster(
         ours,
-        report(&example(&ours_args, &matrix)?, "actiscope (mapper_bench)")?,
+        report(
+            &example(&mapper_bench, &ours_args, &matrix)?,
+            "actiscope (mapper_bench)",
+        )?,
     );
     theirs = faster(theirs, kmapper()?);
 

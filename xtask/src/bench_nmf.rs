@@ -11,8 +11,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{bench_python, number, release_dir, report, run_python_peer};
-use crate::shell::{cargo, repo_root, run};
+use crate::bench::{bench_python, build_release_example, number, report, run_python_peer};
+use crate::shell::repo_root;
 
 /// Options of `cargo xtask bench-nmf`.
 #[derive(Debug, clap::Args)]
@@ -75,17 +75,10 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
         args.rank.to_string(),
         args.iterations.to_string(),
     ];
-    run(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "actiscope-analysis",
-        "--example",
-        "nmf_bench",
-    ]))?;
+    let nmf_bench = build_release_example("actiscope-analysis", "nmf_bench")?;
     let python = bench_python(&[("sklearn", "scikit-learn"), ("scipy", "scipy")])?;
     let ours = |threads: usize| -> anyhow::Result<serde_json::Value> {
-        let output = Command::new(release_dir().join("examples/nmf_bench"))
+        let output = Command::new(&nmf_bench)
             .arg(&matrix)
             .args(&shape)
             .arg(threads.to_string())
@@ -136,15 +129,8 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
     if let Some(device) = &args.device {
         // The device version is a benchmark, not a product feature: the `nmf_device` example
         // of actiscope-train (`MATRIX ROWS COLS RANK ROUNDS DEVICE`).
-        run(cargo().args([
-            "build",
-            "--release",
-            "--package",
-            "actiscope-train",
-            "--example",
-            "nmf_device",
-        ]))?;
-        let output = Command::new(release_dir().join("examples/nmf_device"))
+        let nmf_device = build_release_example("actiscope-train", "nmf_device")?;
+        let output = Command::new(&nmf_device)
             .arg(&matrix)
             .args(&shape)
             .arg(device)

@@ -19,8 +19,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{bench_python, number, release_dir, report, run_python_peer};
-use crate::shell::{cargo, repo_root, run};
+use crate::bench::{bench_python, build_release_example, number, report, run_python_peer};
+use crate::shell::{repo_root, run};
 
 /// Options of `cargo xtask bench-similarity`.
 #[derive(Debug, clap::Args)]
@@ -67,15 +67,7 @@ pub fn bench_similarity(args: &SimilarityBenchArgs) -> anyhow::Result<()> {
     let root = repo_root();
     let dir = root.join("target/bench-similarity");
     std::fs::create_dir_all(&dir)?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "actiscope-analysis",
-        "--example",
-        "similarity_bench",
-    ]))?;
-    let binary = release_dir().join("examples/similarity_bench");
+    let binary = build_release_example("actiscope-analysis", "similarity_bench")?;
     let x = dir.join(format!("pair-x-{}x{}.f32", args.rows, args.cols));
     let y = dir.join(format!("pair-y-{}x{}.f32", args.rows, args.cols));
     let grid = dir.join(format!(

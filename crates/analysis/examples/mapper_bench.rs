@@ -22,17 +22,9 @@ use actiscope_protocol::mapper::{MapperClusterer, MapperLens, MapperParams};
 
 use actiscope_analysis::rng::{BENCH_BLOBS, BENCH_SPREAD, relu_blobs};
 
-/// Value of `--name` in `args`, parsed, or `default`.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .ok_or_else(|| format!("{name} needs a value"))?
-            .parse()
-            .map_err(|_| format!("{name}: not a valid value")),
-    }
-}
+mod common;
+
+use common::flag;
 
 fn generate(path: &str, args: &[String]) -> Result<(), String> {
     let rows = flag(args, "--rows", 10_000usize)?;

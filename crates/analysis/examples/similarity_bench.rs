@@ -34,17 +34,9 @@ use actiscope_analysis::similarity::{
     SimilarityError, SvccaOptions, linear_cka, linear_cka_debiased, pwcca, svcca,
 };
 
-/// Value of `--name` in `args`, parsed, or `default`.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .ok_or_else(|| format!("{name} needs a value"))?
-            .parse()
-            .map_err(|_| format!("{name}: not a valid value")),
-    }
-}
+mod common;
+
+use common::flag;
 
 fn write_f32(path: &str, values: &[f32]) -> Result<(), String> {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -110,8 +110,9 @@ fn guarded_path(path: &str) -> bool {
     path == "/ws" || path == "/api" || path.starts_with("/api/")
 }
 
-/// The tokens a request carries: bearer header, cookie, query (percent-decoded).
-fn offered_tokens(headers: &HeaderMap, query: Option<&str>) -> Vec<Vec<u8>> {
+/// The tokens a request carries: bearer header, cookie, and `from_query` (the `?token=`
+/// value, already percent-decoded).
+fn offered_tokens(headers: &HeaderMap, from_query: Option<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut tokens = Vec::new();
     if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
@@ -134,9 +135,7 @@ fn offered_tokens(headers: &HeaderMap, query: Option<&str>) -> Vec<Vec<u8>> {
             }
         }
     }
-    if let Some(value) = query_token(query) {
-        tokens.push(value);
-    }
+    tokens.extend(from_query);
     tokens
 }
 
@@ -179,15 +178,16 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let Some(expected) = state.token() else {
         return next.run(request).await;
     };
-    let offered = offered_tokens(request.headers(), request.uri().query());
-    let valid = offered
+    let from_query = query_token(request.uri().query());
+    let set_cookie = from_query
+        .as_deref()
+        .is_some_and(|given| same_bytes(given, expected.as_bytes()));
+    let valid = offered_tokens(request.headers(), from_query)
         .iter()
         .any(|given| same_bytes(given, expected.as_bytes()));
     if guarded_path(request.uri().path()) && !valid {
         return refuse(StatusCode::UNAUTHORIZED, "a valid token is required");
     }
-    let set_cookie = query_token(request.uri().query())
-        .is_some_and(|given| same_bytes(&given, expected.as_bytes()));
     let mut response = next.run(request).await;
     if set_cookie {
         let cookie = format!(

@@ -20,7 +20,7 @@ use crate::runner::{CaptureMode, RunOutcome, record_run, run_to_completion};
 pub struct BadInput(pub String);
 
 /// Arguments of `actiscope train`; each overrides the same key of `--config`.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
     /// SQLite file to store the run in (created when missing).
     #[arg(long, default_value = "runs.db")]

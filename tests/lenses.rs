@@ -514,3 +514,40 @@ async fn similarity_across_epochs_layers_and_runs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapper_request_maps_a_bounded_number_of_epochs_then_goes_on() {
+    let epochs = 12;
+    let (server, run_id) = TestServer::start_with_run(
+        None,
+        Some(run_config(
+            actiscope_train::data::DatasetSpec::Planar(
+                actiscope_train::data::synthetic::Planar::Moons,
+            ),
+            epochs,
+        )),
+    )
+    .await
+    .unwrap();
+    let run_id = run_id.unwrap();
+    wait_for_epochs(&server, run_id, epochs).await;
+    let path = |epoch: usize| {
+        format!("/api/runs/{run_id}/epochs/{epoch}/mapper?layer=0&intervals=5&min_samples=1")
+    };
+    // Epoch 12 needs the graphs of epochs 1-11 first: the first call maps eight and says so.
+    let (status, body) = http_get(server.addr, &path(epochs)).await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    let pending: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pending["pending"], true, "{body}");
+    assert_eq!(pending["done"], 8, "{body}");
+    assert_eq!(pending["needed"], epochs, "{body}");
+    // Asking again goes on from there and answers.
+    let (last, _): (MapperGraph, _) = get_ok(&server, &path(epochs)).await;
+    // Every epoch on the way was kept: asking for one is answered at once, with the
+    // identities the last graph was carried from.
+    let (before_last, _): (MapperGraph, _) = get_ok(&server, &path(epochs - 1)).await;
+    let ids = |g: &MapperGraph| -> std::collections::HashSet<u32> {
+        g.nodes.iter().map(|n| n.id).collect()
+    };
+    assert!(!ids(&last).is_disjoint(&ids(&before_last)));
+}

@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use actiscope_e2e::{TestServer, http_get};
@@ -453,6 +454,7 @@ async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() 
         None,
         actiscope_server::state::ServerOptions {
             concurrent_runs: 1,
+            max_queued: 2,
             ..Default::default()
         },
     );
@@ -463,6 +465,25 @@ async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() 
     let status = |id| hub.run(id).unwrap().unwrap().status;
     assert_eq!(status(second), "queued");
     assert_eq!(status(third), "queued");
+    // The queue is full: a fourth run is refused over HTTP with 429 and a reason, and nothing
+    // of it is stored.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, actiscope_server::app::app(state.clone())).into_future());
+    let (code, body) = actiscope_e2e::http_post_json(
+        addr,
+        "/api/runs",
+        r#"{"dataset": "moons", "hidden": "8,8", "epochs": 2, "probe": "n=40", "device": "flex"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 429, "{body}");
+    assert!(body.contains("queue is full"), "{body}");
+    assert_eq!(
+        hub.runs().unwrap().len(),
+        3,
+        "the refused run left no trace"
+    );
     assert!(matches!(
         hub.delete_run(second),
         Err(actiscope_server::hub::HubError::Busy(_))

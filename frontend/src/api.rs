@@ -92,6 +92,16 @@ fn decode_component(text: &str) -> String {
 
 /// Sends `request`; returns the body of a 2xx answer, or the server's `error` message.
 pub async fn fetch_text(request: &web_sys::Request) -> Result<String, String> {
+    fetch_answer(request).await.map(|(_, text)| text)
+}
+
+/// Most times one [`get_json_with`] asks again after a `202 Accepted` (each answer does a
+/// bounded part of the work, e.g. eight epochs of mapper graphs).
+const MAX_PENDING_ROUNDS: usize = 10_000;
+
+/// Sends `request`; returns the status and body of a 2xx answer, or the server's `error`
+/// message.
+async fn fetch_answer(request: &web_sys::Request) -> Result<(u16, String), String> {
     let window = web_sys::window().ok_or("no window")?;
     let response: web_sys::Response = JsFuture::from(window.fetch_with_request(request))
         .await
@@ -104,7 +114,7 @@ pub async fn fetch_text(request: &web_sys::Request) -> Result<String, String> {
         .and_then(|t| t.as_string())
         .unwrap_or_default();
     if response.ok() {
-        Ok(text)
+        Ok((response.status(), text))
     } else {
         let json: serde_json::Value =
             serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
@@ -130,10 +140,20 @@ pub async fn get_json_with<T: DeserializeOwned>(
     if let Some(signal) = signal {
         init.set_signal(Some(signal));
     }
-    let request =
-        web_sys::Request::new_with_str_and_init(&url(path), &init).map_err(|e| format!("{e:?}"))?;
-    let text = fetch_text(&request).await?;
-    serde_json::from_str(&text).map_err(|e| format!("unexpected answer from {path}: {e}"))
+    // 202 Accepted: the server did part of the work and kept it; asking again goes on.
+    for _ in 0..MAX_PENDING_ROUNDS {
+        let request = web_sys::Request::new_with_str_and_init(&url(path), &init)
+            .map_err(|e| format!("{e:?}"))?;
+        let (status, text) = fetch_answer(&request).await?;
+        if status != 202 {
+            return serde_json::from_str(&text)
+                .map_err(|e| format!("unexpected answer from {path}: {e}"));
+        }
+        if signal.is_some_and(web_sys::AbortSignal::aborted) {
+            return Err("aborted".to_owned());
+        }
+    }
+    Err(format!("{path} kept answering that it is still working"))
 }
 
 /// Keeps one request in flight: starting the next aborts the one before, and an answer that

@@ -3,8 +3,9 @@
 //! of a core-count of permits and keep the JSON per (run, epoch, parameters).
 //!
 //! A request dropped while it waits for a permit (a user scrubbing past an epoch) never runs
-//! its work; one that started keeps its permit until it is done, so at most one computation
-//! per core runs at a time.
+//! its work; one that started keeps its permits until it is done. Work that runs on several
+//! threads (NMF, similarity) takes one permit per thread, so the lenses together never run
+//! more threads than there are cores. The cache holds at most [`CACHE_BYTES`] of answers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,9 @@ use bytes::Bytes;
 
 use crate::hub::HubError;
 
-/// Cached answers kept at most.
-const CACHE_ENTRIES: usize = 512;
+/// Bytes of answers the cache keeps at most (JSON, and mapper graphs counted at their JSON's
+/// size); the oldest go first.
+pub const CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Why an answer could not be given.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,16 @@ pub enum AnswerError {
     /// The worker thread failed.
     #[error("the analysis worker failed: {0}")]
     Worker(String),
+    /// Part of the work is done and kept; asking again goes on from there (HTTP 202).
+    #[error("{message}")]
+    Pending {
+        /// How far it got (for the mapper: the last epoch mapped).
+        done: u32,
+        /// Where it must get to.
+        needed: u32,
+        /// What was done, for people.
+        message: String,
+    },
 }
 
 impl AnswerError {
@@ -44,74 +56,127 @@ impl AnswerError {
     }
 }
 
-/// Answers kept per (run, epoch, parameters), oldest evicted first, and the permits that
-/// bound how many are computed at once.
+/// Answers kept per (run, epoch, parameters), oldest evicted first once they hold more than
+/// their byte budget, and the permits that bound how many are computed at once.
 pub struct AnswerCache {
     inner: Mutex<CacheInner>,
-    /// One per core: a computation starts only with a permit, so requests beyond that wait,
-    /// and a request whose client gave up while waiting never starts its work.
+    /// One per core: a computation starts only with its permits, so requests beyond that
+    /// wait, and a request whose client gave up while waiting never starts its work.
     workers: Arc<tokio::sync::Semaphore>,
+    permits: usize,
 }
 
 impl Default for AnswerCache {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::with_permits(cores)
+        Self::with_budget(cores, CACHE_BYTES)
     }
 }
 
-#[derive(Default)]
+/// One cached answer: its JSON, and for mapper answers the graph it was made from.
+struct Entry {
+    json: Bytes,
+    graph: Option<Arc<MapperGraph>>,
+    /// What it counts against the budget.
+    bytes: usize,
+}
+
 struct CacheInner {
-    answers: HashMap<String, Bytes>,
-    mappers: HashMap<String, Arc<MapperGraph>>,
+    entries: HashMap<String, Entry>,
     order: VecDeque<String>,
+    bytes: usize,
+    budget_bytes: usize,
 }
 
 impl CacheInner {
-    fn remember(&mut self, key: String) {
-        self.order.push_back(key);
-        while self.order.len() > CACHE_ENTRIES {
-            if let Some(old) = self.order.pop_front() {
-                self.answers.remove(&old);
-                self.mappers.remove(&old);
+    fn put(&mut self, key: String, entry: Entry) {
+        if entry.bytes > self.budget_bytes {
+            return;
+        }
+        self.bytes += entry.bytes;
+        match self.entries.insert(key.clone(), entry) {
+            Some(old) => self.bytes = self.bytes.saturating_sub(old.bytes),
+            None => self.order.push_back(key),
+        }
+        while self.bytes > self.budget_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.entries.remove(&old) {
+                self.bytes = self.bytes.saturating_sub(entry.bytes);
             }
         }
     }
 }
 
 impl AnswerCache {
-    /// A cache whose computations share `permits` permits.
-    pub fn with_permits(permits: usize) -> Self {
+    /// A cache whose computations share `permits` permits and whose answers hold at most
+    /// `budget_bytes`.
+    pub fn with_budget(permits: usize, budget_bytes: usize) -> Self {
         Self {
-            inner: Mutex::default(),
+            inner: Mutex::new(CacheInner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+                budget_bytes,
+            }),
             workers: Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
+            permits: permits.max(1),
         }
     }
 
-    fn answer(&self, key: &str) -> Option<Bytes> {
-        self.inner.lock().ok()?.answers.get(key).cloned()
+    /// A cache whose computations share `permits` permits, with the default byte budget.
+    pub fn with_permits(permits: usize) -> Self {
+        Self::with_budget(permits, CACHE_BYTES)
     }
 
-    fn put_answer(&self, key: String, value: Bytes) {
-        if let Ok(mut inner) = self.inner.lock()
-            && inner.answers.insert(key.clone(), value).is_none()
-        {
-            inner.remember(key);
+    /// Permits in all: the most threads the computations run at once.
+    pub fn permits(&self) -> usize {
+        self.permits
+    }
+
+    /// Bytes the cached answers hold now.
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.lock().map_or(0, |inner| inner.bytes)
+    }
+
+    fn answer(&self, key: &str) -> Option<Bytes> {
+        Some(self.inner.lock().ok()?.entries.get(key)?.json.clone())
+    }
+
+    fn put_answer(&self, key: String, json: Bytes) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let bytes = key.len() + json.len();
+            inner.put(
+                key,
+                Entry {
+                    json,
+                    graph: None,
+                    bytes,
+                },
+            );
         }
     }
 
     /// The mapper graph cached under `key` (mapper identities are carried from one epoch's
     /// graph to the next, so the graphs themselves are kept beside their JSON).
     pub(crate) fn mapper(&self, key: &str) -> Option<Arc<MapperGraph>> {
-        self.inner.lock().ok()?.mappers.get(key).cloned()
+        self.inner.lock().ok()?.entries.get(key)?.graph.clone()
     }
 
-    /// Keeps `graph` under `key`.
-    pub(crate) fn put_mapper(&self, key: String, graph: Arc<MapperGraph>) {
-        if let Ok(mut inner) = self.inner.lock()
-            && inner.mappers.insert(key.clone(), graph).is_none()
-        {
-            inner.remember(key);
+    /// Keeps `graph` and its JSON under `key`, counted twice the JSON's size (the graph in
+    /// memory is about as large as its JSON).
+    pub(crate) fn put_mapper(&self, key: String, graph: Arc<MapperGraph>, json: Bytes) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let bytes = key.len() + 2 * json.len();
+            inner.put(
+                key,
+                Entry {
+                    json,
+                    graph: Some(graph),
+                    bytes,
+                },
+            );
         }
     }
 
@@ -119,9 +184,9 @@ impl AnswerCache {
     pub fn forget_run(&self, run_id: i64) {
         if let Ok(mut inner) = self.inner.lock() {
             let prefix = format!("{run_id}/");
-            inner.answers.retain(|k, _| !k.starts_with(&prefix));
-            inner.mappers.retain(|k, _| !k.starts_with(&prefix));
+            inner.entries.retain(|k, _| !k.starts_with(&prefix));
             inner.order.retain(|k| !k.starts_with(&prefix));
+            inner.bytes = inner.entries.values().map(|e| e.bytes).sum();
         }
     }
 }
@@ -140,8 +205,19 @@ pub async fn blocking<T: Send + 'static>(
     cache: &AnswerCache,
     work: impl FnOnce() -> Result<T, AnswerError> + Send + 'static,
 ) -> Result<T, AnswerError> {
+    blocking_threads(cache, 1, work).await
+}
+
+/// [`blocking`] for work that runs on `threads` threads: it waits for that many permits
+/// (at most all of them), so the lenses never run more threads than the cache has permits.
+pub async fn blocking_threads<T: Send + 'static>(
+    cache: &AnswerCache,
+    threads: usize,
+    work: impl FnOnce() -> Result<T, AnswerError> + Send + 'static,
+) -> Result<T, AnswerError> {
+    let wanted = u32::try_from(threads.clamp(1, cache.permits)).unwrap_or(1);
     let permit = Arc::clone(&cache.workers)
-        .acquire_owned()
+        .acquire_many_owned(wanted)
         .await
         .map_err(|e| AnswerError::Worker(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
@@ -159,10 +235,20 @@ pub async fn cached(
     key: String,
     work: impl FnOnce() -> Result<Bytes, AnswerError> + Send + 'static,
 ) -> Result<Bytes, AnswerError> {
+    cached_threads(cache, key, 1, work).await
+}
+
+/// [`cached`] for work that runs on `threads` threads (see [`blocking_threads`]).
+pub async fn cached_threads(
+    cache: &AnswerCache,
+    key: String,
+    threads: usize,
+    work: impl FnOnce() -> Result<Bytes, AnswerError> + Send + 'static,
+) -> Result<Bytes, AnswerError> {
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking(cache, work).await?;
+    let answer = blocking_threads(cache, threads, work).await?;
     cache.put_answer(key, answer.clone());
     Ok(answer)
 }
@@ -217,6 +303,59 @@ mod tests {
         let next = blocking(&cache, || Ok(())).await;
         assert!(next.is_ok());
         assert!(done.load(Ordering::SeqCst), "the next one waited for it");
+    }
+
+    #[tokio::test]
+    async fn work_on_several_threads_takes_a_permit_for_each() {
+        let cache = Arc::new(AnswerCache::with_permits(2));
+        let one = Arc::clone(&cache.workers).acquire_owned().await.unwrap();
+        // Two threads' worth cannot start while one permit is taken.
+        let two_threads = blocking_threads(&cache, 2, || Ok(()));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), two_threads)
+                .await
+                .is_err()
+        );
+        drop(one);
+        // Asking for more threads than permits takes them all, and does not wait forever.
+        let running = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&running);
+        let watcher = Arc::clone(&cache);
+        let result = blocking_threads(&cache, 16, move || {
+            flag.store(true, Ordering::SeqCst);
+            Ok(watcher.workers.available_permits())
+        })
+        .await;
+        assert_eq!(result.unwrap(), 0, "all permits held while it ran");
+        assert!(running.load(Ordering::SeqCst));
+        assert_eq!(cache.workers.available_permits(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_byte_budget_oldest_out_first() {
+        let cache = AnswerCache::with_budget(1, 1000);
+        let answer = |byte: u8| Bytes::from(vec![byte; 290]);
+        for (i, key) in ["1/1/a", "1/2/a", "1/3/a", "1/4/a"].into_iter().enumerate() {
+            let byte = u8::try_from(i).unwrap();
+            cached(&cache, key.to_owned(), move || Ok(answer(byte)))
+                .await
+                .unwrap();
+            assert!(cache.cached_bytes() <= 1000, "{}", cache.cached_bytes());
+        }
+        // Three fit (3 x 295 bytes); the first went.
+        assert_eq!(cache.cached_bytes(), 3 * 295);
+        assert!(cache.answer("1/1/a").is_none());
+        assert_eq!(cache.answer("1/4/a"), Some(answer(3)));
+        // One answer larger than the whole budget is served, not kept.
+        let huge = cached(&cache, "1/5/a".to_owned(), || {
+            Ok(Bytes::from(vec![0; 5000]))
+        })
+        .await;
+        assert_eq!(huge.unwrap().len(), 5000);
+        assert!(cache.answer("1/5/a").is_none());
+        assert_eq!(cache.cached_bytes(), 3 * 295);
+        cache.forget_run(1);
+        assert_eq!(cache.cached_bytes(), 0);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use crate::answers::AnswerError;
 use crate::guard::guard;
+use crate::hub::{Hub, HubError};
 use crate::lenses;
 use crate::query_params::{MapperQuery, NmfQuery, SimilarityQuery};
 use crate::state::AppState;
@@ -68,7 +69,7 @@ async fn unknown_api_path(uri: axum::http::Uri) -> ApiError {
 }
 
 async fn health(State(state): State<AppState>) -> Json<ServerInfo> {
-    Json(state.info())
+    Json(state.info().await)
 }
 
 /// Largest request body accepted, in bytes.
@@ -86,7 +87,12 @@ fn internal(err: impl std::fmt::Display) -> ApiError {
 }
 
 async fn list_runs(State(state): State<AppState>) -> Result<Json<Vec<RunSummary>>, ApiError> {
-    state.hub().runs().map(Json).map_err(internal)
+    state
+        .hub()
+        .blocking(Hub::runs)
+        .await
+        .map(Json)
+        .map_err(internal)
 }
 
 /// `POST /api/runs` with a JSON body of the same keys as `actiscope train --config`
@@ -99,14 +105,14 @@ async fn start_run(
         .to_config()
         .map_err(|e| api_error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let run_id = state.hub().start_run(config).await.map_err(|e| match e {
-        crate::hub::HubError::Train(err) => {
-            api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
-        }
+        HubError::Train(err) => api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
+        err @ HubError::QueueFull(_) => api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
         other => internal(other),
     })?;
     let summary = state
         .hub()
-        .run(run_id)
+        .blocking(move |hub| hub.run(run_id))
+        .await
         .map_err(internal)?
         .ok_or_else(|| internal("the new run vanished"))?;
     Ok((StatusCode::CREATED, Json(summary)))
@@ -131,7 +137,11 @@ async fn delete_run(
     State(state): State<AppState>,
     Path(run_id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    match state.hub().delete_run(run_id) {
+    match state
+        .hub()
+        .blocking(move |hub| hub.delete_run(run_id))
+        .await
+    {
         Ok(true) => {
             state.answers().forget_run(run_id);
             Ok(StatusCode::NO_CONTENT)
@@ -140,9 +150,7 @@ async fn delete_run(
             StatusCode::NOT_FOUND,
             format!("there is no run {run_id}"),
         )),
-        Err(err @ crate::hub::HubError::Busy(_)) => {
-            Err(api_error(StatusCode::CONFLICT, err.to_string()))
-        }
+        Err(err @ HubError::Busy(_)) => Err(api_error(StatusCode::CONFLICT, err.to_string())),
         Err(err) => Err(internal(err)),
     }
 }
@@ -153,7 +161,8 @@ async fn get_run(
 ) -> Result<Json<RunSummary>, ApiError> {
     state
         .hub()
-        .run(run_id)
+        .blocking(move |hub| hub.run(run_id))
+        .await
         .map_err(internal)?
         .map(Json)
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, format!("there is no run {run_id}")))
@@ -166,7 +175,8 @@ async fn get_epochs(
     let _known = get_run(State(state.clone()), Path(run_id)).await?;
     let rows = state
         .hub()
-        .with_store(|s| s.epochs(run_id))
+        .blocking(move |hub| hub.with_store(|s| s.epochs(run_id)))
+        .await
         .map_err(internal)?;
     rows.iter()
         .map(|(_, json)| serde_json::from_str(json).map_err(internal))
@@ -189,6 +199,19 @@ async fn get_snapshot(
 
 fn answer_error(err: AnswerError) -> ApiError {
     match err {
+        AnswerError::Pending {
+            done,
+            needed,
+            message,
+        } => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "pending": true,
+                "done": done,
+                "needed": needed,
+                "message": message,
+            })),
+        ),
         AnswerError::NotFound(message) => api_error(StatusCode::NOT_FOUND, message),
         AnswerError::BadRequest(message) => api_error(StatusCode::BAD_REQUEST, message),
         AnswerError::Conflict(message) => api_error(StatusCode::CONFLICT, message),
@@ -416,7 +439,8 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
             let _permit = permit;
             let (sink, stream) = socket.split();
             let hub = state.hub().clone();
-            let end = serve_session(sink, stream, hub, || state.info()).await;
+            let info = state.info().await;
+            let end = serve_session(sink, stream, hub, info).await;
             tracing::debug!(?end, "websocket session ended");
         })
         .into_response()

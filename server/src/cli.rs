@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Runs that train at the same time; more are queued.
     #[arg(long, default_value_t = crate::hub::DEFAULT_CONCURRENT_RUNS)]
     pub max_runs: usize,
+    /// Runs that may wait for a training slot; more are refused (429) until one starts.
+    #[arg(long, default_value_t = crate::hub::DEFAULT_MAX_QUEUED)]
+    pub max_queued: usize,
     /// Token every API and websocket request must carry (`Authorization: Bearer`, the cookie
     /// a page load with `?token=` sets, or `?token=`). Required when binding anything but a
     /// loopback address. Prefer `--token-file` or `ACTISCOPE_TOKEN`: `ps` shows flags.
@@ -91,15 +94,16 @@ fn resolve_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
 
 /// Runs `actiscope serve` until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = actiscope_store::Store::open(&args.store)
+    let mut store = actiscope_store::Store::open(&args.store)
         .with_context(|| format!("opening the run store {}", args.store.display()))?;
-    let interrupted = store
-        .mark_interrupted()
-        .context("marking runs left running by a previous process")?;
-    if interrupted > 0 {
+    // Runs another live process trains (an `actiscope train` beside this server) stay as
+    // they are.
+    let interrupted = crate::owner::mark_orphans(&mut store, &crate::owner::this_process())
+        .context("marking runs left running by processes that are gone")?;
+    if !interrupted.is_empty() {
         tracing::warn!(
-            interrupted,
-            "runs left running by a previous process marked interrupted"
+            ?interrupted,
+            "runs left running by processes that are gone marked interrupted"
         );
     }
     if let Some(dist) = &args.dist
@@ -147,6 +151,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         frontend,
         crate::state::ServerOptions {
             concurrent_runs: args.max_runs,
+            max_queued: args.max_queued,
             token,
             host_policy: crate::guard::HostPolicy::for_bind(args.host, args.allow_host),
             max_sockets: args.max_sockets,

@@ -3,8 +3,8 @@
 //! the store; it never slows training).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use actiscope_protocol::{EpochSnapshot, ProbeImages, RunSummary};
 use actiscope_store::{RunStatus, Store, StoreError};
@@ -76,41 +76,81 @@ pub enum HubError {
     /// The run is queued or training.
     #[error("run {0} is queued or training; stop it first")]
     Busy(i64),
+    /// Every training slot is taken and the queue holds as many runs as it may.
+    #[error(
+        "the run queue is full: {0} runs already wait for a training slot; stop or delete a \
+         queued run, or try again when one finishes"
+    )]
+    QueueFull(usize),
 }
 
 /// Runs that train at the same time by default; more are queued.
 pub const DEFAULT_CONCURRENT_RUNS: usize = 2;
+/// Runs that may wait for a training slot by default; more are refused.
+pub const DEFAULT_MAX_QUEUED: usize = 32;
+/// Connections that read the store beside the one that writes it.
+const READERS: usize = 4;
 
 /// The hub; cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
+    /// The one connection that writes (training, status, deletes).
     store: Arc<Mutex<Store>>,
+    /// Connections that only read, so a long write never holds up a reader (WAL).
+    readers: Arc<Vec<Mutex<Store>>>,
+    next_reader: Arc<AtomicUsize>,
+    /// This process, as the owner of the runs it trains or queued.
+    owner: Arc<str>,
     events: broadcast::Sender<HubEvent>,
     stops: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
     slots: Arc<tokio::sync::Semaphore>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
     frames: Arc<Mutex<FrameCache>>,
 }
 
-/// Frames kept by the cache: a few runs' worth of epochs.
-const FRAME_CACHE_ENTRIES: usize = 512;
+/// Bytes of encoded frames the cache keeps: a few long runs' worth of epochs.
+const FRAME_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Encoded frames of stored epochs (and of each run's images, as epoch 0) that sessions send,
-/// oldest evicted first: however many sessions follow a run, each epoch is read, checked and
-/// encoded once. A stored epoch never changes; a deleted run's frames are dropped.
-#[derive(Default)]
+/// oldest evicted first once they hold more than their byte budget: however many sessions
+/// follow a run, each epoch is read, checked and encoded once. A stored epoch never changes;
+/// a deleted run's frames are dropped.
 struct FrameCache {
     frames: HashMap<(i64, u32), bytes::Bytes>,
     order: std::collections::VecDeque<(i64, u32)>,
+    bytes: usize,
+    budget_bytes: usize,
 }
 
 impl FrameCache {
+    fn with_budget(budget_bytes: usize) -> Self {
+        Self {
+            frames: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            bytes: 0,
+            budget_bytes,
+        }
+    }
+
     fn put(&mut self, key: (i64, u32), frame: bytes::Bytes) {
-        if self.frames.insert(key, frame).is_none() {
-            self.order.push_back(key);
-            while self.order.len() > FRAME_CACHE_ENTRIES {
-                if let Some(old) = self.order.pop_front() {
-                    self.frames.remove(&old);
-                }
+        if frame.len() > self.budget_bytes {
+            return;
+        }
+        let added = frame.len();
+        match self.frames.insert(key, frame) {
+            Some(old) => self.bytes = self.bytes.saturating_sub(old.len()) + added,
+            None => {
+                self.bytes += added;
+                self.order.push_back(key);
+            }
+        }
+        while self.bytes > self.budget_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(frame) = self.frames.remove(&old) {
+                self.bytes = self.bytes.saturating_sub(frame.len());
             }
         }
     }
@@ -118,6 +158,28 @@ impl FrameCache {
     fn forget_run(&mut self, run_id: i64) {
         self.frames.retain(|(run, _), _| *run != run_id);
         self.order.retain(|(run, _)| *run != run_id);
+        self.bytes = self.frames.values().map(bytes::Bytes::len).sum();
+    }
+}
+
+/// A place in the run queue, given back when the run gets a slot or gives up.
+struct QueuePlace(Arc<AtomicUsize>);
+
+impl QueuePlace {
+    /// A place, unless `max` runs already wait.
+    fn take(queued: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(queued)))
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -127,16 +189,67 @@ impl Hub {
         Self::with_limit(store, DEFAULT_CONCURRENT_RUNS)
     }
 
-    /// A hub that trains at most `concurrent_runs` runs at once and queues the others.
+    /// A hub that trains at most `concurrent_runs` runs at once and queues up to
+    /// [`DEFAULT_MAX_QUEUED`] others.
     pub fn with_limit(store: Store, concurrent_runs: usize) -> Self {
+        Self::with_limits(store, concurrent_runs, DEFAULT_MAX_QUEUED)
+    }
+
+    /// A hub that trains at most `concurrent_runs` runs at once, queues up to `max_queued`
+    /// more and refuses others with [`HubError::QueueFull`]. Reads go to connections of their
+    /// own when the store is a file. A thread says every
+    /// [`HEARTBEAT_INTERVAL`](crate::owner::HEARTBEAT_INTERVAL) that this process still owns
+    /// its runs, and marks interrupted the runs of owners that are gone, for as long as the
+    /// hub lives.
+    pub fn with_limits(store: Store, concurrent_runs: usize, max_queued: usize) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Self {
+        let readers = (0..READERS)
+            .map_while(|_| match store.reopen()? {
+                Ok(reader) => Some(Mutex::new(reader)),
+                Err(err) => {
+                    tracing::warn!(%err, "cannot open a reading connection; reads share the writer's");
+                    None
+                }
+            })
+            .collect();
+        let hub = Self {
             store: Arc::new(Mutex::new(store)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+            owner: crate::owner::this_process().into(),
             events,
             stops: Arc::new(Mutex::new(HashMap::new())),
             slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
-            frames: Arc::new(Mutex::new(FrameCache::default())),
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued,
+            frames: Arc::new(Mutex::new(FrameCache::with_budget(FRAME_CACHE_BYTES))),
+        };
+        let store = Arc::downgrade(&hub.store);
+        let (owner, events) = (Arc::clone(&hub.owner), hub.events.clone());
+        let spawned = std::thread::Builder::new()
+            .name("actiscope-heartbeat".to_owned())
+            .spawn(move || heartbeat_loop(&store, &owner, &events));
+        if let Err(err) = spawned {
+            tracing::error!(%err, "cannot start the heartbeat thread");
         }
+        hub
+    }
+
+    /// The id under which this process owns its runs in the store.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs `f` with this hub on the blocking pool: how async handlers reach the store without
+    /// holding up the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Hub) -> Result<T, HubError> + Send + 'static,
+    ) -> Result<T, HubError> {
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || f(&hub))
+            .await
+            .map_err(|_| HubError::Poisoned)?
     }
 
     fn cached_frame(&self, run_id: i64, epoch: u32) -> Option<bytes::Bytes> {
@@ -220,11 +333,7 @@ impl Hub {
         {
             return Err(HubError::Busy(run_id));
         }
-        let deleted = self
-            .store
-            .lock()
-            .map_err(|_| HubError::Poisoned)?
-            .delete_run(run_id)?;
+        let deleted = self.with_writer(|store| store.delete_run(run_id))?;
         if let Ok(mut frames) = self.frames.lock() {
             frames.forget_run(run_id);
         }
@@ -234,13 +343,41 @@ impl Hub {
         Ok(deleted)
     }
 
-    /// Runs `f` with the store locked.
+    /// Runs `f` on a reading connection (the writer's when the store is in memory); blocks,
+    /// so call it from blocking code or through [`blocking`](Self::blocking).
     pub fn with_store<T>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError>,
     ) -> Result<T, HubError> {
-        let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+        let count = self.readers.len();
+        if count == 0 {
+            let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+            return Ok(f(&store)?);
+        }
+        let first = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        // A free reader if there is one, else wait for the next in turn.
+        let free = (0..count)
+            .filter_map(|i| self.readers.get((first + i) % count))
+            .find_map(|reader| reader.try_lock().ok());
+        let store = match free {
+            Some(store) => store,
+            None => self
+                .readers
+                .get(first % count)
+                .ok_or(HubError::Poisoned)?
+                .lock()
+                .map_err(|_| HubError::Poisoned)?,
+        };
         Ok(f(&store)?)
+    }
+
+    /// Runs `f` with the writing connection locked.
+    pub fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, HubError> {
+        let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+        Ok(f(&mut store)?)
     }
 
     /// A receiver of every event from now on.
@@ -297,19 +434,27 @@ impl Hub {
 
     /// Validates `config`, loads its data, records the run and trains it on a blocking
     /// thread. Returns the new run's id once it is recorded.
+    /// Refused with [`HubError::QueueFull`] when every slot is taken and the queue is full.
     pub async fn start_run(&self, config: TrainConfig) -> Result<i64, HubError> {
-        let hub = self.clone();
-        let started = tokio::task::spawn_blocking(move || hub.prepare_run(config))
-            .await
-            .map_err(|_| HubError::Poisoned)??;
-        let (run_id, mut trainer, stop) = started;
-        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                self.set_status(run_id, RunStatus::Queued);
-                None
-            }
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok();
+        let place = match permit {
+            Some(_) => None,
+            None => Some(
+                QueuePlace::take(&self.queued, self.max_queued)
+                    .ok_or(HubError::QueueFull(self.max_queued))?,
+            ),
         };
+        let queued = permit.is_none();
+        let started = self
+            .blocking(move |hub| {
+                let started = hub.prepare_run(config)?;
+                if queued {
+                    hub.set_status(started.0, RunStatus::Queued);
+                }
+                Ok(started)
+            })
+            .await?;
+        let (run_id, mut trainer, stop) = started;
         let hub = self.clone();
         tokio::spawn(async move {
             let permit = match permit {
@@ -319,21 +464,26 @@ impl Hub {
                     Err(_) => return,
                 },
             };
-            if stop.load(Ordering::SeqCst) {
-                hub.set_status(run_id, RunStatus::Stopped);
-                hub.forget(run_id);
-                return;
-            }
-            hub.set_status(run_id, RunStatus::Running);
+            drop(place);
             let worker = hub.clone();
             let trained = tokio::task::spawn_blocking(move || {
-                worker.train(run_id, &mut trainer, &stop);
+                if stop.load(Ordering::SeqCst) {
+                    worker.set_status(run_id, RunStatus::Stopped);
+                } else {
+                    worker.set_status(run_id, RunStatus::Running);
+                    worker.train(run_id, &mut trainer, &stop);
+                }
                 drop(permit);
             })
             .await;
             if trained.is_err() {
                 tracing::error!(run_id, "the training thread panicked");
-                hub.set_status(run_id, RunStatus::Interrupted);
+                let _ = hub
+                    .blocking(move |hub| {
+                        hub.set_status(run_id, RunStatus::Interrupted);
+                        Ok(())
+                    })
+                    .await;
             }
             hub.forget(run_id);
             let _ = hub.events.send(HubEvent::RunChanged { run_id });
@@ -404,7 +554,7 @@ impl Hub {
         let trainer = Trainer::new(config.clone())?;
         let run_id = {
             let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
-            record_run(&mut store, &trainer).map_err(|e| match e {
+            record_run(&mut store, &trainer, &self.owner).map_err(|e| match e {
                 RunError::Store(err) => HubError::Store(err),
                 other => corrupt(0, 0, other),
             })?
@@ -428,6 +578,33 @@ impl Hub {
                     .map(|flag| flag.store(true, Ordering::SeqCst))
             })
             .is_some()
+    }
+}
+
+/// Until the hub's store is dropped: says every heartbeat interval that `owner` is alive, and
+/// marks interrupted the runs of owners that are gone (a `train` process killed beside the
+/// server), announcing each.
+fn heartbeat_loop(store: &Weak<Mutex<Store>>, owner: &str, events: &broadcast::Sender<HubEvent>) {
+    loop {
+        std::thread::sleep(crate::owner::HEARTBEAT_INTERVAL);
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let Ok(mut store) = store.lock() else {
+            return;
+        };
+        if let Err(err) = store.heartbeat(owner) {
+            tracing::warn!(%err, "cannot record this server's heartbeat");
+        }
+        match crate::owner::mark_orphans(&mut store, owner) {
+            Ok(marked) => {
+                for run_id in marked {
+                    tracing::warn!(run_id, "its process is gone: marked interrupted");
+                    let _ = events.send(HubEvent::RunChanged { run_id });
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot check for runs of processes that are gone"),
+        }
     }
 }
 
@@ -481,5 +658,64 @@ fn summary(row: &actiscope_store::RunRow) -> RunSummary {
                 actiscope_train::model::ModelSpec::Cnn { .. } => 2,
             })
             .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn reads_go_on_while_the_writer_is_busy() {
+        let dir = tempfile::tempdir().expect("dir");
+        let hub = Hub::new(Store::open(&dir.path().join("runs.db")).expect("store"));
+        let (held, is_held) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let writer = hub.clone();
+        // A long write (a DELETE of a large run) holds the writing connection.
+        let busy = std::thread::spawn(move || {
+            writer.with_writer(|_| {
+                let _ = held.send(());
+                let _ = released.recv();
+                Ok(())
+            })
+        });
+        is_held.recv().expect("the writer is held");
+        let (answered, answer) = mpsc::channel();
+        let reader = hub.clone();
+        std::thread::spawn(move || {
+            let _ = answered.send(reader.runs().map(|runs| runs.len()));
+        });
+        let read = answer.recv_timeout(Duration::from_secs(5));
+        let _ = release.send(());
+        busy.join().expect("writer").expect("write");
+        assert_eq!(
+            read.expect("the read did not wait for the writer")
+                .expect("read"),
+            0
+        );
+    }
+
+    #[test]
+    fn frames_are_kept_within_their_byte_budget_oldest_out_first() {
+        let mut cache = FrameCache::with_budget(1000);
+        let frame = |n: usize| bytes::Bytes::from(vec![0u8; n]);
+        for epoch in 1..=5 {
+            cache.put((1, epoch), frame(300));
+            assert!(cache.bytes <= 1000);
+        }
+        assert_eq!(cache.bytes, 900);
+        assert!(!cache.frames.contains_key(&(1, 2)));
+        assert!(cache.frames.contains_key(&(1, 5)));
+        cache.put((2, 1), frame(2000));
+        assert!(
+            !cache.frames.contains_key(&(2, 1)),
+            "larger than the budget"
+        );
+        cache.forget_run(1);
+        assert_eq!(cache.bytes, 0);
     }
 }

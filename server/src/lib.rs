@@ -12,6 +12,7 @@ pub mod frontend;
 pub mod guard;
 pub mod hub;
 pub mod lenses;
+pub mod owner;
 pub mod query_params;
 pub mod runner;
 pub mod state;

@@ -70,11 +70,12 @@ pub enum CaptureMode {
     Inline,
 }
 
-/// Records a new run of `trainer` in `store`: its name, configuration, device, the SHA-256
-/// of its data and its probe images (epoch 0), in one transaction. Returns the run id. Used
+/// Records a new run of `trainer` in `store`, owned by `owner` (see [`crate::owner`]): its
+/// name, configuration, device, the SHA-256 of its data and its probe images (epoch 0), in
+/// one transaction. Returns the run id. Used
 /// by the server and by `actiscope train`, so a
 /// run looks the same in the dashboard whichever started it.
-pub fn record_run(store: &mut Store, trainer: &Trainer) -> Result<i64, RunError> {
+pub fn record_run(store: &mut Store, trainer: &Trainer, owner: &str) -> Result<i64, RunError> {
     let config = trainer.config();
     let config_json =
         serde_json::to_string(config).map_err(|e| RunError::Analysis(e.to_string()))?;
@@ -85,6 +86,7 @@ pub fn record_run(store: &mut Store, trainer: &Trainer) -> Result<i64, RunError>
         config_json: &config_json,
         device: &trainer.device().description,
         dataset_sha256: &trainer.splits().sha256_hex(),
+        owner,
         snapshots: &[(IMAGES_KIND, &images_blob)],
     })?;
     Ok(run_id)
@@ -331,7 +333,7 @@ mod tests {
         stop_after: Option<usize>,
     ) -> (RunOutcome, Vec<EpochSnapshot>) {
         let store = Mutex::new(Store::open_in_memory().unwrap());
-        let run_id = record_run(&mut store.lock().unwrap(), &trainer).unwrap();
+        let run_id = record_run(&mut store.lock().unwrap(), &trainer, "test").unwrap();
         let stop = AtomicBool::new(false);
         let outcome = run_to_completion(
             &mut trainer,

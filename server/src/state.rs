@@ -34,6 +34,8 @@ struct Inner {
 pub struct ServerOptions {
     /// Runs that train at once; more are queued.
     pub concurrent_runs: usize,
+    /// Runs that may wait in the queue; more are refused.
+    pub max_queued: usize,
     /// When set, API and websocket requests must carry this token.
     pub token: Option<String>,
     /// Which `Host` and `Origin` names requests may carry.
@@ -49,6 +51,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             concurrent_runs: crate::hub::DEFAULT_CONCURRENT_RUNS,
+            max_queued: crate::hub::DEFAULT_MAX_QUEUED,
             token: None,
             host_policy: HostPolicy::loopback(),
             max_sockets: DEFAULT_MAX_SOCKETS,
@@ -73,7 +76,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                hub: Hub::with_limit(store, options.concurrent_runs),
+                hub: Hub::with_limits(store, options.concurrent_runs, options.max_queued),
                 frontend,
                 token: options.token,
                 host_policy: options.host_policy,
@@ -120,14 +123,21 @@ impl AppState {
         &self.inner.hub
     }
 
-    /// A snapshot of what the server knows about itself.
-    pub fn info(&self) -> ServerInfo {
+    /// A snapshot of what the server knows about itself (the run count is read off the
+    /// async workers).
+    pub async fn info(&self) -> ServerInfo {
+        let run_count = self
+            .inner
+            .hub
+            .blocking(|hub| hub.with_store(Store::run_count))
+            .await
+            .unwrap_or(0);
         ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_version: PROTOCOL_VERSION,
             uptime_secs: self.inner.started.elapsed().as_secs_f64(),
             build: build_description(),
-            run_count: self.inner.hub.with_store(|s| s.run_count()).unwrap_or(0),
+            run_count,
         }
     }
 }

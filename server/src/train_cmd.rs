@@ -144,7 +144,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     );
     let mut store = Store::open(&args.store)
         .with_context(|| format!("opening the run store {}", args.store.display()))?;
-    let run_id = record_run(&mut store, &trainer).context("recording the run")?;
+    let owner = crate::owner::this_process();
+    let run_id = record_run(&mut store, &trainer, &owner).context("recording the run")?;
+    // A server beside this process leaves the run alone while this beats.
+    let _heartbeat =
+        crate::owner::Heartbeat::start(&store, owner).context("starting the run's heartbeat")?;
     let store = Mutex::new(store);
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -53,7 +53,7 @@ impl<S: Sink<Message> + Unpin> Session<S> {
     }
 
     async fn send_runs(&mut self) -> Result<(), SessionEnd> {
-        match self.hub.runs() {
+        match self.hub.blocking(Hub::runs).await {
             Ok(runs) => self.send(&ServerMessage::Runs(runs)).await,
             Err(err) => self.error(err.to_string()).await,
         }
@@ -108,7 +108,7 @@ impl<S: Sink<Message> + Unpin> Session<S> {
     }
 
     async fn subscribe(&mut self, run_id: i64, from_epoch: u32) -> Result<(), SessionEnd> {
-        let summary = match self.hub.run(run_id) {
+        let summary = match self.hub.blocking(move |hub| hub.run(run_id)).await {
             Ok(Some(summary)) => summary,
             Ok(None) => return self.error(format!("there is no run {run_id}")).await,
             Err(err) => return self.error(err.to_string()).await,
@@ -176,7 +176,7 @@ impl<S: Sink<Message> + Unpin> Session<S> {
             Ok(HubEvent::RunChanged { run_id }) => {
                 self.send_runs().await?;
                 if sub.is_some_and(|s| s.run_id == run_id)
-                    && let Ok(Some(summary)) = self.hub.run(run_id)
+                    && let Ok(Some(summary)) = self.hub.blocking(move |hub| hub.run(run_id)).await
                 {
                     self.send(&ServerMessage::Run(summary)).await?;
                 }
@@ -194,7 +194,7 @@ pub async fn serve_session<S, R, E>(
     sink: S,
     mut stream: R,
     hub: Hub,
-    info: impl Fn() -> ServerInfo,
+    info: ServerInfo,
 ) -> SessionEnd
 where
     S: Sink<Message> + Unpin,
@@ -208,7 +208,7 @@ where
         subscription: None,
     };
     let greeting = async {
-        session.send(&ServerMessage::Hello(info())).await?;
+        session.send(&ServerMessage::Hello(info)).await?;
         session.send_runs().await
     };
     if let Err(end) = greeting.await {
@@ -258,7 +258,7 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let end = runtime.block_on(serve_session(&mut sent, input, hub, info));
+        let end = runtime.block_on(serve_session(&mut sent, input, hub, info()));
         let decoded = sent
             .into_iter()
             .map(|m| match m {

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Version of the schema this build writes. Each entry of [`MIGRATIONS`] raises it by one.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long an opener waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -38,6 +38,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, epoch, kind)
      );",
     "ALTER TABLE runs ADD COLUMN dataset_sha256 TEXT NOT NULL DEFAULT '';",
+    "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+     ALTER TABLE runs ADD COLUMN heartbeat_unix_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Errors of the run store.
@@ -45,13 +47,44 @@ const MIGRATIONS: &[&str] = &[
 pub enum StoreError {
     /// SQLite refused an operation.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The store cannot grow: the disk, or the process's file size limit, is full. What was
+    /// committed before is intact.
+    #[error(
+        "the run store cannot grow (disk or file size limit full: {0}); everything stored \
+         before is intact, free some space and start again"
+    )]
+    Full(rusqlite::Error),
     /// The file was written by a newer actiscope whose schema this build does not know.
     #[error("the store has schema version {found}, newer than this build's {SCHEMA_VERSION}")]
     NewerSchema {
         /// Version found in the file.
         found: i64,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        // SQLite reports ENOSPC as SQLITE_FULL, and a write refused for another reason (EFBIG
+        // past `ulimit -f`, EDQUOT) as an I/O error of the write or of the file's growth.
+        let full = match &err {
+            rusqlite::Error::SqliteFailure(failure, _) => {
+                failure.code == rusqlite::ErrorCode::DiskFull
+                    || [
+                        rusqlite::ffi::SQLITE_IOERR_WRITE,
+                        rusqlite::ffi::SQLITE_IOERR_TRUNCATE,
+                        rusqlite::ffi::SQLITE_IOERR_FSTAT,
+                    ]
+                    .contains(&failure.extended_code)
+            }
+            _ => false,
+        };
+        if full {
+            Self::Full(err)
+        } else {
+            Self::Sqlite(err)
+        }
+    }
 }
 
 /// Lifecycle state of a run.
@@ -104,10 +137,15 @@ pub struct RunRow {
     pub epochs_stored: u32,
     /// SHA-256 of the data the run saw (empty for runs stored before schema version 3).
     pub dataset_sha256: String,
+    /// The process that trains (or queued) the run, as its [`NewRun::owner`] named it (empty
+    /// for runs stored before schema version 4).
+    pub owner: String,
+    /// When that process last said it was alive, milliseconds since the Unix epoch.
+    pub heartbeat_unix_ms: i64,
 }
 
 const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, r.dataset_sha256, \
-     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id)";
+     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id), r.owner, r.heartbeat_unix_ms";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -119,6 +157,8 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         created_unix_secs: row.get(5)?,
         dataset_sha256: row.get(6)?,
         epochs_stored: row.get(7)?,
+        owner: row.get(8)?,
+        heartbeat_unix_ms: row.get(9)?,
     })
 }
 
@@ -140,9 +180,18 @@ fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
     }
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A handle on one store file.
 pub struct Store {
     conn: Connection,
+    path: Option<std::path::PathBuf>,
 }
 
 /// What [`Store::record_run`] records.
@@ -156,6 +205,9 @@ pub struct NewRun<'a> {
     pub device: &'a str,
     /// SHA-256 (hex) of the data it sees.
     pub dataset_sha256: &'a str,
+    /// Who trains it: an id of the process, kept alive by [`Store::heartbeat`], so that only
+    /// a run whose owner is gone is ever marked interrupted.
+    pub owner: &'a str,
     /// Run-wide blobs (kind, bytes), stored as epoch 0.
     pub snapshots: &'a [(&'a str, &'a [u8])],
 }
@@ -164,15 +216,43 @@ impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        Self::init(conn, Some(path.to_path_buf()))
     }
 
     /// Opens a private in-memory store, for tests and throw-away runs.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+    /// Another connection to the same file, for reading beside this one's writes (WAL lets
+    /// readers go on while a writer holds its lock); `None` for an in-memory store, which
+    /// only its one connection can see.
+    pub fn reopen(&self) -> Option<Result<Self, StoreError>> {
+        self.path.as_deref().map(Self::open)
+    }
+
+    /// The file this store lives in; `None` when it is in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Limits the file to about `max_bytes` (SQLite's `max_page_count`): a write past it fails
+    /// with [`StoreError::Full`] as on a full disk. For tests of that path, and for users who
+    /// want a cap.
+    pub fn limit_size(&self, max_bytes: u64) -> Result<(), StoreError> {
+        let page_size: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |row| row.get(0))?;
+        let pages = max_bytes / u64::try_from(page_size.max(512)).unwrap_or(4096);
+        self.conn.pragma_update(
+            None,
+            "max_page_count",
+            i64::try_from(pages).unwrap_or(i64::MAX),
+        )?;
+        Ok(())
+    }
+
+    fn init(mut conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self, StoreError> {
         // Another process (a trainer, a server, a test polling the file) may open the same
         // file at the same moment: wait for its locks instead of failing.
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -194,7 +274,7 @@ impl Store {
             tx.pragma_update(None, "user_version", version)?;
         }
         tx.commit()?;
-        Ok(Self { conn })
+        Ok(Self { conn, path })
     }
 
     /// Schema version of the open file.
@@ -227,15 +307,17 @@ impl Store {
             .unwrap_or(0);
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (name, config_json, status, created_unix_secs, device, dataset_sha256) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO runs (name, config_json, status, created_unix_secs, device, \
+             dataset_sha256, owner, heartbeat_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 run.name,
                 run.config_json,
                 RunStatus::Running.as_str(),
                 now_unix_secs,
                 run.device,
-                run.dataset_sha256
+                run.dataset_sha256,
+                run.owner,
+                now_unix_ms()
             ],
         )?;
         let run_id = tx.last_insert_rowid();
@@ -334,13 +416,47 @@ impl Store {
         Ok(deleted == 1)
     }
 
-    /// Marks every run still `running` as `interrupted` (called when a server starts: nothing
-    /// can be running in a store no process has open). Returns how many were marked.
-    pub fn mark_interrupted(&self) -> Result<usize, StoreError> {
+    /// Says that `owner` is alive: the heartbeat of every run it trains or queued becomes
+    /// now. Returns how many runs it owns.
+    pub fn heartbeat(&self, owner: &str) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "UPDATE runs SET status = 'interrupted' WHERE status IN ('running', 'queued')",
-            [],
+            "UPDATE runs SET heartbeat_unix_ms = ?1 \
+             WHERE owner = ?2 AND status IN ('running', 'queued')",
+            params![now_unix_ms(), owner],
         )?)
+    }
+
+    /// Marks `interrupted` every `running` or `queued` run whose owner `is_gone` says is gone,
+    /// given the owner and its last heartbeat (ms since the Unix epoch), in one transaction.
+    /// Returns the ids marked.
+    pub fn mark_orphans_interrupted(
+        &mut self,
+        is_gone: impl Fn(&str, i64) -> bool,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<(i64, String, i64)> = {
+            let mut statement = tx.prepare(
+                "SELECT id, owner, heartbeat_unix_ms FROM runs \
+                 WHERE status IN ('running', 'queued')",
+            )?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut marked = Vec::new();
+        for (run_id, owner, heartbeat_unix_ms) in candidates {
+            if is_gone(&owner, heartbeat_unix_ms) {
+                tx.execute(
+                    "UPDATE runs SET status = 'interrupted' WHERE id = ?1",
+                    [run_id],
+                )?;
+                marked.push(run_id);
+            }
+        }
+        tx.commit()?;
+        Ok(marked)
     }
 
     /// Every run, newest first.
@@ -471,7 +587,7 @@ mod tests {
         assert_eq!(store.snapshot(run, 2, "apd")?, Some(vec![6]));
         assert_eq!(store.snapshot(run, 2, "flows")?, Some(vec![5]));
         assert_eq!(store.snapshot(run, 3, "apd")?, None);
-        assert_eq!(store.mark_interrupted()?, 1);
+        assert_eq!(store.mark_orphans_interrupted(|_, _| true)?, vec![run]);
         assert_eq!(store.status(run)?.as_deref(), Some("interrupted"));
         assert!(store.delete_run(run)?);
         assert!(!store.delete_run(run)?);
@@ -488,6 +604,7 @@ mod tests {
             config_json: "{}",
             device: "flex (CPU)",
             dataset_sha256: "f00d",
+            owner: "host/1/2",
             snapshots: &[("images", &[7, 8, 9])],
         };
         let run_id = store.record_run(&new_run)?;
@@ -508,6 +625,97 @@ mod tests {
         )?;
         assert!(store.record_run(&new_run).is_err());
         assert_eq!(store.run_count()?, 1, "no half-recorded run");
+        Ok(())
+    }
+
+    #[test]
+    fn only_runs_of_gone_owners_are_marked_interrupted() -> Result<(), Box<dyn std::error::Error>> {
+        let mut store = Store::open_in_memory()?;
+        let run = |owner| NewRun {
+            name: "r",
+            config_json: "{}",
+            device: "cpu",
+            dataset_sha256: "",
+            owner,
+            snapshots: &[],
+        };
+        let alive = store.record_run(&run("alive"))?;
+        let dead = store.record_run(&run("dead"))?;
+        let finished = store.record_run(&run("dead"))?;
+        store.set_status(finished, RunStatus::Completed)?;
+        let before = store.run(alive)?.ok_or("run")?.heartbeat_unix_ms;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(store.heartbeat("alive")?, 1);
+        let after = store.run(alive)?.ok_or("run")?;
+        assert!(after.heartbeat_unix_ms > before, "the heartbeat moved");
+        assert_eq!(after.owner, "alive");
+        let seen = std::cell::RefCell::new(Vec::new());
+        let marked = store.mark_orphans_interrupted(|owner, heartbeat_unix_ms| {
+            seen.borrow_mut()
+                .push((owner.to_owned(), heartbeat_unix_ms > 0));
+            owner == "dead"
+        })?;
+        assert_eq!(marked, vec![dead], "only the gone owner's live run");
+        assert_eq!(
+            seen.borrow().len(),
+            2,
+            "finished runs are not even looked at"
+        );
+        assert_eq!(store.status(alive)?.as_deref(), Some("running"));
+        assert_eq!(store.status(dead)?.as_deref(), Some("interrupted"));
+        assert_eq!(store.status(finished)?.as_deref(), Some("completed"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_store_is_a_clear_error_and_keeps_what_was_stored()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("runs.db");
+        let mut store = Store::open(&path)?;
+        let run = store.create_run("r", "{}")?;
+        store.limit_size(256 * 1024)?;
+        let blob = vec![7u8; 40 * 1024];
+        let mut stored = 0;
+        let err = loop {
+            match store.put_epoch(run, stored + 1, "{}", &[("apd", &blob)]) {
+                Ok(()) => stored += 1,
+                Err(err) => break err,
+            }
+            assert!(stored < 100, "the limit never bit");
+        };
+        assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+        assert!(err.to_string().contains("cannot grow"), "{err}");
+        assert!(stored >= 2, "some epochs fit before the limit");
+        drop(store);
+        let store = Store::open(&path)?;
+        assert_eq!(store.epochs(run)?.len(), stored as usize);
+        for epoch in 1..=stored {
+            assert_eq!(
+                store.snapshot(run, epoch, "apd")?.as_deref(),
+                Some(&blob[..])
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_reader_sees_commits_and_reads_while_a_writer_holds_its_lock()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut writer = Store::open(&dir.path().join("runs.db"))?;
+        let reader = writer.reopen().ok_or("a file store reopens")??;
+        let run = writer.create_run("r", "{}")?;
+        assert_eq!(reader.run_count()?, 1);
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM runs WHERE id = ?1", [run])?;
+        // The delete is not committed and holds the write lock; the reader is not blocked.
+        assert_eq!(reader.run_count()?, 1);
+        tx.commit()?;
+        assert_eq!(reader.run_count()?, 0);
+        assert!(Store::open_in_memory()?.reopen().is_none());
         Ok(())
     }
 

@@ -37,8 +37,15 @@ fn compute_mapper(
     Ok(graph)
 }
 
+/// Epochs whose graphs one request computes at most; a request that needs more computes
+/// that many, keeps them, and answers [`AnswerError::Pending`] so the client asks again.
+pub const MAX_EPOCHS_PER_CALL: u32 = 8;
+
 /// The mapper graph of one epoch, as JSON ([`MapperGraph`]), with node identities carried
-/// from the graphs of the earlier epochs under the same parameters.
+/// from the graphs of the earlier epochs under the same parameters. When more than
+/// [`MAX_EPOCHS_PER_CALL`] earlier graphs are missing, this call computes the first
+/// [`MAX_EPOCHS_PER_CALL`] of them and answers [`AnswerError::Pending`] with how far it got;
+/// asking again goes on from there, so no single request walks a long run.
 pub async fn mapper_json(
     hub: Hub,
     cache: Arc<AnswerCache>,
@@ -64,8 +71,9 @@ pub async fn mapper_json(
             }
             start -= 1;
         }
-        let mut graph = None;
-        for e in start..=epoch {
+        let last = epoch.min(start.saturating_add(MAX_EPOCHS_PER_CALL - 1));
+        let mut answer = None;
+        for e in start..=last {
             let next = Arc::new(compute_mapper(
                 &hub,
                 run_id,
@@ -73,12 +81,26 @@ pub async fn mapper_json(
                 &params,
                 previous.as_deref(),
             )?);
-            cache.put_mapper(mapper_key(run_id, e, &params), next.clone());
-            previous = Some(next.clone());
-            graph = Some(next);
+            let graph_json = json(next.as_ref())?;
+            cache.put_mapper(
+                mapper_key(run_id, e, &params),
+                next.clone(),
+                graph_json.clone(),
+            );
+            previous = Some(next);
+            answer = Some(graph_json);
         }
-        let graph = graph.ok_or_else(|| AnswerError::Worker("no epoch to map".to_owned()))?;
-        json(graph.as_ref())
+        if last < epoch {
+            return Err(AnswerError::Pending {
+                done: last,
+                needed: epoch,
+                message: format!(
+                    "mapped epochs up to {last} of {epoch} (node identities are carried \
+                     epoch by epoch); ask again to go on"
+                ),
+            });
+        }
+        answer.ok_or_else(|| AnswerError::Worker("no epoch to map".to_owned()))
     })
     .await
 }

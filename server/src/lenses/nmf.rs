@@ -12,7 +12,7 @@ use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve};
 use bytes::Bytes;
 
 use super::probe::load_probe;
-use crate::answers::{AnswerCache, AnswerError, cached, json};
+use crate::answers::{AnswerCache, AnswerError, cached_threads, json};
 use crate::hub::Hub;
 
 /// Most factors an NMF request may ask for.
@@ -120,12 +120,14 @@ fn check_nmf_params(params: &NmfParams) -> Result<(), AnswerError> {
     Ok(())
 }
 
-fn options(params: &NmfParams) -> NmfOptions {
+/// The fit's options, on `threads` threads (the permits the request holds).
+fn options(params: &NmfParams, threads: usize) -> NmfOptions {
     NmfOptions {
         rank: params.rank as usize,
         max_iters: params.max_iters as usize,
         tolerance: params.tolerance,
         seed: params.seed,
+        threads,
         ..NmfOptions::default()
     }
 }
@@ -165,9 +167,11 @@ pub async fn nmf_json(
 ) -> Result<Bytes, AnswerError> {
     check_nmf_params(&params)?;
     let key = format!("{run_id}/{epoch}/nmf/{params:?}");
-    cached(&cache, key, move || {
+    // The fit runs on as many threads as the cache has permits, and takes them all.
+    let threads = cache.permits();
+    cached_threads(&cache, key, threads, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
-        let fit = coupled_nmf(&data.blocks(), &options(&params)).map_err(bad_request)?;
+        let fit = coupled_nmf(&data.blocks(), &options(&params, threads)).map_err(bad_request)?;
         json(&nmf_result(epoch, params, &data, fit))
     })
     .await
@@ -195,10 +199,11 @@ pub async fn rmse_json(
         })?;
     }
     let key = format!("{run_id}/{epoch}/rmse/{ranks:?}/{params:?}");
-    cached(&cache, key, move || {
+    let threads = cache.permits();
+    cached_threads(&cache, key, threads, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
         let ranks_usize: Vec<usize> = ranks.iter().map(|&r| r as usize).collect();
-        let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params))
+        let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params, threads))
             .map_err(bad_request)?
             .into_iter()
             .map(|(rank, rmse)| (u32::try_from(rank).unwrap_or(u32::MAX), rmse))

@@ -14,8 +14,12 @@ use actiscope_protocol::similarity::SimilarityGrid;
 use bytes::Bytes;
 
 use super::probe::load_probe;
-use crate::answers::{AnswerCache, AnswerError, blocking, cached, json};
+use crate::answers::{AnswerCache, AnswerError, blocking_threads, cached_threads, json};
 use crate::hub::Hub;
+
+/// Threads one similarity answer may use: CKA's products and CCA's decompositions run two
+/// halves side by side (`actiscope_analysis::similarity`), so each answer holds two permits.
+const SIMILARITY_THREADS: usize = 2;
 
 /// The epoch every column of a layers x epochs grid is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,14 +112,19 @@ pub async fn epochs_json(
     reference: Reference,
 ) -> Result<Bytes, AnswerError> {
     // The grid grows with the run: the key names the epochs it covers.
-    let epochs = stored_epochs(&hub, run_id)?;
+    let epochs = {
+        let hub = hub.clone();
+        tokio::task::spawn_blocking(move || stored_epochs(&hub, run_id))
+            .await
+            .map_err(|e| AnswerError::Worker(e.to_string()))??
+    };
     let key = format!(
         "{run_id}/similarity/{}/{reference:?}/{}-{}",
         method.name(),
         epochs.len(),
         epochs.last().copied().unwrap_or_default()
     );
-    cached(&cache, key, move || {
+    cached_threads(&cache, key, SIMILARITY_THREADS, move || {
         let reference_epoch = match reference {
             Reference::Final => epochs.last().copied().unwrap_or_default(),
             Reference::Epoch(epoch) if epochs.contains(&epoch) => epoch,
@@ -172,7 +181,7 @@ pub async fn layers_json(
     method: Method,
 ) -> Result<Bytes, AnswerError> {
     let key = format!("{run_id}/{epoch}/similarity/{}", method.name());
-    cached(&cache, key, move || {
+    cached_threads(&cache, key, SIMILARITY_THREADS, move || {
         let probe = load_probe(&hub, run_id, epoch)?;
         let mut blocks = vec![input_matrix(&hub, run_id)?];
         blocks.extend(probe.layers);
@@ -249,7 +258,7 @@ pub async fn compare_json(
     method: Method,
 ) -> Result<Bytes, AnswerError> {
     // Not cached: a comparison is asked for once, and a cached one would outlive run `b`.
-    blocking(&cache, move || {
+    blocking_threads(&cache, SIMILARITY_THREADS, move || {
         if let Some(difference) = probe_difference(&hub, a, b)? {
             return Err(AnswerError::Conflict(difference));
         }

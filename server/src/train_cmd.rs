@@ -106,7 +106,7 @@ pub fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-            toml::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?
+            parse_config_file(&text, path)?
         }
         None => RunRequest::default(),
     };
@@ -114,6 +114,12 @@ pub fn build_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         .or(file)
         .to_config()
         .map_err(|e| bad(e.to_string()))
+}
+
+/// The run request written in the `--config` file at `path`, whose text is `text`; a TOML
+/// error names the file, the line and the key.
+pub fn parse_config_file(text: &str, path: &std::path::Path) -> anyhow::Result<RunRequest> {
+    toml::from_str(text).map_err(|e| bad(format!("{}: {e}", path.display())))
 }
 
 /// Maps trainer errors caused by the input to [`BadInput`].

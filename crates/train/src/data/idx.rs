@@ -74,6 +74,11 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
         })
 }
 
+/// Largest IDX body read, in bytes (after gunzip): 4 GiB, forty times Fashion-MNIST's
+/// training images, so that a file whose header or gzip stream claims more is refused
+/// instead of filling memory.
+pub const MAX_IDX_BYTES: u64 = 4 << 30;
+
 /// Reads one IDX file of unsigned bytes: checks the magic number and that the data size
 /// matches the dimensions. Returns the dimensions and the bytes.
 fn read_idx(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
@@ -81,44 +86,65 @@ fn read_idx(path: &Path, magic: u32, rank: usize) -> Result<(Vec<usize>, Vec<u8>
         path: path.to_owned(),
         source,
     })?;
-    let corrupt = |reason: String| DataError::Corrupt {
+    parse_idx(&raw, magic, rank, MAX_IDX_BYTES).map_err(|reason| DataError::Corrupt {
         source_name: path.display().to_string(),
         reason,
-    };
+    })
+}
+
+/// Parses the bytes of one IDX file (gzipped or not) whose body may hold at most `max_bytes`:
+/// the dimensions and the body, or why not.
+fn parse_idx(
+    raw: &[u8],
+    magic: u32,
+    rank: usize,
+    max_bytes: u64,
+) -> Result<(Vec<usize>, Vec<u8>), String> {
+    let inflated;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
+        flate2::read::GzDecoder::new(raw)
+            .take(max_bytes.saturating_add(64))
             .read_to_end(&mut out)
-            .map_err(|e| corrupt(format!("gzip: {e}")))?;
-        out
+            .map_err(|e| format!("gzip: {e}"))?;
+        inflated = out;
+        inflated.as_slice()
     } else {
         raw
     };
     let word = |at: usize| -> Option<u32> {
-        let slice = bytes.get(at..at + 4)?;
+        let slice = bytes.get(at..at.checked_add(4)?)?;
         let mut b = [0u8; 4];
         b.copy_from_slice(slice);
         Some(u32::from_be_bytes(b))
     };
-    let found = word(0).ok_or_else(|| corrupt("shorter than an IDX header".to_owned()))?;
+    let found = word(0).ok_or_else(|| "shorter than an IDX header".to_owned())?;
     if found != magic {
-        return Err(corrupt(format!(
+        return Err(format!(
             "magic number {found:#010x}, expected {magic:#010x} ({})",
             if magic == 0x0803 { "images" } else { "labels" }
-        )));
+        ));
     }
     let dims: Vec<usize> = (0..rank)
         .map(|d| word(4 + 4 * d).map(|v| v as usize))
         .collect::<Option<_>>()
-        .ok_or_else(|| corrupt("truncated header".to_owned()))?;
+        .ok_or_else(|| "truncated header".to_owned())?;
     let header = 4 + 4 * rank;
-    let expected = dims.iter().product::<usize>();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |total, &d| total.checked_mul(d))
+        .filter(|&total| total as u64 <= max_bytes)
+        .ok_or_else(|| {
+            format!(
+                "dimensions {dims:?} claim more than the {max_bytes} bytes an IDX file may hold"
+            )
+        })?;
     let body = bytes.get(header..).unwrap_or(&[]);
     if body.len() != expected {
-        return Err(corrupt(format!(
+        return Err(format!(
             "dimensions {dims:?} need {expected} bytes but the file holds {} (truncated?)",
             body.len()
-        )));
+        ));
     }
     Ok((dims, body.to_vec()))
 }
@@ -141,7 +167,76 @@ pub fn write_idx(path: &Path, dims: &[u32], data: &[u8], gzip: bool) -> std::io:
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Inputs the IDX fuzz properties each try.
+    const FUZZ_CASES: u32 = 10_000;
+
+    fn image_file(count: u32, gzip: bool) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let pixels: Vec<u8> = (0..count * 4).map(|i| (i % 251) as u8).collect();
+        write_idx(&path, &[count, 2, 2], &pixels, gzip).unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: FUZZ_CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn random_bytes_never_panic_the_idx_reader(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_idx(&raw, 0x0803, 3, 1 << 20);
+            // The same garbage behind a valid magic number reaches the dimensions.
+            let mut headed = 0x0803u32.to_be_bytes().to_vec();
+            headed.extend_from_slice(&raw);
+            let _ = parse_idx(&headed, 0x0803, 3, 1 << 20);
+        }
+
+        #[test]
+        fn mutated_idx_files_never_panic_and_are_read_whole_or_refused(
+            gzip in any::<bool>(),
+            edits in proptest::collection::vec((any::<usize>(), 1u8..=255), 1..4),
+            cut in proptest::option::of(any::<usize>()),
+        ) {
+            let mut raw = image_file(5, gzip);
+            for (at, flip) in edits {
+                let at = at % raw.len();
+                raw[at] ^= flip;
+            }
+            if let Some(cut) = cut {
+                raw.truncate(cut % (raw.len() + 1));
+            }
+            if let Ok((dims, body)) = parse_idx(&raw, 0x0803, 3, 1 << 20) {
+                prop_assert_eq!(dims.iter().product::<usize>(), body.len());
+            }
+        }
+    }
+
+    #[test]
+    fn headers_that_claim_more_than_the_limit_are_refused() {
+        // 2^32-1 cubed overflows; 65536 x 256 x 256 is 4 GiB, past a 1 MiB limit.
+        for dims in [[u32::MAX; 3], [65_536, 256, 256]] {
+            let mut raw = 0x0803u32.to_be_bytes().to_vec();
+            for d in dims {
+                raw.extend_from_slice(&d.to_be_bytes());
+            }
+            let err = parse_idx(&raw, 0x0803, 3, 1 << 20).unwrap_err();
+            assert!(err.contains("claim more"), "{err}");
+        }
+        // A gzip stream that inflates past the limit stops at the limit.
+        let big = image_file(100_000, true);
+        let err = parse_idx(&big, 0x0803, 3, 1 << 16).unwrap_err();
+        assert!(
+            err.contains("claim more") || err.contains("truncated"),
+            "{err}"
+        );
+    }
 
     fn write_set(dir: &Path, train: usize, test: usize, gzip: bool) {
         let ext = if gzip { ".gz" } else { "" };

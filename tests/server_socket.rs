@@ -45,6 +45,40 @@ async fn next_message(socket: &mut Socket) -> ServerMessage {
 }
 
 #[tokio::test]
+async fn a_foreign_page_cannot_open_the_websocket() {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start(None).await.expect("server starts");
+    let with_origin = |origin: &str| {
+        let mut request = server.ws_url().into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("header"));
+        request
+    };
+    for origin in [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1.evil.example",
+    ] {
+        match tokio_tungstenite::connect_async(with_origin(origin)).await {
+            Err(Error::Http(response)) => assert_eq!(response.status(), 403, "{origin}"),
+            Err(other) => panic!("{origin}: expected a 403, got {other}"),
+            Ok(_) => panic!("{origin}: a foreign page opened the websocket"),
+        }
+    }
+    // The dashboard's own page, from the address it was opened at, gets in.
+    let own = format!("http://{}", server.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(with_origin(&own))
+        .await
+        .expect("the dashboard's own origin connects");
+    assert!(matches!(
+        next_message(&mut socket).await,
+        ServerMessage::Hello(_)
+    ));
+}
+
+#[tokio::test]
 async fn hello_ping_pong_and_garbage_over_a_real_socket() {
     let server = TestServer::start(None).await.expect("server starts");
     let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())

@@ -241,12 +241,45 @@ pub fn percent_encode(text: &str) -> String {
 /// Whether `a` equals `b`, looking at every byte whatever the first difference (the length
 /// of the expected token is not a secret).
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    same_bytes_observed(a, b, &mut |_| {})
+}
+
+/// [`same_bytes`], telling `looked_at` the index of every byte it compares (so a test can see
+/// that it never stops at the first difference).
+fn same_bytes_observed(a: &[u8], b: &[u8], looked_at: &mut impl FnMut(usize)) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        looked_at(i);
+        // Opaque to the optimiser, so it cannot turn the loop into an early exit.
+        diff = std::hint::black_box(diff | (x ^ y));
+    }
+    diff == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_token_is_compared_to_its_last_byte() {
+        let expected = b"correct horse battery staple";
+        let mut wrong_first = *expected;
+        wrong_first[0] ^= 1;
+        let mut wrong_last = *expected;
+        wrong_last[expected.len() - 1] ^= 1;
+        for offered in [&wrong_first, &wrong_last, expected] {
+            let mut looked_at = Vec::new();
+            let same = same_bytes_observed(offered, expected, &mut |i| looked_at.push(i));
+            assert_eq!(same, offered == expected);
+            // Every byte, whichever differs: the time does not say where the first
+            // difference is.
+            assert_eq!(looked_at, (0..expected.len()).collect::<Vec<_>>());
+        }
+        assert!(!same_bytes(b"short", expected));
+    }
 
     #[test]
     fn percent_escapes_round_trip_and_malformed_ones_stay() {

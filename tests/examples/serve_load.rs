@@ -71,6 +71,11 @@ impl ServerProcess {
         cpu_secs(&self.child.id().to_string())
     }
 
+    /// The most memory the process has held so far (`VmHWM`), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        peak_rss_mib(&self.child.id().to_string())
+    }
+
     /// Starts the benchmark's run (the paper's MLP on the digits, 500 probe instances, flex).
     async fn start_run(&self, epochs: usize) -> i64 {
         let body = format!(r#"{{"epochs":{epochs},"probe":"n=500","device":"flex"}}"#);
@@ -128,6 +133,20 @@ fn cpu_secs(pid: &str) -> f64 {
     }
 }
 
+/// Peak resident memory (`VmHWM` in `/proc/PID/status`) of process `pid`, in MiB (Linux;
+/// NaN elsewhere).
+fn peak_rss_mib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -145,7 +164,7 @@ async fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let clients = arg("--clients", 50);
+    let clients = arg("--clients", 200);
     let rest_pause = Duration::from_millis(arg("--rest-pause-ms", 20) as u64);
     let epochs = arg("--epochs", 30);
     let rounds = arg("--rounds", 5).max(1);
@@ -157,6 +176,7 @@ async fn main() {
     let mut slowdowns = Vec::new();
     let mut cpu_added = Vec::new();
     let mut all_latencies = Vec::new();
+    let mut peaks = Vec::new();
     for round_idx in 1..=rounds {
         let result = round(&server, clients, epochs, rest_pause).await;
         let added = 100.0 * (result.loaded_server_cpu / result.baseline_cpu - 1.0);
@@ -170,6 +190,11 @@ async fn main() {
             result.baseline_cpu,
             result.loaded_server_cpu,
         );
+        println!(
+            "round {round_idx}: server peak RSS {:.0} MiB alone, {:.0} MiB with {clients} clients",
+            result.baseline_rss_mib, result.loaded_rss_mib
+        );
+        peaks.push((result.baseline_rss_mib, result.loaded_rss_mib));
         cpu_added.push(added);
         assert_eq!(
             result.complete, clients,
@@ -199,6 +224,12 @@ async fn main() {
         cpu_added.first().copied().unwrap_or(f64::NAN),
         cpu_added.last().copied().unwrap_or(f64::NAN)
     );
+    let most = |pick: fn(&(f64, f64)) -> f64| peaks.iter().map(pick).fold(f64::NAN, f64::max);
+    println!(
+        "server peak RSS, highest over the rounds: {:.0} MiB alone, {:.0} MiB with {clients} clients",
+        most(|p| p.0),
+        most(|p| p.1)
+    );
 }
 
 /// What one round measured.
@@ -209,6 +240,10 @@ struct Round {
     baseline_cpu: f64,
     /// CPU seconds of the server process of the loaded run.
     loaded_server_cpu: f64,
+    /// Peak RSS of the quiet run's server, MiB.
+    baseline_rss_mib: f64,
+    /// Peak RSS of the loaded run's server, MiB.
+    loaded_rss_mib: f64,
     complete: usize,
     latencies: Vec<f64>,
 }
@@ -221,6 +256,7 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
     let run_id = quiet.start_run(epochs).await;
     let baseline = mean_train_secs(&wait_finished(quiet.addr, run_id).await);
     let baseline_cpu = quiet.cpu_secs();
+    let baseline_rss_mib = quiet.peak_rss_mib();
     drop(quiet);
 
     // Loaded: N websocket clients plus a REST loop, on a thread of this process.
@@ -309,6 +345,7 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
     training_done.store(true, Ordering::SeqCst);
     let (all_frames, latencies) = load.join().unwrap();
     let loaded_server_cpu = loaded_server.cpu_secs();
+    let loaded_rss_mib = loaded_server.peak_rss_mib();
     drop(loaded_server);
     // Every client must have received the same frames; the first client's are decoded and
     // must hold each epoch once, in order (byte-equal frames hold the same messages).
@@ -342,6 +379,8 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
         loaded,
         baseline_cpu,
         loaded_server_cpu,
+        baseline_rss_mib,
+        loaded_rss_mib,
         complete,
         latencies,
     }

@@ -251,7 +251,7 @@ pub fn bench_train(args: &BenchArgs) -> anyhow::Result<()> {
 #[derive(Debug, clap::Args)]
 pub struct ServeBenchArgs {
     /// Websocket clients following the live run.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 200)]
     clients: usize,
     /// Epochs of each run (the baseline and the loaded one). An epoch takes about 0.1 s, so
     /// fewer than about 30 leave the figure to the machine's noise.

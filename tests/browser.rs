@@ -1014,6 +1014,27 @@ async fn similarity_grid_follows_the_run_and_moves_the_slider() {
             .any(|(b, a)| b.2 != a.2),
         "svcca and cka drew the same values: {before:?}"
     );
+    // The method is in the shareable URL: opened again, the page shows it.
+    let url = wait_for_url(&client, |url| url.contains("sim=cka")).await;
+    client.goto(&url).await.expect("reload");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = js(
+            &client,
+            "const g = document.getElementById('similarity-epochs'); \
+             const s = document.getElementById('similarity-method'); \
+             return (g ? g.dataset.method : '') + '/' + (s ? s.value : '');",
+        )
+        .await;
+        if shown.as_str() == Some("cka/cka") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded page shows {shown} instead of cka"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Runs probing the same 200 digits and 100 others: the page follows each newest run, and
     // comparing it with the first draws what the compare route answers, a grid or (other
@@ -1085,6 +1106,7 @@ async fn similarity_grid_follows_the_run_and_moves_the_slider() {
         .expect("GET compare");
         assert_eq!(status, expected_status, "{probe}: {body}");
         if status == 200 {
+            wait_for_url(&client, |url| url.contains(&format!("compare={run_id}"))).await;
             let grid: actiscope_protocol::similarity::SimilarityGrid =
                 serde_json::from_str(&body).expect("grid");
             let cells = grid.row_labels.len() * grid.col_labels.len();

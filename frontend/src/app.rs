@@ -75,6 +75,10 @@ struct Dashboard {
     selection: RwSignal<Vec<u32>>,
     /// Layer of each mapper panel.
     mapper_layers: RwSignal<Vec<u32>>,
+    /// Method of the similarity panel.
+    similarity_method: RwSignal<String>,
+    /// Run the similarity panel compares with.
+    compare_with: RwSignal<Option<i64>>,
     selection_label: RwSignal<String>,
     progress: RwSignal<Option<(u32, u32, u32)>>,
     playing: RwSignal<bool>,
@@ -98,6 +102,12 @@ impl Dashboard {
             max_nodes: RwSignal::new(url.max_nodes.unwrap_or(DEFAULT_MAX_NODES)),
             selection: RwSignal::new(url.selection.clone()),
             mapper_layers: RwSignal::new(url.mapper_layers.clone().unwrap_or_else(|| vec![0])),
+            similarity_method: RwSignal::new(
+                url.similarity_method
+                    .clone()
+                    .unwrap_or_else(|| crate::similarity::DEFAULT_METHOD.to_owned()),
+            ),
+            compare_with: RwSignal::new(url.compare_with),
             selection_label: RwSignal::new(if url.selection.is_empty() {
                 String::new()
             } else {
@@ -274,6 +284,9 @@ pub fn App() -> impl IntoView {
             max_nodes: Some(dash.max_nodes.get()).filter(|&n| n != DEFAULT_MAX_NODES),
             selection: dash.selection.get(),
             mapper_layers: Some(dash.mapper_layers.get()).filter(|l| l != &[0]),
+            similarity_method: Some(dash.similarity_method.get())
+                .filter(|m| m != crate::similarity::DEFAULT_METHOD),
+            compare_with: dash.compare_with.get(),
             token: None,
         }
         .to_query()
@@ -550,6 +563,8 @@ pub fn App() -> impl IntoView {
                 epoch=Signal::derive(settled_epoch)
                 latest_epoch=Signal::derive(move || dash.settled.get().map_or(0, |s| s.latest_epoch))
                 runs=dash.runs.into()
+                method=dash.similarity_method
+                compare_with=dash.compare_with
                 on_epoch=Callback::new(move |epoch: u32| dash.chosen_epoch.set(Some(epoch)))
             />
             <section class="panel charts">

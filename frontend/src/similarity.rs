@@ -203,14 +203,16 @@ pub fn SimilarityPanel(
     latest_epoch: Signal<u32>,
     /// Every run the server lists.
     runs: Signal<Vec<RunSummary>>,
+    /// The method shown (mirrored in the URL as `sim`).
+    method: RwSignal<String>,
+    /// The run compared with, if any (mirrored in the URL as `compare`).
+    compare_with: RwSignal<Option<i64>>,
     /// Called with the epoch of a clicked layers x epochs cell.
     on_epoch: Callback<u32>,
 ) -> impl IntoView {
-    let method = RwSignal::new(DEFAULT_METHOD.to_owned());
     let over_epochs = RwSignal::new(None::<SimilarityGrid>);
     let over_layers = RwSignal::new(None::<SimilarityGrid>);
     let compared = RwSignal::new(None::<SimilarityGrid>);
-    let compare_with = RwSignal::new(None::<i64>);
     let message = RwSignal::new(String::new());
     let readout = RwSignal::new(String::new());
     let epochs_in_flight = crate::api::LatestOnly::new();
@@ -260,7 +262,8 @@ pub fn SimilarityPanel(
     // Another run changes the choices: forget the comparison.
     Effect::new(move |previous: Option<Option<i64>>| {
         let current = run_id.get();
-        if previous.is_some_and(|p| p != current) {
+        // From no run to the first (a page load) keeps the comparison the URL asked for.
+        if previous.flatten().is_some_and(|p| Some(p) != current) {
             compare_with.set(None);
             over_epochs.set(None);
         }

@@ -1,5 +1,5 @@
 //! The dashboard's shareable state in the page URL:
-//! `?run=3&epoch=12&nodes=40&sel=4,17,230&mapper=0,2`.
+//! `?run=3&epoch=12&nodes=40&sel=4,17,230&mapper=0,2&sim=cka&compare=5`.
 
 /// What the URL says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +14,10 @@ pub struct UrlState {
     pub selection: Vec<u32>,
     /// Layer (0-based) of each mapper panel; absent: one panel on the first layer.
     pub mapper_layers: Option<Vec<u32>>,
+    /// Method of the similarity panel (absent: the default).
+    pub similarity_method: Option<String>,
+    /// Run the similarity panel compares the shown run with.
+    pub compare_with: Option<i64>,
     /// Access token for a server started with `--token`, as the URL writes it (still
     /// percent-encoded; [`crate::api::set_token`] decodes it).
     pub token: Option<String>,
@@ -41,6 +45,10 @@ impl UrlState {
                     );
                 }
                 "token" if !value.is_empty() => state.token = Some(value.to_owned()),
+                "sim" if crate::similarity::METHODS.contains(&value) => {
+                    state.similarity_method = Some(value.to_owned());
+                }
+                "compare" => state.compare_with = value.parse().ok(),
                 "sel" => {
                     state.selection = value
                         .split([',', '%'])
@@ -73,6 +81,12 @@ impl UrlState {
             let list: Vec<String> = layers.iter().map(u32::to_string).collect();
             parts.push(format!("mapper={}", list.join(",")));
         }
+        if let Some(method) = &self.similarity_method {
+            parts.push(format!("sim={method}"));
+        }
+        if let Some(run) = self.compare_with {
+            parts.push(format!("compare={run}"));
+        }
         if let Some(token) = &self.token {
             parts.push(format!("token={token}"));
         }
@@ -96,6 +110,8 @@ mod tests {
             max_nodes: Some(40),
             selection: vec![4, 17, 230],
             mapper_layers: Some(vec![0, 2]),
+            similarity_method: Some("pwcca".to_owned()),
+            compare_with: Some(5),
             token: Some("abc".to_owned()),
         };
         assert_eq!(UrlState::parse(&state.to_query()), state);
@@ -106,5 +122,13 @@ mod tests {
         assert_eq!(UrlState::parse("sel=1%2C2").selection, vec![1, 2]);
         assert_eq!(UrlState::default().to_query(), "");
         assert_eq!(UrlState::parse("mapper=").mapper_layers, Some(vec![]));
+        // Only methods the server knows.
+        assert_eq!(UrlState::parse("sim=euclid").similarity_method, None);
+        assert_eq!(
+            UrlState::parse("sim=cka-debiased")
+                .similarity_method
+                .as_deref(),
+            Some("cka-debiased")
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::app::app;
 use crate::state::AppState;
@@ -92,6 +92,23 @@ fn resolve_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     Ok(token.filter(|t| !t.is_empty()))
 }
 
+/// Connections the kernel queues for the server to accept: a dashboard opened in many tabs,
+/// or a lab's worth of clients connecting at once, must not overflow it (a dropped SYN costs
+/// the client a second before it retries).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with a backlog of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Runs `actiscope serve` until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut store = actiscope_store::Store::open(&args.store)
@@ -123,9 +140,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let addr = SocketAddr::new(args.host, args.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     match &token {
         Some(token) => println!(

@@ -43,6 +43,9 @@ pub enum HubEvent {
         batches_done: u32,
         /// Batches in the epoch.
         batches_total: u32,
+        /// The [`ServerMessage::Progress`](actiscope_protocol::ServerMessage::Progress) frame,
+        /// encoded once for every session.
+        frame: bytes::Bytes,
     },
     /// A run started, ended or changed status.
     RunChanged {
@@ -107,6 +110,33 @@ pub struct Hub {
     queued: Arc<AtomicUsize>,
     max_queued: usize,
     frames: Arc<Mutex<FrameCache>>,
+    runs_cache: Arc<RunsCache>,
+}
+
+/// The run list and its encoded [`ServerMessage::Runs`](actiscope_protocol::ServerMessage::Runs)
+/// frame, read once per change however many sessions ask: every session asks after every
+/// [`HubEvent::RunChanged`].
+#[derive(Default)]
+struct RunsCache {
+    /// Bumped on every change; an entry read before a bump is never used after it.
+    generation: std::sync::atomic::AtomicU64,
+    entry: Mutex<Option<RunsEntry>>,
+}
+
+/// The run list as of one generation.
+#[derive(Clone)]
+pub struct RunsEntry {
+    generation: u64,
+    /// Every run, newest first.
+    pub runs: Arc<Vec<RunSummary>>,
+    /// `ServerMessage::Runs` of them, encoded.
+    pub frame: bytes::Bytes,
+}
+
+impl RunsCache {
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Bytes of encoded frames the cache keeps: a few long runs' worth of epochs.
@@ -223,12 +253,14 @@ impl Hub {
             queued: Arc::new(AtomicUsize::new(0)),
             max_queued,
             frames: Arc::new(Mutex::new(FrameCache::with_budget(FRAME_CACHE_BYTES))),
+            runs_cache: Arc::default(),
         };
         let store = Arc::downgrade(&hub.store);
         let (owner, events) = (Arc::clone(&hub.owner), hub.events.clone());
+        let runs_cache = Arc::clone(&hub.runs_cache);
         let spawned = std::thread::Builder::new()
             .name("actiscope-heartbeat".to_owned())
-            .spawn(move || heartbeat_loop(&store, &owner, &events));
+            .spawn(move || heartbeat_loop(&store, &owner, &events, &runs_cache));
         if let Err(err) = spawned {
             tracing::error!(%err, "cannot start the heartbeat thread");
         }
@@ -320,6 +352,13 @@ impl Hub {
         {
             tracing::error!(run_id, %err, "cannot record the run's status");
         }
+        self.run_changed(run_id);
+    }
+
+    /// Announces that run `run_id` started, ended, changed status or was deleted: the cached
+    /// run list is dropped first, so a session that reacts reads the new state.
+    fn run_changed(&self, run_id: i64) {
+        self.runs_cache.invalidate();
         let _ = self.events.send(HubEvent::RunChanged { run_id });
     }
 
@@ -338,7 +377,7 @@ impl Hub {
             frames.forget_run(run_id);
         }
         if deleted {
-            let _ = self.events.send(HubEvent::RunChanged { run_id });
+            self.run_changed(run_id);
         }
         Ok(deleted)
     }
@@ -383,6 +422,33 @@ impl Hub {
     /// A receiver of every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
         self.events.subscribe()
+    }
+
+    /// Every run, newest first, with its encoded `Runs` frame: read from the store once per
+    /// change (blocking).
+    pub fn runs_entry(&self) -> Result<RunsEntry, HubError> {
+        let generation = self.runs_cache.generation.load(Ordering::SeqCst);
+        if let Ok(entry) = self.runs_cache.entry.lock()
+            && let Some(entry) = entry.as_ref().filter(|e| e.generation == generation)
+        {
+            return Ok(entry.clone());
+        }
+        let runs = self.runs()?;
+        let frame =
+            actiscope_protocol::encode(&actiscope_protocol::ServerMessage::Runs(runs.clone()))
+                .map_err(|e| corrupt(0, 0, e))?;
+        let entry = RunsEntry {
+            generation,
+            runs: Arc::new(runs),
+            frame: frame.into(),
+        };
+        // Kept only if nothing changed while it was read.
+        if let Ok(mut cached) = self.runs_cache.entry.lock()
+            && self.runs_cache.generation.load(Ordering::SeqCst) == generation
+        {
+            *cached = Some(entry.clone());
+        }
+        Ok(entry)
     }
 
     /// Every run, newest first.
@@ -486,7 +552,7 @@ impl Hub {
                     .await;
             }
             hub.forget(run_id);
-            let _ = hub.events.send(HubEvent::RunChanged { run_id });
+            hub.run_changed(run_id);
         });
         Ok(run_id)
     }
@@ -509,18 +575,35 @@ impl Hub {
             stop,
             CaptureMode::Beside,
             &mut |epoch, done, total| {
-                // Progress is best effort: at most every PROGRESS_INTERVAL, and at epoch end.
-                if done == total || last_progress.elapsed() >= PROGRESS_INTERVAL {
+                // Progress is best effort, at most every PROGRESS_INTERVAL: the epoch's own
+                // frame says when it ended, so short epochs cost every session one frame each.
+                if last_progress.elapsed() >= PROGRESS_INTERVAL {
                     last_progress = std::time::Instant::now();
-                    let _ = events.send(HubEvent::Progress {
+                    let (epoch, batches_done, batches_total) = (
+                        u32::try_from(epoch).unwrap_or(u32::MAX),
+                        u32::try_from(done).unwrap_or(u32::MAX),
+                        u32::try_from(total).unwrap_or(u32::MAX),
+                    );
+                    let message = actiscope_protocol::ServerMessage::Progress {
                         run_id,
-                        epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
-                        batches_done: u32::try_from(done).unwrap_or(u32::MAX),
-                        batches_total: u32::try_from(total).unwrap_or(u32::MAX),
-                    });
+                        epoch,
+                        batches_done,
+                        batches_total,
+                    };
+                    if let Ok(frame) = actiscope_protocol::encode(&message) {
+                        let _ = events.send(HubEvent::Progress {
+                            run_id,
+                            epoch,
+                            batches_done,
+                            batches_total,
+                            frame: frame.into(),
+                        });
+                    }
                 }
             },
             &mut |snapshot| {
+                // The run's epoch count changed: the cached run list is stale.
+                frames.runs_cache.invalidate();
                 let message = actiscope_protocol::ServerMessage::Epoch {
                     run_id,
                     snapshot: Box::new(snapshot.clone()),
@@ -563,7 +646,7 @@ impl Hub {
         if let Ok(mut stops) = self.stops.lock() {
             stops.insert(run_id, Arc::clone(&stop));
         }
-        let _ = self.events.send(HubEvent::RunChanged { run_id });
+        self.run_changed(run_id);
         Ok((run_id, trainer, stop))
     }
 
@@ -584,7 +667,12 @@ impl Hub {
 /// Until the hub's store is dropped: says every heartbeat interval that `owner` is alive, and
 /// marks interrupted the runs of owners that are gone (a `train` process killed beside the
 /// server), announcing each.
-fn heartbeat_loop(store: &Weak<Mutex<Store>>, owner: &str, events: &broadcast::Sender<HubEvent>) {
+fn heartbeat_loop(
+    store: &Weak<Mutex<Store>>,
+    owner: &str,
+    events: &broadcast::Sender<HubEvent>,
+    runs_cache: &RunsCache,
+) {
     loop {
         std::thread::sleep(crate::owner::HEARTBEAT_INTERVAL);
         let Some(store) = store.upgrade() else {
@@ -600,6 +688,7 @@ fn heartbeat_loop(store: &Weak<Mutex<Store>>, owner: &str, events: &broadcast::S
             Ok(marked) => {
                 for run_id in marked {
                     tracing::warn!(run_id, "its process is gone: marked interrupted");
+                    runs_cache.invalidate();
                     let _ = events.send(HubEvent::RunChanged { run_id });
                 }
             }

@@ -2,7 +2,9 @@
 //! socket. A session greets the client, answers pings, and streams the run it subscribes to:
 //! stored epochs first, then live ones, in order, never twice, with no gap even when it lags.
 
-use actiscope_protocol::{ClientMessage, ServerInfo, ServerMessage, decode, encode};
+use std::sync::Arc;
+
+use actiscope_protocol::{ClientMessage, RunSummary, ServerInfo, ServerMessage, decode, encode};
 use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
@@ -52,10 +54,14 @@ impl<S: Sink<Message> + Unpin> Session<S> {
         self.send(&ServerMessage::Error { reason }).await
     }
 
-    async fn send_runs(&mut self) -> Result<(), SessionEnd> {
-        match self.hub.blocking(Hub::runs).await {
-            Ok(runs) => self.send(&ServerMessage::Runs(runs)).await,
-            Err(err) => self.error(err.to_string()).await,
+    /// Sends the run list; returns it (shared with every session) when it could be read.
+    async fn send_runs(&mut self) -> Result<Option<Arc<Vec<RunSummary>>>, SessionEnd> {
+        match self.hub.blocking(Hub::runs_entry).await {
+            Ok(entry) => {
+                self.send_frame(entry.frame).await?;
+                Ok(Some(entry.runs))
+            }
+            Err(err) => self.error(err.to_string()).await.map(|()| None),
         }
     }
 
@@ -155,30 +161,21 @@ impl<S: Sink<Message> + Unpin> Session<S> {
                     self.catch_up().await
                 }
             }
-            Ok(HubEvent::Progress {
-                run_id,
-                epoch,
-                batches_done,
-                batches_total,
-            }) => {
+            Ok(HubEvent::Progress { run_id, frame, .. }) => {
                 if sub.is_some_and(|s| s.run_id == run_id) {
-                    self.send(&ServerMessage::Progress {
-                        run_id,
-                        epoch,
-                        batches_done,
-                        batches_total,
-                    })
-                    .await
+                    self.send_frame(frame).await
                 } else {
                     Ok(())
                 }
             }
             Ok(HubEvent::RunChanged { run_id }) => {
-                self.send_runs().await?;
+                let runs = self.send_runs().await?;
                 if sub.is_some_and(|s| s.run_id == run_id)
-                    && let Ok(Some(summary)) = self.hub.blocking(move |hub| hub.run(run_id)).await
+                    && let Some(summary) = runs
+                        .as_deref()
+                        .and_then(|runs| runs.iter().find(|r| r.run_id == run_id))
                 {
-                    self.send(&ServerMessage::Run(summary)).await?;
+                    self.send(&ServerMessage::Run(summary.clone())).await?;
                 }
                 Ok(())
             }
@@ -209,7 +206,7 @@ where
     };
     let greeting = async {
         session.send(&ServerMessage::Hello(info)).await?;
-        session.send_runs().await
+        session.send_runs().await.map(|_| ())
     };
     if let Err(end) = greeting.await {
         return end;

@@ -191,8 +191,9 @@ async fn main() {
             result.loaded_server_cpu,
         );
         println!(
-            "round {round_idx}: server peak RSS {:.0} MiB alone, {:.0} MiB with {clients} clients",
-            result.baseline_rss_mib, result.loaded_rss_mib
+            "round {round_idx}: server peak RSS {:.0} MiB alone, {:.0} MiB with {clients} clients; \
+             the clients and the REST loop (this process) used {:.2} s of CPU meanwhile",
+            result.baseline_rss_mib, result.loaded_rss_mib, result.clients_cpu
         );
         peaks.push((result.baseline_rss_mib, result.loaded_rss_mib));
         cpu_added.push(added);
@@ -240,6 +241,8 @@ struct Round {
     baseline_cpu: f64,
     /// CPU seconds of the server process of the loaded run.
     loaded_server_cpu: f64,
+    /// CPU seconds this process (the clients and the REST loop) spent during the loaded run.
+    clients_cpu: f64,
     /// Peak RSS of the quiet run's server, MiB.
     baseline_rss_mib: f64,
     /// Peak RSS of the loaded run's server, MiB.
@@ -260,6 +263,7 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
     drop(quiet);
 
     // Loaded: N websocket clients plus a REST loop, on a thread of this process.
+    let bench_cpu_before = cpu_secs("self");
     let loaded_server = ServerProcess::start(server);
     let run_id = loaded_server.start_run(epochs).await;
     let addr = loaded_server.addr;
@@ -345,6 +349,7 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
     training_done.store(true, Ordering::SeqCst);
     let (all_frames, latencies) = load.join().unwrap();
     let loaded_server_cpu = loaded_server.cpu_secs();
+    let clients_cpu = cpu_secs("self") - bench_cpu_before;
     let loaded_rss_mib = loaded_server.peak_rss_mib();
     drop(loaded_server);
     // Every client must have received the same frames; the first client's are decoded and
@@ -379,6 +384,7 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
         loaded,
         baseline_cpu,
         loaded_server_cpu,
+        clients_cpu,
         baseline_rss_mib,
         loaded_rss_mib,
         complete,

@@ -1035,6 +1035,8 @@ async fn similarity_grid_follows_the_run_and_moves_the_slider() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // That URL also pins run and epoch; the page opened bare follows the newest run again.
+    client.goto(&server.url("/")).await.expect("page loads");
 
     // Runs probing the same 200 digits and 100 others: the page follows each newest run, and
     // comparing it with the first draws what the compare route answers, a grid or (other

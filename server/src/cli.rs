@@ -26,6 +26,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Train a network headless, storing every epoch in a run store.
     Train(crate::train_cmd::TrainArgs),
+    /// Import activations written by PyTorch or any framework (a run directory), once or
+    /// following a job that is still writing.
+    Import(crate::import_cmd::ImportArgs),
 }
 
 /// Arguments of `actiscope serve`.

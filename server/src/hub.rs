@@ -716,37 +716,51 @@ pub fn decode_stored<T: serde::de::DeserializeOwned>(
     actiscope_protocol::decode(blob).map_err(|e| corrupt(run_id, epoch, e))
 }
 
-/// A run's summary for the API, from its stored row.
+/// A run's summary for the API, from its stored row: a trained run's configuration, or an
+/// imported run's.
 fn summary(row: &actiscope_store::RunRow) -> RunSummary {
     let config: Option<TrainConfig> = serde_json::from_str(&row.config_json).ok();
-    RunSummary {
-        run_id: row.id,
-        name: row.name.clone(),
-        dataset: config
-            .as_ref()
-            .map(|c| c.dataset.name())
-            .unwrap_or_default(),
-        model: config
-            .as_ref()
-            .map(|c| c.model.describe())
-            .unwrap_or_default(),
-        device: row.device.clone(),
-        dataset_sha256: row.dataset_sha256.clone(),
-        status: row.status.clone(),
-        epochs_planned: config
-            .as_ref()
-            .map(|c| u32::try_from(c.epochs).unwrap_or(u32::MAX))
-            .unwrap_or(0),
-        epochs_stored: row.epochs_stored,
-        hidden_layers: config
-            .as_ref()
-            .map(|c| match &c.model {
+    let imported: Option<crate::importer::ImportedConfig> = config
+        .is_none()
+        .then(|| serde_json::from_str(&row.config_json).ok())
+        .flatten();
+    let (dataset, model, epochs_planned, hidden_layers) = match (&config, &imported) {
+        (Some(c), _) => (
+            c.dataset.name(),
+            c.model.describe(),
+            u32::try_from(c.epochs).unwrap_or(u32::MAX),
+            match &c.model {
                 actiscope_train::model::ModelSpec::Mlp { hidden, .. } => {
                     u32::try_from(hidden.len()).unwrap_or(0)
                 }
                 actiscope_train::model::ModelSpec::Cnn { .. } => 2,
-            })
-            .unwrap_or(0),
+            },
+        ),
+        (None, Some(i)) => (
+            format!(
+                "{} instances from {}",
+                i.imported.instances, i.imported.directory
+            ),
+            i.imported.describe(),
+            // An import knows no plan: what it found, or what it has stored since.
+            u32::try_from(i.imported.epochs_found)
+                .unwrap_or(u32::MAX)
+                .max(row.epochs_stored),
+            u32::try_from(i.imported.layers.len()).unwrap_or(0),
+        ),
+        (None, None) => (String::new(), String::new(), 0, 0),
+    };
+    RunSummary {
+        run_id: row.id,
+        name: row.name.clone(),
+        dataset,
+        model,
+        device: row.device.clone(),
+        dataset_sha256: row.dataset_sha256.clone(),
+        status: row.status.clone(),
+        epochs_planned,
+        epochs_stored: row.epochs_stored,
+        hidden_layers,
     }
 }
 

@@ -11,6 +11,8 @@ pub mod cli;
 pub mod frontend;
 pub mod guard;
 pub mod hub;
+pub mod import_cmd;
+pub mod importer;
 pub mod lenses;
 pub mod owner;
 pub mod query_params;

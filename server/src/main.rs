@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use actiscope_server::cli::{Cli, Command, serve};
+use actiscope_server::import_cmd::import;
 use actiscope_server::train_cmd::{BadInput, train};
 
 fn main() -> ExitCode {
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(serve(args))),
         Command::Train(args) => train(&args),
+        Command::Import(args) => import(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

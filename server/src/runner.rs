@@ -128,47 +128,115 @@ fn probe_images(trainer: &Trainer) -> ProbeImages {
     }
 }
 
-/// Builds the stored snapshot of one epoch from the trainer's report.
-pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
-    let layers: Vec<LayerPatterns> = report
-        .probe
+/// One epoch's probe instances, from wherever the epoch came (the trainer or an import).
+pub struct ProbeParts<'a> {
+    /// Index of each probe instance in its source set.
+    pub indices: Vec<u32>,
+    /// True labels.
+    pub labels: &'a [u32],
+    /// Predicted labels.
+    pub predictions: &'a [u32],
+    /// Per-instance losses.
+    pub losses: &'a [f32],
+    /// Per hidden layer, probe instances x units; a unit is active when its value is `> 0`.
+    pub pre_activations: &'a [actiscope_analysis::Matrix],
+    /// Predicted-class probabilities, when known.
+    pub scores: Option<&'a [f32]>,
+}
+
+/// Builds the stored snapshot of one epoch: patterns, APD and flows of its probe instances.
+pub fn epoch_snapshot(
+    metrics: &EpochMetrics,
+    probe: &ProbeParts<'_>,
+) -> Result<EpochSnapshot, RunError> {
+    let layers: Vec<LayerPatterns> = probe
         .pre_activations
         .iter()
         .map(LayerPatterns::from_preactivations)
         .collect();
     let apd = build_apd(
         &layers,
-        &report.probe.predictions,
-        &report.probe.labels,
+        probe.predictions,
+        probe.labels,
         ApdOptions::default(),
     )
     .map_err(|e| RunError::Analysis(e.to_string()))?;
     let last = layers.len().saturating_sub(1);
     let first = last.saturating_sub(1);
-    let flows = flow_table(
-        &layers,
-        first,
-        last,
-        &report.probe.predictions,
-        &report.probe.labels,
-    )
-    .map_err(|e| RunError::Analysis(e.to_string()))?;
+    let flows = flow_table(&layers, first, last, probe.predictions, probe.labels)
+        .map_err(|e| RunError::Analysis(e.to_string()))?;
     Ok(EpochSnapshot {
-        metrics: report.metrics.clone(),
+        metrics: metrics.clone(),
         apd,
         flows,
         probe: ProbeInstances {
-            indices: report
-                .probe
-                .indices
-                .iter()
-                .map(|&i| u32::try_from(i).unwrap_or(u32::MAX))
-                .collect(),
-            labels: report.probe.labels.clone(),
-            predictions: report.probe.predictions.clone(),
-            losses: report.probe.losses.clone(),
+            indices: probe.indices.clone(),
+            labels: probe.labels.to_vec(),
+            predictions: probe.predictions.to_vec(),
+            losses: probe.losses.to_vec(),
         },
     })
+}
+
+/// The probe parts of a trainer's report.
+fn report_probe(report: &EpochReport) -> ProbeParts<'_> {
+    ProbeParts {
+        indices: report
+            .probe
+            .indices
+            .iter()
+            .map(|&i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect(),
+        labels: &report.probe.labels,
+        predictions: &report.probe.predictions,
+        losses: &report.probe.losses,
+        pre_activations: &report.probe.pre_activations,
+        scores: Some(&report.probe.scores),
+    }
+}
+
+/// Builds the stored snapshot of one epoch from the trainer's report.
+pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
+    epoch_snapshot(&report.metrics, &report_probe(report))
+}
+
+/// Stores one epoch: its metrics, its snapshot (built here) and its probe activations (and
+/// scores, when known) in one transaction; returns the snapshot.
+pub fn store_epoch(
+    store: &Mutex<Store>,
+    run_id: i64,
+    metrics: &EpochMetrics,
+    probe: &ProbeParts<'_>,
+) -> Result<EpochSnapshot, RunError> {
+    let snap = epoch_snapshot(metrics, probe)?;
+    let metrics_json =
+        serde_json::to_string(metrics).map_err(|e| RunError::Analysis(e.to_string()))?;
+    let activations: Vec<WireMatrix> = probe
+        .pre_activations
+        .iter()
+        .map(actiscope_analysis::Matrix::to_wire)
+        .collect();
+    let snapshot_blob = actiscope_protocol::encode(&snap)?;
+    let activations_blob = actiscope_protocol::encode(&activations)?;
+    // A slice encodes as the `Vec<f32>` the lenses decode.
+    let scores_blob = probe
+        .scores
+        .map(|scores| actiscope_protocol::encode(&scores))
+        .transpose()?;
+    let mut blobs: Vec<(&str, &[u8])> = vec![
+        (SNAPSHOT_KIND, &snapshot_blob),
+        (PROBE_ACTIVATIONS_KIND, &activations_blob),
+    ];
+    if let Some(scores) = &scores_blob {
+        blobs.push((PROBE_SCORES_KIND, scores));
+    }
+    store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
+        run_id,
+        u32::try_from(metrics.epoch).unwrap_or(u32::MAX),
+        &metrics_json,
+        &blobs,
+    )?;
+    Ok(snap)
 }
 
 /// Stores one captured epoch (metrics, snapshot, probe activations and scores in one
@@ -179,28 +247,7 @@ fn record_epoch(
     report: &EpochReport,
     on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
 ) -> Result<EpochMetrics, RunError> {
-    let snap = snapshot(report)?;
-    let metrics_json =
-        serde_json::to_string(&report.metrics).map_err(|e| RunError::Analysis(e.to_string()))?;
-    let activations: Vec<WireMatrix> = report
-        .probe
-        .pre_activations
-        .iter()
-        .map(actiscope_analysis::Matrix::to_wire)
-        .collect();
-    let snapshot_blob = actiscope_protocol::encode(&snap)?;
-    let activations_blob = actiscope_protocol::encode(&activations)?;
-    let scores_blob = actiscope_protocol::encode(&report.probe.scores)?;
-    store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
-        run_id,
-        u32::try_from(report.metrics.epoch).unwrap_or(u32::MAX),
-        &metrics_json,
-        &[
-            (SNAPSHOT_KIND, &snapshot_blob),
-            (PROBE_ACTIVATIONS_KIND, &activations_blob),
-            (PROBE_SCORES_KIND, &scores_blob),
-        ],
-    )?;
+    let snap = store_epoch(store, run_id, &report.metrics, &report_probe(report))?;
     on_epoch(&snap);
     Ok(report.metrics.clone())
 }

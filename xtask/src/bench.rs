@@ -263,27 +263,18 @@ pub struct ServeBenchArgs {
 }
 
 /// Runs the load benchmark (`tests/examples/serve_load.rs`) against the release `actiscope`
-/// binary, the server a user runs.
+/// binary, the server a user runs. The clients are a release build too: they stand in for
+/// browsers on other machines, so they should cost this machine as little as they can.
 pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
     build_release_cli()?;
     let server = release_dir().join("actiscope");
-    run(cargo()
-        .args([
-            "run",
-            "--package",
-            "actiscope-e2e",
-            "--example",
-            "serve_load",
-            "--",
-        ])
-        .arg("--server")
-        .arg(&server)
-        .args([
-            "--clients",
-            &args.clients.to_string(),
-            "--epochs",
-            &args.epochs.to_string(),
-            "--rounds",
-            &args.rounds.to_string(),
-        ]))
+    let clients = build_release_example("actiscope-e2e", "serve_load")?;
+    run(Command::new(clients).arg("--server").arg(&server).args([
+        "--clients",
+        &args.clients.to_string(),
+        "--epochs",
+        &args.epochs.to_string(),
+        "--rounds",
+        &args.rounds.to_string(),
+    ]))
 }

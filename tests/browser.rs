@@ -1149,3 +1149,120 @@ async fn similarity_grid_follows_the_run_and_moves_the_slider() {
     }
     let _ = client.close().await;
 }
+
+/// A run directory of 4 instances and 2 epochs (layers fc1 and fc2, 6 units each) made of the
+/// import crate's fixtures, as another framework would write it, finished.
+fn imported_run_dir(root: &std::path::Path) -> PathBuf {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/import/tests/fixtures");
+    let dir = root.join("run");
+    std::fs::create_dir(&dir).expect("run dir");
+    std::fs::write(
+        dir.join("run.toml"),
+        "name = \"imported toy\"\nlayers = [\"fc1\", \"fc2\"]\nclasses = [\"a\", \"b\", \"c\"]\n",
+    )
+    .expect("run.toml");
+    std::fs::copy(fixtures.join("labels_i64_big.npy"), dir.join("labels.npy")).expect("labels");
+    std::fs::copy(
+        fixtures.join("epoch.safetensors"),
+        dir.join("epoch-0001.safetensors"),
+    )
+    .expect("epoch 1");
+    let folder = dir.join("epoch-0002");
+    std::fs::create_dir(&folder).expect("epoch 2");
+    std::fs::copy(fixtures.join("f16_v3.npy"), folder.join("fc1.npy")).expect("fc1");
+    std::fs::copy(
+        fixtures.join("f64_big_fortran_v2.npy"),
+        folder.join("fc2.npy"),
+    )
+    .expect("fc2");
+    std::fs::write(dir.join("finished"), b"").expect("finished");
+    dir
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and a Trunk build; run by `cargo xtask test`"]
+async fn an_imported_run_opens_from_the_form_and_its_flows_click() {
+    let server = TestServer::start(Some(dist_dir()))
+        .await
+        .expect("server starts");
+    let root = tempfile::tempdir().expect("temp dir");
+    let run_dir = imported_run_dir(root.path());
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client.goto(&server.url("/")).await.expect("page loads");
+    wait_for_text(&client, "#run-count", Duration::from_secs(30), |t| t == "0").await;
+
+    // The New-run form's import: the directory, following the job (it has finished).
+    client
+        .find(Locator::Css("#new-run-toggle"))
+        .await
+        .expect("toggle")
+        .click()
+        .await
+        .expect("open the form");
+    let dir = run_dir.display().to_string();
+    js(
+        &client,
+        &format!(
+            "const i = document.getElementById('import-dir'); i.value = {}; \
+             i.dispatchEvent(new Event('input', {{bubbles: true}})); return 0;",
+            serde_json::json!(dir)
+        ),
+    )
+    .await;
+    client
+        .find(Locator::Css("#import-submit"))
+        .await
+        .expect("import button")
+        .click()
+        .await
+        .expect("import");
+    wait_for_text(&client, "#run-name", Duration::from_secs(30), |t| {
+        t == "imported toy"
+    })
+    .await;
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(30), |t| {
+        t == "epoch 2 of 2"
+    })
+    .await;
+    let header = wait_for_text(&client, "#run-header", Duration::from_secs(5), |t| {
+        t.contains("imported")
+    })
+    .await;
+    assert!(header.contains("4 instances from"), "{header}");
+
+    // Its flows list and click like a trained run's: the inspector lists the flow's instances.
+    let clicked = js(&client, CLICK_STRONGEST_FLOW).await;
+    let picked: Vec<u32> = serde_json::from_value(clicked).expect("link coordinates");
+    let size = picked[3] as usize;
+    let count = wait_for_text(&client, "#inspector-count", Duration::from_secs(10), |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert_eq!(count, size.to_string());
+    assert_eq!(inspector_instances(&client).await.len(), size);
+
+    // A directory that is not a run: the form shows the server's reason.
+    js(
+        &client,
+        "document.getElementById('new-run-toggle').click(); return 0;",
+    )
+    .await;
+    let missing = root.path().join("nothing-here").display().to_string();
+    js(
+        &client,
+        &format!(
+            "const i = document.getElementById('import-dir'); i.value = {}; \
+             i.dispatchEvent(new Event('input', {{bubbles: true}})); \
+             document.getElementById('import-submit').click(); return 0;",
+            serde_json::json!(missing)
+        ),
+    )
+    .await;
+    let message = wait_for_text(&client, "#new-run-message", Duration::from_secs(10), |t| {
+        t.contains("run.toml")
+    })
+    .await;
+    assert!(message.contains("nothing-here"), "{message}");
+}

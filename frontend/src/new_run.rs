@@ -104,12 +104,22 @@ impl RunForm {
     }
 }
 
-/// Posts the run; returns the new run's id or the server's message.
-async fn post_run(body: String) -> Result<i64, String> {
+/// The body of `POST /api/imports` for the run directory `dir`, or why not.
+pub fn import_request(dir: &str, follow: bool) -> Result<serde_json::Value, String> {
+    let dir = dir.trim();
+    if dir.is_empty() {
+        return Err("name the run directory to import (a path on the server's machine)".to_owned());
+    }
+    Ok(serde_json::json!({ "dir": dir, "follow": follow }))
+}
+
+/// Posts `body` to `path` (`/api/runs` or `/api/imports`); returns the new run's id or the
+/// server's message.
+async fn post_run(path: &str, body: String) -> Result<i64, String> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&wasm_bindgen::JsValue::from_str(&body));
-    let url = crate::api::url("/api/runs");
+    let url = crate::api::url(path);
     let request =
         web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| format!("{e:?}"))?;
     request
@@ -153,9 +163,30 @@ pub fn NewRun(
             Ok(body) => {
                 set_message.set(Some("starting…".to_owned()));
                 leptos::task::spawn_local(async move {
-                    match post_run(body.to_string()).await {
+                    match post_run("/api/runs", body.to_string()).await {
                         Ok(run_id) => {
                             set_message.set(Some(format!("run {run_id} started")));
+                            set_open.set(false);
+                            on_started.run(run_id);
+                        }
+                        Err(problem) => set_message.set(Some(problem)),
+                    }
+                });
+            }
+        }
+    };
+    let import_dir = RwSignal::new(String::new());
+    let import_follow = RwSignal::new(true);
+    let submit_import = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match import_request(&import_dir.get_untracked(), import_follow.get_untracked()) {
+            Err(problem) => set_message.set(Some(problem)),
+            Ok(body) => {
+                set_message.set(Some("importing…".to_owned()));
+                leptos::task::spawn_local(async move {
+                    match post_run("/api/imports", body.to_string()).await {
+                        Ok(run_id) => {
+                            set_message.set(Some(format!("run {run_id} imported")));
                             set_open.set(false);
                             on_started.run(run_id);
                         }
@@ -197,6 +228,19 @@ pub fn NewRun(
                     {field("device ", "nr-device", |f| f.device.clone(), |f, v| f.device = v)}
                     <button type="submit" id="nr-submit">"Start"</button>
                 </form>
+                <form id="import-form" on:submit=submit_import>
+                    <label>
+                        "or import a run directory written by PyTorch or any framework "
+                        <input id="import-dir" placeholder="/path/to/run" prop:value=move || import_dir.get()
+                            on:input=move |ev| import_dir.set(event_target_value(&ev)) />
+                    </label>
+                    <label>
+                        <input type="checkbox" id="import-follow" prop:checked=move || import_follow.get()
+                            on:change=move |ev| import_follow.set(event_target_checked(&ev)) />
+                        " follow the job as it writes"
+                    </label>
+                    <button type="submit" id="import-submit">"Import"</button>
+                </form>
             </Show>
             <span id="new-run-message" class="note">{move || message.get()}</span>
         </div>
@@ -224,6 +268,15 @@ mod tests {
             ..RunForm::default()
         };
         assert_eq!(cnn.to_request().unwrap()["model"], "cnn");
+    }
+
+    #[test]
+    fn an_import_names_its_directory() {
+        assert!(import_request("  ", true).is_err());
+        assert_eq!(
+            import_request(" /data/run ", false).unwrap(),
+            serde_json::json!({"dir": "/data/run", "follow": false})
+        );
     }
 
     #[test]

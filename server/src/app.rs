@@ -26,6 +26,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/health", get(health))
         .route("/api/runs", get(list_runs).post(start_run))
         .route("/api/runs/{run_id}", get(get_run).delete(delete_run))
+        .route("/api/imports", post(start_import))
         .route("/api/runs/{run_id}/stop", post(stop_run))
         .route("/api/runs/{run_id}/epochs", get(get_epochs))
         .route("/api/runs/{run_id}/epochs/{epoch}", get(get_snapshot))
@@ -109,6 +110,40 @@ async fn start_run(
         err @ HubError::QueueFull(_) => api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
         other => internal(other),
     })?;
+    let summary = state
+        .hub()
+        .blocking(move |hub| hub.run(run_id))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("the new run vanished"))?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+/// The body of `POST /api/imports`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    /// The run directory, on the server's machine.
+    dir: std::path::PathBuf,
+    /// Keep importing epochs as the job writes them.
+    #[serde(default)]
+    follow: bool,
+}
+
+/// `POST /api/imports` with `{"dir": "...", "follow": true}`: imports a run directory written
+/// by another framework, following the job when asked (the dashboard's New-run form).
+async fn start_import(
+    State(state): State<AppState>,
+    Json(request): Json<ImportRequest>,
+) -> Result<(StatusCode, Json<RunSummary>), ApiError> {
+    let run_id = state
+        .hub()
+        .start_import(request.dir, request.follow)
+        .await
+        .map_err(|e| match e {
+            HubError::Import(err) => api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
+            other => internal(other),
+        })?;
     let summary = state
         .hub()
         .blocking(move |hub| hub.run(run_id))

@@ -3,9 +3,11 @@
 //! the store; it never slows training).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use actiscope_import::{ImportError, RunDir};
 use actiscope_protocol::{EpochSnapshot, ProbeImages, RunSummary};
 use actiscope_store::{RunStatus, Store, StoreError};
 use actiscope_train::{TrainConfig, TrainError, Trainer};
@@ -79,6 +81,9 @@ pub enum HubError {
     /// The run is queued or training.
     #[error("run {0} is queued or training; stop it first")]
     Busy(i64),
+    /// A run directory to import is unreadable or invalid.
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// Every training slot is taken and the queue holds as many runs as it may.
     #[error(
         "the run queue is full: {0} runs already wait for a training slot; stop or delete a \
@@ -601,33 +606,100 @@ impl Hub {
                     }
                 }
             },
-            &mut |snapshot| {
-                // The run's epoch count changed: the cached run list is stale.
-                frames.runs_cache.invalidate();
-                let message = actiscope_protocol::ServerMessage::Epoch {
-                    run_id,
-                    snapshot: Box::new(snapshot.clone()),
-                };
-                match actiscope_protocol::encode_deflated(&message) {
-                    Ok(frame) => {
-                        let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
-                        let frame = bytes::Bytes::from(frame);
-                        frames.cache_frame(run_id, epoch, frame.clone());
-                        let _ = events.send(HubEvent::Epoch {
-                            run_id,
-                            epoch,
-                            frame,
-                        });
-                    }
-                    // Sessions that miss the event catch up from the store.
-                    Err(err) => tracing::error!(run_id, %err, "cannot encode an epoch frame"),
-                }
-            },
+            &mut |snapshot| frames.announce_epoch(run_id, snapshot),
         );
         if let Err(err) = result {
             tracing::error!(run_id, %err, "run failed");
             self.set_status(run_id, RunStatus::Interrupted);
         }
+    }
+
+    /// Tells every session that run `run_id` stored `snapshot`: the epoch's frame is encoded
+    /// (deflated) once, cached and broadcast.
+    fn announce_epoch(&self, run_id: i64, snapshot: &EpochSnapshot) {
+        // The run's epoch count changed: the cached run list is stale.
+        self.runs_cache.invalidate();
+        let message = actiscope_protocol::ServerMessage::Epoch {
+            run_id,
+            snapshot: Box::new(snapshot.clone()),
+        };
+        match actiscope_protocol::encode_deflated(&message) {
+            Ok(frame) => {
+                let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
+                let frame = bytes::Bytes::from(frame);
+                self.cache_frame(run_id, epoch, frame.clone());
+                let _ = self.events.send(HubEvent::Epoch {
+                    run_id,
+                    epoch,
+                    frame,
+                });
+            }
+            // Sessions that miss the event catch up from the store.
+            Err(err) => tracing::error!(run_id, %err, "cannot encode an epoch frame"),
+        }
+    }
+
+    /// Imports the run directory `dir` (see [`crate::importer`]) on a blocking thread,
+    /// streaming each epoch to the sessions as it is stored; with `follow`, keeps importing
+    /// the epochs a job is still writing until it writes `finished` or the run is stopped.
+    /// Returns the new run's id once it is recorded; a directory that cannot be imported is
+    /// refused before anything is stored ([`HubError::Import`]).
+    pub async fn start_import(&self, dir: PathBuf, follow: bool) -> Result<i64, HubError> {
+        let (run_id, run, mut units, stop) = self
+            .blocking(move |hub| {
+                let run = RunDir::open(&dir)?;
+                let (entries, units) = crate::importer::check(&run)?;
+                if entries.is_empty() && !follow {
+                    return Err(HubError::Import(ImportError::invalid(
+                        &dir,
+                        None,
+                        "holds no epoch yet; follow it to wait for them",
+                    )));
+                }
+                let run_id = {
+                    let mut store = hub.store.lock().map_err(|_| HubError::Poisoned)?;
+                    crate::importer::record(&mut store, &run, &units, entries.len(), &hub.owner)
+                        .map_err(|e| match e {
+                            RunError::Store(err) => HubError::Store(err),
+                            other => corrupt(0, 0, other),
+                        })?
+                };
+                let stop = Arc::new(AtomicBool::new(false));
+                if let Ok(mut stops) = hub.stops.lock() {
+                    stops.insert(run_id, Arc::clone(&stop));
+                }
+                hub.run_changed(run_id);
+                Ok((run_id, run, units, stop))
+            })
+            .await?;
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mode = if follow {
+                crate::importer::Mode::Follow { stop: &stop }
+            } else {
+                crate::importer::Mode::Once
+            };
+            let result = crate::importer::import_epochs(
+                &run,
+                &mut units,
+                &hub.store,
+                run_id,
+                &mode,
+                &mut |snapshot| hub.announce_epoch(run_id, snapshot),
+            );
+            let status = match result {
+                Ok(_) if stop.load(Ordering::SeqCst) => RunStatus::Stopped,
+                Ok(_) => RunStatus::Completed,
+                Err(err) => {
+                    tracing::error!(run_id, %err, "import failed");
+                    RunStatus::Interrupted
+                }
+            };
+            hub.set_status(run_id, status);
+            hub.forget(run_id);
+            hub.run_changed(run_id);
+        });
+        Ok(run_id)
     }
 
     fn prepare_run(

@@ -39,6 +39,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
     // Everything the headers can say is checked before the store is touched.
     let run = RunDir::open(&args.dir).map_err(bad)?;
     let (entries, units) = check(&run).map_err(bad)?;
+    let probe = crate::importer::probe_for(&run, &units).map_err(bad)?;
     if entries.is_empty() && !args.follow {
         return Err(bad(format!(
             "{} holds no epoch yet (epoch-0001.safetensors, epoch-0001.npz or epoch-0001/); \
@@ -50,7 +51,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         "importing {} ({} instances, the first {} kept for the lenses; layers {}) from {}",
         run.spec().name,
         run.instances(),
-        run.probe(),
+        probe,
         run.spec().layers.join(", "),
         args.dir.display()
     );

@@ -124,11 +124,40 @@ fn check_units(
     }
 }
 
+/// Instances kept for the per-instance lenses, given the layers' `units`: what `run.toml`
+/// asks for (or the default) when their activations fit one stored epoch (a blob over the
+/// protocol's frame limit could be written but never read back). A default that does not fit
+/// shrinks to what does; an explicit `probe` that does not fit is refused with the number that
+/// would.
+pub fn probe_for(run: &RunDir, units: &[usize]) -> Result<usize, ImportError> {
+    let total_units: usize = units.iter().sum::<usize>().max(1);
+    // Postcard writes each f32 in 4 bytes; a little room for the matrices' headers.
+    let budget = actiscope_protocol::MAX_FRAME_BYTES - 64 * 1024;
+    let fits = budget / total_units / 4;
+    let wanted = run.probe();
+    if wanted <= fits {
+        return Ok(wanted);
+    }
+    match run.spec().probe {
+        Some(asked) => Err(ImportError::invalid(
+            run.root().join("run.toml"),
+            None,
+            format!(
+                "probe = {asked}: the probe's activations would take {:.1} MiB per epoch                  ({wanted} instances x {total_units} units x 4 bytes), over the {} MiB one                  stored epoch may hold; set probe to at most {fits}",
+                (wanted * total_units * 4) as f64 / (1024.0 * 1024.0),
+                actiscope_protocol::MAX_FRAME_BYTES / (1024 * 1024)
+            ),
+        )),
+        None => Ok(fits.max(1)),
+    }
+}
+
 /// The probe inputs as the dashboard shows them: images as bytes (values in `[0, 1]` scaled
 /// by 255, larger ones taken as `0..=255`), 2-D vectors as points; `None` otherwise.
-fn probe_images(run: &RunDir) -> Option<ProbeImages> {
+fn probe_images(run: &RunDir, probe: usize) -> Option<ProbeImages> {
     match run.inputs()? {
         Inputs::Images { rows, cols, values } => {
+            let values = values.get(..probe * rows * cols).unwrap_or(values);
             let scale = if values.iter().all(|&v| v <= 1.0) {
                 255.0
             } else {
@@ -148,7 +177,7 @@ fn probe_images(run: &RunDir) -> Option<ProbeImages> {
             rows: 0,
             cols: 0,
             pixels: Vec::new(),
-            points: values.clone(),
+            points: values.get(..probe * 2).unwrap_or(values).to_vec(),
         }),
         Inputs::Vectors { .. } => None,
     }
@@ -183,13 +212,14 @@ pub fn record(
     owner: &str,
 ) -> Result<i64, RunError> {
     let spec = run.spec();
+    let probe = probe_for(run, units).unwrap_or_else(|_| run.probe());
     let config = ImportedConfig {
         imported: ImportedRun {
             directory: run.root().display().to_string(),
             layers: spec.layers.clone(),
             units: units.to_vec(),
             instances: run.instances(),
-            probe: run.probe(),
+            probe,
             threshold: spec.threshold,
             classes: spec.classes.clone(),
             epochs_found,
@@ -197,7 +227,7 @@ pub fn record(
     };
     let config_json =
         serde_json::to_string(&config).map_err(|e| RunError::Analysis(e.to_string()))?;
-    let images = probe_images(run)
+    let images = probe_images(run, probe)
         .map(|images| actiscope_protocol::encode(&images))
         .transpose()?;
     let snapshots: Vec<(&str, &[u8])> = images
@@ -242,7 +272,7 @@ pub fn import_epoch(
     check_units(Some(units), &found, entry)?;
     let units: &[usize] = units;
     let threshold = run.spec().threshold;
-    let probe = run.probe();
+    let probe = probe_for(run, units)?;
     let mut patterns: Vec<PatternMatrix> = units.iter().map(|&u| PatternMatrix::empty(u)).collect();
     let mut probe_rows: Vec<Vec<f32>> = units
         .iter()
@@ -271,13 +301,17 @@ pub fn import_epoch(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Analysis(e.to_string()))?;
     let labels = run.labels();
+    // Without predictions the APD's last level shows the labels, and the accuracy is 0 (not
+    // measured), never a made-up 100%.
+    let accuracy = extras.predictions.as_ref().map_or(0.0, |predictions| {
+        labels
+            .iter()
+            .zip(predictions)
+            .filter(|(l, p)| l == p)
+            .count() as f64
+            / labels.len().max(1) as f64
+    });
     let predictions = extras.predictions.unwrap_or_else(|| labels.to_vec());
-    let accuracy = labels
-        .iter()
-        .zip(&predictions)
-        .filter(|(l, p)| l == p)
-        .count() as f64
-        / labels.len().max(1) as f64;
     let mean_loss = extras.losses.as_ref().map_or(0.0, |losses| {
         losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64
     });

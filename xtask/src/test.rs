@@ -85,6 +85,18 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
         quiet_wayland(&mut command)?;
         run(&mut command)
     })?;
+    step(
+        "Python writer -> actiscope import (numpy, safetensors from PyPI)",
+        &mut || {
+            let python =
+                crate::bench::bench_python(&[("numpy", "numpy"), ("safetensors", "safetensors")])?;
+            run(cargo()
+                // Same package set as the tests above, so their build is reused.
+                .args(["test", "--workspace", "--exclude", "actiscope-frontend"])
+                .args(["--test", "import", "--", "--ignored"])
+                .env("ACTISCOPE_PYTHON", python))
+        },
+    )?;
     step("frontend unit tests (host)", &mut || {
         run(cargo().args(["test", "--package", "actiscope-frontend", "--lib"]))
     })?;

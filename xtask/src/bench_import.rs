@@ -176,7 +176,8 @@ pub fn bench_import(args: &ImportBenchArgs) -> anyhow::Result<()> {
             "import of one epoch, {instances} instances x {layers} layers x {units} units \
              ({gigabytes:.2} GB of float32, safetensors): best {:.3} s, median {:.3} s \
              (goal {goal} s); peak RSS {peak:.0} MiB",
-            secs[0], secs[1]
+            secs.first().copied().unwrap_or(f64::NAN),
+            secs.get(1).copied().unwrap_or(f64::NAN)
         );
     }
     Ok(())

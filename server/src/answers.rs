@@ -146,6 +146,11 @@ impl AnswerCache {
 
     fn put_answer(&self, key: String, json: Bytes) {
         if let Ok(mut inner) = self.inner.lock() {
+            // A mapper answer is kept with its graph already (the next epoch's identities are
+            // carried from it): keep that entry.
+            if inner.entries.get(&key).is_some_and(|e| e.graph.is_some()) {
+                return;
+            }
             let bytes = key.len() + json.len();
             inner.put(
                 key,
@@ -356,6 +361,31 @@ mod tests {
         assert_eq!(cache.cached_bytes(), 3 * 295);
         cache.forget_run(1);
         assert_eq!(cache.cached_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_mapper_answer_keeps_the_graph_the_next_epoch_is_carried_from() {
+        let cache = Arc::new(AnswerCache::with_permits(1));
+        let graph = Arc::new(MapperGraph {
+            params: actiscope_protocol::mapper::MapperParams::default(),
+            instance_count: 0,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        });
+        // As the mapper lens does: the work keeps the graph under the answer's own key, then
+        // `cached` stores the answer.
+        let worker = Arc::clone(&cache);
+        let answer = cached(&cache, "1/2/mapper".to_owned(), move || {
+            let json = Bytes::from_static(b"{}");
+            worker.put_mapper("1/2/mapper".to_owned(), graph, json.clone());
+            Ok(json)
+        })
+        .await;
+        assert!(answer.is_ok());
+        assert!(
+            cache.mapper("1/2/mapper").is_some(),
+            "storing the answer dropped the graph"
+        );
     }
 
     #[tokio::test]

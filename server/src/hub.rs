@@ -86,8 +86,8 @@ pub enum HubError {
     Import(#[from] ImportError),
     /// Every training slot is taken and the queue holds as many runs as it may.
     #[error(
-        "the run queue is full: {0} runs already wait for a training slot; stop or delete a \
-         queued run, or try again when one finishes"
+        "the run queue is full: {0} runs already wait for a training slot; try again when a \
+         run finishes (or stop a running one), or start the server with a larger --max-queued"
     )]
     QueueFull(usize),
 }
@@ -649,6 +649,9 @@ impl Hub {
             .blocking(move |hub| {
                 let run = RunDir::open(&dir)?;
                 let (entries, units) = crate::importer::check(&run)?;
+                // A probe too large for one stored epoch is refused now, not after the run
+                // is recorded.
+                crate::importer::probe_for(&run, &units)?;
                 if entries.is_empty() && !follow {
                     return Err(HubError::Import(ImportError::invalid(
                         &dir,
@@ -673,29 +676,42 @@ impl Hub {
             })
             .await?;
         let hub = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mode = if follow {
-                crate::importer::Mode::Follow { stop: &stop }
-            } else {
-                crate::importer::Mode::Once
-            };
-            let result = crate::importer::import_epochs(
-                &run,
-                &mut units,
-                &hub.store,
-                run_id,
-                &mode,
-                &mut |snapshot| hub.announce_epoch(run_id, snapshot),
-            );
-            let status = match result {
-                Ok(_) if stop.load(Ordering::SeqCst) => RunStatus::Stopped,
-                Ok(_) => RunStatus::Completed,
-                Err(err) => {
-                    tracing::error!(run_id, %err, "import failed");
-                    RunStatus::Interrupted
-                }
-            };
-            hub.set_status(run_id, status);
+        tokio::spawn(async move {
+            let worker = hub.clone();
+            let imported = tokio::task::spawn_blocking(move || {
+                let mode = if follow {
+                    crate::importer::Mode::Follow { stop: &stop }
+                } else {
+                    crate::importer::Mode::Once { stop: &stop }
+                };
+                let result = crate::importer::import_epochs(
+                    &run,
+                    &mut units,
+                    &worker.store,
+                    run_id,
+                    &mode,
+                    &mut |snapshot| worker.announce_epoch(run_id, snapshot),
+                );
+                let status = match result {
+                    Ok(imported) if imported.stopped => RunStatus::Stopped,
+                    Ok(_) => RunStatus::Completed,
+                    Err(err) => {
+                        tracing::error!(run_id, %err, "import failed");
+                        RunStatus::Interrupted
+                    }
+                };
+                worker.set_status(run_id, status);
+            })
+            .await;
+            if imported.is_err() {
+                tracing::error!(run_id, "the import thread panicked");
+                let _ = hub
+                    .blocking(move |hub| {
+                        hub.set_status(run_id, RunStatus::Interrupted);
+                        Ok(())
+                    })
+                    .await;
+            }
             hub.forget(run_id);
             hub.run_changed(run_id);
         });

@@ -96,7 +96,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
     let mode = if args.follow {
         Mode::Follow { stop: &stop }
     } else {
-        Mode::Once
+        Mode::Once { stop: &stop }
     };
     let mut epochs = Vec::new();
     let mut units = units;
@@ -115,8 +115,9 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         .into_inner()
         .map_err(|_| anyhow::anyhow!("the run store is unavailable after an earlier failure"))?;
     match outcome {
-        Ok(count) => {
-            let status = if stop.load(Ordering::SeqCst) {
+        Ok(imported) => {
+            let count = imported.epochs;
+            let status = if imported.stopped {
                 RunStatus::Stopped
             } else {
                 RunStatus::Completed

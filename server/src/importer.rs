@@ -143,7 +143,9 @@ pub fn probe_for(run: &RunDir, units: &[usize]) -> Result<usize, ImportError> {
             run.root().join("run.toml"),
             None,
             format!(
-                "probe = {asked}: the probe's activations would take {:.1} MiB per epoch                  ({wanted} instances x {total_units} units x 4 bytes), over the {} MiB one                  stored epoch may hold; set probe to at most {fits}",
+                "probe = {asked}: the probe's activations would take {:.1} MiB per epoch \
+                 ({wanted} instances x {total_units} units x 4 bytes), over the {} MiB one \
+                 stored epoch may hold; set probe to at most {fits}",
                 (wanted * total_units * 4) as f64 / (1024.0 * 1024.0),
                 actiscope_protocol::MAX_FRAME_BYTES / (1024 * 1024)
             ),
@@ -342,10 +344,14 @@ pub fn import_epoch(
     Ok(store_epoch(store, run_id, &metrics, &parts)?)
 }
 
-/// How an import goes on after the epochs already there.
+/// How an import goes on after the epochs already there. Either way, setting `stop` ends it
+/// after the epoch in flight.
 pub enum Mode<'a> {
     /// Import what is there and stop.
-    Once,
+    Once {
+        /// Set to stop after the epoch in flight.
+        stop: &'a AtomicBool,
+    },
     /// Keep importing epochs as they appear, every [`FOLLOW_POLL`], until the writer's
     /// `finished` file appears (after its last epoch) or `stop` is set.
     Follow {
@@ -354,16 +360,33 @@ pub enum Mode<'a> {
     },
 }
 
+impl Mode<'_> {
+    fn stopped(&self) -> bool {
+        match self {
+            Self::Once { stop } | Self::Follow { stop } => stop.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// How an import ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// Epochs imported.
+    pub epochs: usize,
+    /// Whether it was stopped before the end.
+    pub stopped: bool,
+}
+
 /// When each imported epoch's file was last modified: an epoch rewritten after its import
 /// (a writer that restarted and counts from 1 again) is an error, not a silent mix.
-type Imported = HashMap<u32, Option<SystemTime>>;
+type ImportedAt = HashMap<u32, Option<SystemTime>>;
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Imports the epochs of `run` into run `run_id`, in order, each in its own transaction,
-/// calling `on_epoch` after each one is stored. Returns how many were imported.
+/// calling `on_epoch` after each one is stored.
 pub fn import_epochs(
     run: &RunDir,
     units: &mut Vec<usize>,
@@ -371,8 +394,8 @@ pub fn import_epochs(
     run_id: i64,
     mode: &Mode<'_>,
     on_epoch: &mut dyn FnMut(&EpochSnapshot),
-) -> Result<usize, ImportFailure> {
-    let mut imported: Imported = HashMap::new();
+) -> Result<Imported, ImportFailure> {
+    let mut imported: ImportedAt = HashMap::new();
     let mut last = 0;
     loop {
         // Seen before listing: every epoch the writer finished before it is in the listing.
@@ -395,24 +418,29 @@ pub fn import_epochs(
         check_numbers(&entries, last)?;
         let after = last;
         for entry in entries.iter().filter(|e| e.number > after) {
-            if let Mode::Follow { stop } = mode
-                && stop.load(Ordering::SeqCst)
-            {
-                return Ok(imported.len());
+            if mode.stopped() {
+                return Ok(Imported {
+                    epochs: imported.len(),
+                    stopped: true,
+                });
             }
+            // Taken before reading: a rewrite while it is read counts as a rewrite.
+            let when = modified(&entry.path);
             let snapshot = import_epoch(run, entry, units, store, run_id)?;
-            imported.insert(entry.number, modified(&entry.path));
+            imported.insert(entry.number, when);
             last = entry.number;
             on_epoch(&snapshot);
         }
-        match mode {
-            Mode::Once => return Ok(imported.len()),
-            Mode::Follow { stop } => {
-                if finished || stop.load(Ordering::SeqCst) {
-                    return Ok(imported.len());
-                }
-                std::thread::sleep(FOLLOW_POLL);
-            }
+        let done = match mode {
+            Mode::Once { .. } => true,
+            Mode::Follow { .. } => finished || mode.stopped(),
+        };
+        if done {
+            return Ok(Imported {
+                epochs: imported.len(),
+                stopped: mode.stopped(),
+            });
         }
+        std::thread::sleep(FOLLOW_POLL);
     }
 }

@@ -234,7 +234,7 @@ fn a_run_the_python_writer_wrote_imports_with_the_counts_and_apd_numpy_computes(
 /// A run directory from the reader fixtures: 4 instances, layers fc1 and fc2 (6 units each).
 fn fixture_run(root: &Path) -> PathBuf {
     let dir = root.join("run");
-    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("run.toml"),
         "name = \"toy\"\nlayers = [\"fc1\", \"fc2\"]\nclasses = [\"a\", \"b\", \"c\"]\n",
@@ -378,9 +378,15 @@ fn follow_picks_up_a_new_epoch_within_a_second_and_stops_when_the_job_is_done() 
     assert_eq!(summary["status"], "completed");
     assert_eq!(summary["epochs"].as_array().unwrap().len(), 3);
 
-    // A writer that starts again and rewrites epoch 1 is refused, keeping what was imported.
+    // A writer that starts again and rewrites epoch 1 (renamed over the imported file) is
+    // refused, keeping what was imported.
+    let dir = fixture_run(&root.path().join("again"));
+    std::fs::copy(
+        fixture("epoch.safetensors"),
+        dir.join("epoch-0001.safetensors"),
+    )
+    .unwrap();
     let store2 = root.path().join("runs2.db");
-    std::fs::remove_file(dir.join("finished")).unwrap();
     let follower = Command::new(binary())
         .args(["import", "--follow", "--store"])
         .arg(&store2)
@@ -391,14 +397,16 @@ fn follow_picks_up_a_new_epoch_within_a_second_and_stops_when_the_job_is_done() 
     let deadline = Instant::now() + Duration::from_secs(60);
     while !Store::open(&store2)
         .and_then(|s| s.epochs(1))
-        .is_ok_and(|e| e.len() == 3)
+        .is_ok_and(|e| e.len() == 1)
     {
-        assert!(Instant::now() < deadline, "epochs 1-3 were never imported");
+        assert!(Instant::now() < deadline, "epoch 1 was never imported");
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(20));
-    std::fs::remove_dir_all(dir.join("epoch-0001")).unwrap();
-    write_epoch(&dir, 1);
+    // A later modification time, whatever the file system's clock granularity.
+    std::thread::sleep(Duration::from_millis(1100));
+    let partial = dir.join("epoch-0001.safetensors.tmp");
+    std::fs::copy(fixture("epoch.safetensors"), &partial).unwrap();
+    std::fs::rename(&partial, dir.join("epoch-0001.safetensors")).unwrap();
     let output = follower.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -408,5 +416,5 @@ fn follow_picks_up_a_new_epoch_within_a_second_and_stops_when_the_job_is_done() 
     );
     let store2 = Store::open(&store2).unwrap();
     assert_eq!(store2.status(1).unwrap().as_deref(), Some("interrupted"));
-    assert_eq!(store2.epochs(1).unwrap().len(), 3);
+    assert_eq!(store2.epochs(1).unwrap().len(), 1);
 }

@@ -125,6 +125,13 @@ impl RowChunks {
 
     /// Refuses NaN and infinities in `values`, which start at row `first_row`.
     fn check_finite(&self, values: &[f32], first_row: usize) -> Result<(), ImportError> {
+        // A branch-free pass the compiler vectorizes; the position only when one is found.
+        let all_finite = values
+            .chunks(4096)
+            .all(|chunk| chunk.iter().fold(true, |ok, v| ok & v.is_finite()));
+        if all_finite {
+            return Ok(());
+        }
         match values.iter().position(|v| !v.is_finite()) {
             None => Ok(()),
             Some(at) => {
@@ -167,6 +174,9 @@ impl RowChunks {
             }
         }
         self.whole = Some(whole);
+        // Only the C-order copy stays.
+        self.bytes = Vec::new();
+        self.values = Vec::new();
         Ok(())
     }
 

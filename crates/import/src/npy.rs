@@ -113,9 +113,18 @@ pub fn open_npz(path: &Path, name: &str) -> Result<Option<RowChunks>, ImportErro
         ));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    entry
+    // The claimed size is the archive's word; the inflated bytes are counted too.
+    (&mut entry)
+        .take(MAX_NPZ_ENTRY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| ImportError::invalid(path, Some(name), format!("cannot inflate: {e}")))?;
+    if bytes.len() as u64 > MAX_NPZ_ENTRY_BYTES {
+        return Err(ImportError::invalid(
+            path,
+            Some(name),
+            format!("the entry inflates past the {MAX_NPZ_ENTRY_BYTES} bytes read whole"),
+        ));
+    }
     let len = bytes.len() as u64;
     array(Cursor::new(bytes), len, path, name).map(Some)
 }

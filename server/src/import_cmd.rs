@@ -72,8 +72,11 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         .context("starting the signal handler")?;
     runtime.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nCtrl-C: stopping after the epoch in flight");
+            eprintln!("\nCtrl-C: stopping after the epoch in flight (press again to abort)");
             handler_stop.store(true, Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
         }
     });
     let _signals = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));

@@ -142,6 +142,9 @@ async fn start_import(
         .await
         .map_err(|e| match e {
             HubError::Import(err) => api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
+            err @ HubError::TooManyImports(_) => {
+                api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string())
+            }
             other => internal(other),
         })?;
     let summary = state

@@ -90,12 +90,20 @@ pub enum HubError {
          run finishes (or stop a running one), or start the server with a larger --max-queued"
     )]
     QueueFull(usize),
+    /// As many imports as the server runs at once are running.
+    #[error(
+        "{0} imports are running, the most at once; stop one (or let its job finish) and \
+         import again"
+    )]
+    TooManyImports(usize),
 }
 
 /// Runs that train at the same time by default; more are queued.
 pub const DEFAULT_CONCURRENT_RUNS: usize = 2;
 /// Runs that may wait for a training slot by default; more are refused.
 pub const DEFAULT_MAX_QUEUED: usize = 32;
+/// Imports (each on a blocking thread while it follows its job) that may run at once.
+pub const MAX_IMPORTS: usize = 16;
 /// Connections that read the store beside the one that writes it.
 const READERS: usize = 4;
 
@@ -114,6 +122,7 @@ pub struct Hub {
     slots: Arc<tokio::sync::Semaphore>,
     queued: Arc<AtomicUsize>,
     max_queued: usize,
+    imports: Arc<AtomicUsize>,
     frames: Arc<Mutex<FrameCache>>,
     runs_cache: Arc<RunsCache>,
 }
@@ -197,7 +206,7 @@ impl FrameCache {
     }
 }
 
-/// A place in the run queue, given back when the run gets a slot or gives up.
+/// A place in the run queue (or among the imports running), given back when dropped.
 struct QueuePlace(Arc<AtomicUsize>);
 
 impl QueuePlace {
@@ -257,6 +266,7 @@ impl Hub {
             slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
             queued: Arc::new(AtomicUsize::new(0)),
             max_queued,
+            imports: Arc::new(AtomicUsize::new(0)),
             frames: Arc::new(Mutex::new(FrameCache::with_budget(FRAME_CACHE_BYTES))),
             runs_cache: Arc::default(),
         };
@@ -432,10 +442,15 @@ impl Hub {
     /// Every run, newest first, with its encoded `Runs` frame: read from the store once per
     /// change (blocking).
     pub fn runs_entry(&self) -> Result<RunsEntry, HubError> {
+        // Held while the list is read: the sessions that all ask after the same change wait
+        // for the first one's answer instead of each reading the store.
+        let mut cached = self
+            .runs_cache
+            .entry
+            .lock()
+            .map_err(|_| HubError::Poisoned)?;
         let generation = self.runs_cache.generation.load(Ordering::SeqCst);
-        if let Ok(entry) = self.runs_cache.entry.lock()
-            && let Some(entry) = entry.as_ref().filter(|e| e.generation == generation)
-        {
+        if let Some(entry) = cached.as_ref().filter(|e| e.generation == generation) {
             return Ok(entry.clone());
         }
         let runs = self.runs()?;
@@ -448,9 +463,7 @@ impl Hub {
             frame: frame.into(),
         };
         // Kept only if nothing changed while it was read.
-        if let Ok(mut cached) = self.runs_cache.entry.lock()
-            && self.runs_cache.generation.load(Ordering::SeqCst) == generation
-        {
+        if self.runs_cache.generation.load(Ordering::SeqCst) == generation {
             *cached = Some(entry.clone());
         }
         Ok(entry)
@@ -645,6 +658,9 @@ impl Hub {
     /// Returns the new run's id once it is recorded; a directory that cannot be imported is
     /// refused before anything is stored ([`HubError::Import`]).
     pub async fn start_import(&self, dir: PathBuf, follow: bool) -> Result<i64, HubError> {
+        // A place among the imports running, given back when this one ends (or fails to start).
+        let place = QueuePlace::take(&self.imports, MAX_IMPORTS)
+            .ok_or(HubError::TooManyImports(MAX_IMPORTS))?;
         let (run_id, run, mut units, stop) = self
             .blocking(move |hub| {
                 let run = RunDir::open(&dir)?;
@@ -714,6 +730,7 @@ impl Hub {
             }
             hub.forget(run_id);
             hub.run_changed(run_id);
+            drop(place);
         });
         Ok(run_id)
     }
@@ -767,6 +784,10 @@ fn heartbeat_loop(
             return;
         };
         let Ok(mut store) = store.lock() else {
+            tracing::error!(
+                "the run store failed earlier: this server's runs get no more heartbeats and \
+                 will look interrupted to other processes"
+            );
             return;
         };
         if let Err(err) = store.heartbeat(owner) {

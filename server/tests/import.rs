@@ -418,3 +418,37 @@ fn follow_picks_up_a_new_epoch_within_a_second_and_stops_when_the_job_is_done() 
     assert_eq!(store2.status(1).unwrap().as_deref(), Some("interrupted"));
     assert_eq!(store2.epochs(1).unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_at_once_are_bounded_and_a_stopped_one_frees_its_place() {
+    use actiscope_server::hub::{Hub, HubError, MAX_IMPORTS};
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture_run(root.path());
+    write_epoch(&dir, 1);
+    let hub = Hub::new(Store::open(&root.path().join("runs.db")).unwrap());
+    // Following a job that never finishes: each import keeps its place.
+    let mut runs = Vec::new();
+    for _ in 0..MAX_IMPORTS {
+        runs.push(hub.start_import(dir.clone(), true).await.unwrap());
+    }
+    match hub.start_import(dir.clone(), true).await {
+        Err(HubError::TooManyImports(n)) => assert_eq!(n, MAX_IMPORTS),
+        other => panic!("expected TooManyImports, got {other:?}"),
+    }
+    assert!(hub.stop_run(runs[0]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let freed = loop {
+        match hub.start_import(dir.clone(), true).await {
+            Ok(run_id) => break run_id,
+            Err(HubError::TooManyImports(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("the stopped import never freed its place: {err}"),
+        }
+    };
+    for run_id in runs.iter().chain([&freed]) {
+        hub.stop_run(*run_id);
+    }
+    let status = hub.run(runs[0]).unwrap().unwrap().status;
+    assert_eq!(status, "stopped");
+}

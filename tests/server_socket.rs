@@ -544,3 +544,92 @@ async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() 
     assert!(hub.run(first).unwrap().is_none());
     assert!(!hub.delete_run(first).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_another_process_writes_to_the_store_streams_live() {
+    let server = TestServer::start(None).await.expect("server starts");
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    assert!(matches!(
+        next_message(&mut socket).await,
+        ServerMessage::Hello(_)
+    ));
+    assert_eq!(next_message(&mut socket).await, ServerMessage::Runs(vec![]));
+
+    // Another writer of the same file (as `actiscope train --store` beside the server): a
+    // connection of its own, an epoch every 300 ms; each commit's instant is reported.
+    let path = server.store_path();
+    let (committed, commits) = std::sync::mpsc::channel::<(usize, std::time::Instant)>();
+    let epochs = 5;
+    let writer = std::thread::spawn(move || {
+        let mut store = actiscope_store::Store::open(&path).expect("store");
+        let mut trainer = actiscope_train::Trainer::new(quick_run(epochs)).expect("trainer");
+        let run_id = actiscope_server::runner::record_run(&mut store, &trainer, "another process")
+            .expect("record");
+        let store = std::sync::Mutex::new(store);
+        actiscope_server::runner::run_to_completion(
+            &mut trainer,
+            &store,
+            run_id,
+            &std::sync::atomic::AtomicBool::new(false),
+            actiscope_server::runner::CaptureMode::Inline,
+            &mut |_, _, _| {},
+            &mut |snapshot| {
+                let _ = committed.send((snapshot.metrics.epoch, std::time::Instant::now()));
+                std::thread::sleep(Duration::from_millis(300));
+            },
+        )
+        .expect("trains");
+        run_id
+    });
+
+    // The server notices the new run and lists it.
+    let run_id = loop {
+        if let ServerMessage::Runs(runs) = next_message(&mut socket).await
+            && let Some(run) = runs.first()
+        {
+            break run.run_id;
+        }
+    };
+    socket
+        .send(Message::Binary(
+            encode(&ClientMessage::Subscribe {
+                run_id,
+                from_epoch: 1,
+            })
+            .expect("encode")
+            .into(),
+        ))
+        .await
+        .expect("subscribe");
+    let subscribed = std::time::Instant::now();
+    let mut received = Vec::new();
+    while received.len() < epochs {
+        if let ServerMessage::Epoch { snapshot, .. } = next_message(&mut socket).await {
+            received.push((snapshot.metrics.epoch, std::time::Instant::now()));
+        }
+    }
+    assert_eq!(writer.join().expect("writer"), run_id);
+    assert_eq!(
+        received.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (1..=epochs).collect::<Vec<_>>(),
+        "every epoch once, in order"
+    );
+    let mut live = 0;
+    for (epoch, at) in commits.try_iter() {
+        let (_, seen) = received[epoch - 1];
+        if at > subscribed {
+            live += 1;
+            let latency = seen.saturating_duration_since(at);
+            assert!(
+                latency < Duration::from_secs(1),
+                "epoch {epoch} reached the client {latency:?} after its commit"
+            );
+        }
+    }
+    assert!(
+        live >= 2,
+        "too few epochs were committed after the client subscribed"
+    );
+}

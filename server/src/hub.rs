@@ -131,7 +131,7 @@ pub struct Hub {
 /// frame, read once per change however many sessions ask: every session asks after every
 /// [`HubEvent::RunChanged`].
 #[derive(Default)]
-struct RunsCache {
+pub(crate) struct RunsCache {
     /// Bumped on every change; an entry read before a bump is never used after it.
     generation: std::sync::atomic::AtomicU64,
     entry: Mutex<Option<RunsEntry>>,
@@ -148,7 +148,7 @@ pub struct RunsEntry {
 }
 
 impl RunsCache {
-    fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -160,7 +160,7 @@ const FRAME_CACHE_BYTES: usize = 128 * 1024 * 1024;
 /// oldest evicted first once they hold more than their byte budget: however many sessions
 /// follow a run, each epoch is read, checked and encoded once. A stored epoch never changes;
 /// a deleted run's frames are dropped.
-struct FrameCache {
+pub(crate) struct FrameCache {
     frames: HashMap<(i64, u32), bytes::Bytes>,
     order: std::collections::VecDeque<(i64, u32)>,
     bytes: usize,
@@ -177,7 +177,7 @@ impl FrameCache {
         }
     }
 
-    fn put(&mut self, key: (i64, u32), frame: bytes::Bytes) {
+    pub(crate) fn put(&mut self, key: (i64, u32), frame: bytes::Bytes) {
         if frame.len() > self.budget_bytes {
             return;
         }
@@ -278,6 +278,29 @@ impl Hub {
             .spawn(move || heartbeat_loop(&store, &owner, &events, &runs_cache));
         if let Err(err) = spawned {
             tracing::error!(%err, "cannot start the heartbeat thread");
+        }
+        // Other processes writing the same file (`actiscope train` beside `serve`).
+        let watcher = hub.store.lock().ok().and_then(|store| store.reopen());
+        match watcher {
+            Some(Ok(connection)) => {
+                let watched = crate::watch::Watched {
+                    writer: Arc::downgrade(&hub.store),
+                    events: hub.events.clone(),
+                    frames: Arc::clone(&hub.frames),
+                    runs_cache: Arc::clone(&hub.runs_cache),
+                    local: Arc::clone(&hub.stops),
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("actiscope-watch".to_owned())
+                    .spawn(move || crate::watch::watch(connection, watched));
+                if let Err(err) = spawned {
+                    tracing::error!(%err, "cannot start the store watcher");
+                }
+            }
+            Some(Err(err)) => {
+                tracing::warn!(%err, "cannot watch the store for other writers");
+            }
+            None => {}
         }
         hub
     }

@@ -20,4 +20,5 @@ pub mod runner;
 pub mod state;
 pub mod stored;
 pub mod train_cmd;
+pub mod watch;
 pub mod ws;

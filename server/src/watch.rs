@@ -1,0 +1,127 @@
+//! Following what other processes write to the same store file: an `actiscope train` or
+//! `actiscope import` beside `actiscope serve` streams live too. A thread looks every
+//! [`WATCH_INTERVAL`] whether any other connection committed (SQLite's `data_version`, one
+//! cheap pragma); when one did, it compares the run list with what it saw last and announces
+//! new runs, changed statuses and the new epochs of runs this process does not train itself.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use actiscope_protocol::EpochSnapshot;
+use actiscope_store::Store;
+use tokio::sync::broadcast;
+
+use crate::hub::{FrameCache, HubEvent, RunsCache, decode_stored};
+use crate::runner::SNAPSHOT_KIND;
+
+/// How often the store is checked for other writers' commits.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the watcher needs of the hub, without keeping the hub alive.
+pub(crate) struct Watched {
+    /// The hub's writing connection: the watcher ends when it is gone.
+    pub writer: Weak<Mutex<Store>>,
+    pub events: broadcast::Sender<HubEvent>,
+    pub frames: Arc<Mutex<FrameCache>>,
+    pub runs_cache: Arc<RunsCache>,
+    /// Runs this process trains or imports (it announces their epochs itself).
+    pub local: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
+}
+
+/// Watches the store through `connection` (a connection of its own) until the hub is gone.
+pub(crate) fn watch(connection: Store, watched: Watched) {
+    let mut version = connection.data_version().unwrap_or(0);
+    let mut known: HashMap<i64, (String, u32)> = seen(&connection).unwrap_or_default();
+    loop {
+        std::thread::sleep(WATCH_INTERVAL);
+        if watched.writer.upgrade().is_none() {
+            return;
+        }
+        match connection.data_version() {
+            Ok(now) if now == version => continue,
+            Ok(now) => version = now,
+            Err(err) => {
+                tracing::warn!(%err, "cannot check the store for other writers");
+                continue;
+            }
+        }
+        let Ok(now) = seen(&connection) else {
+            continue;
+        };
+        let local: HashSet<i64> = watched
+            .local
+            .lock()
+            .map(|runs| runs.keys().copied().collect())
+            .unwrap_or_default();
+        let mut changed = Vec::new();
+        for (&run_id, (status, epochs)) in &now {
+            let before = known.get(&run_id);
+            if before.is_none_or(|(s, _)| s != status) {
+                changed.push(run_id);
+            }
+            let from = before.map_or(0, |(_, e)| *e);
+            if *epochs > from && !local.contains(&run_id) {
+                announce_epochs(&connection, &watched, run_id, from + 1);
+            }
+        }
+        changed.extend(known.keys().filter(|id| !now.contains_key(id)));
+        known = now;
+        if !changed.is_empty() {
+            watched.runs_cache.invalidate();
+            for run_id in changed {
+                let _ = watched.events.send(HubEvent::RunChanged { run_id });
+            }
+        }
+    }
+}
+
+/// Every run's status and stored epochs.
+fn seen(connection: &Store) -> Result<HashMap<i64, (String, u32)>, actiscope_store::StoreError> {
+    Ok(connection
+        .runs()?
+        .into_iter()
+        .map(|row| (row.id, (row.status, row.epochs_stored)))
+        .collect())
+}
+
+/// Announces run `run_id`'s stored epochs from `from_epoch` on, in order, as the hub does for
+/// the epochs it trains.
+fn announce_epochs(connection: &Store, watched: &Watched, run_id: i64, from_epoch: u32) {
+    let blobs = match connection.snapshots_from(run_id, SNAPSHOT_KIND, from_epoch) {
+        Ok(blobs) => blobs,
+        Err(err) => {
+            tracing::warn!(run_id, %err, "cannot read another writer's epochs");
+            return;
+        }
+    };
+    watched.runs_cache.invalidate();
+    for (epoch, blob) in blobs {
+        let snapshot: EpochSnapshot = match decode_stored(&blob, run_id, epoch) {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                tracing::warn!(%err, "skipping an unreadable epoch");
+                continue;
+            }
+        };
+        let message = actiscope_protocol::ServerMessage::Epoch {
+            run_id,
+            snapshot: Box::new(snapshot),
+        };
+        match actiscope_protocol::encode_deflated(&message) {
+            Ok(frame) => {
+                let frame = bytes::Bytes::from(frame);
+                if let Ok(mut frames) = watched.frames.lock() {
+                    frames.put((run_id, epoch), frame.clone());
+                }
+                let _ = watched.events.send(HubEvent::Epoch {
+                    run_id,
+                    epoch,
+                    frame,
+                });
+            }
+            Err(err) => tracing::warn!(run_id, %err, "cannot encode an epoch frame"),
+        }
+    }
+}

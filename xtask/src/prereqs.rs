@@ -109,6 +109,23 @@ pub fn ensure_debian(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     run(&mut install).context("installing Debian packages (needs root or password-less sudo)")
 }
 
+/// A `python3` that can make a venv with pip (Debian ships `ensurepip` in `python3-venv`):
+/// installed from Debian when missing; the packages themselves come from PyPI into the venv.
+pub fn ensure_python_venv() -> anyhow::Result<()> {
+    let works = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Ok(());
+    }
+    // Names no file Debian installs, so both are installed.
+    ensure_debian(&[
+        ("/nonexistent/python3", "python3"),
+        ("/nonexistent/python3-venv", "python3-venv"),
+    ])
+}
+
 /// Everything `cargo xtask run` needs.
 pub fn ensure_for_run() -> anyhow::Result<()> {
     ensure_wasm_target()?;
@@ -116,8 +133,9 @@ pub fn ensure_for_run() -> anyhow::Result<()> {
     ensure_trunk()
 }
 
-/// Everything `cargo xtask test` needs: what `run` needs, the browser and its driver, and
-/// Mesa's Vulkan software driver so the wgpu path can be tested without a GPU.
+/// Everything `cargo xtask test` needs: what `run` needs, the browser and its driver, Mesa's
+/// Vulkan software driver so the wgpu path can be tested without a GPU, and a Python that
+/// makes venvs (for the Python writer's round trip).
 pub fn ensure_for_test() -> anyhow::Result<()> {
     ensure_for_run()?;
     ensure_debian(&[
@@ -128,5 +146,6 @@ pub fn ensure_for_test() -> anyhow::Result<()> {
             "mesa-vulkan-drivers",
         ),
         ("/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "libvulkan1"),
-    ])
+    ])?;
+    ensure_python_venv()
 }

@@ -87,6 +87,12 @@ pub fn ensure_debian(packages: &[(&str, &str)]) -> anyhow::Result<()> {
         .filter(|(path, _)| !std::path::Path::new(path).exists())
         .map(|(_, package)| *package)
         .collect();
+    install_debian(&missing)
+}
+
+/// Installs the Debian packages `packages` with apt-get (as root, or through password-less
+/// sudo); nothing when the list is empty.
+fn install_debian(missing: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -105,7 +111,7 @@ pub fn ensure_debian(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     };
     run(&mut apt(&["update", "-q"]))?;
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(&missing);
+    install.args(missing);
     run(&mut install).context("installing Debian packages (needs root or password-less sudo)")
 }
 
@@ -119,11 +125,7 @@ pub fn ensure_python_venv() -> anyhow::Result<()> {
     if works {
         return Ok(());
     }
-    // Names no file Debian installs, so both are installed.
-    ensure_debian(&[
-        ("/nonexistent/python3", "python3"),
-        ("/nonexistent/python3-venv", "python3-venv"),
-    ])
+    install_debian(&["python3", "python3-venv"])
 }
 
 /// Everything `cargo xtask run` needs.

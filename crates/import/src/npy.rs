@@ -2,7 +2,7 @@
 //! (format versions 1.0 to 3.0, any byte order, C or Fortran order), the data streamed here.
 
 use std::fs::File;
-use std::io::{BufReader, Cursor, Read, Seek};
+use std::io::{BufReader, Cursor, Read};
 use std::path::Path;
 
 use npyz::{DType, Endianness, NpyHeader, Order, TypeChar};
@@ -30,24 +30,34 @@ fn dtype_of(header: &NpyHeader) -> Option<(Dtype, bool)> {
     Some((dtype, ty.endianness() == Endianness::Big))
 }
 
-/// The array in the `.npy` bytes `reader` (positioned at the magic string), whose data must
-/// be exactly `data_len` bytes; `path` and `tensor` name it in errors.
-fn array(
-    mut reader: impl Read + Seek + Send + 'static,
-    data_len: u64,
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Parses the `.npy` header at the start of `reader`: what the array holds, and the header's
+/// length in bytes (the reader is left at the first data byte).
+fn read_header(
+    reader: impl Read,
     path: &Path,
     tensor: &str,
-) -> Result<RowChunks, ImportError> {
+) -> Result<(ArrayInfo, u64), ImportError> {
     let invalid = |reason: String| ImportError::invalid(path, Some(tensor), reason);
-    let start = reader
-        .stream_position()
-        .map_err(|e| ImportError::io(path, e))?;
-    let header = NpyHeader::from_reader(&mut reader)
+    let mut counting = Counting {
+        inner: reader,
+        count: 0,
+    };
+    let header = NpyHeader::from_reader(&mut counting)
         .map_err(|e| invalid(format!("not a readable .npy header: {e}")))?;
-    let header_len = reader
-        .stream_position()
-        .map_err(|e| ImportError::io(path, e))?
-        - start;
     let (dtype, big_endian) = dtype_of(&header).ok_or_else(|| {
         invalid(format!(
             "dtype {} is not a number type actiscope reads (float16/32/64, bfloat16, integers)",
@@ -64,19 +74,42 @@ fn array(
             .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
             .collect(),
     };
-    let available = data_len.saturating_sub(header_len);
+    Ok((info, counting.count))
+}
+
+/// Refuses an array whose header promises more data than the `available` bytes after it.
+fn check_fits(
+    info: &ArrayInfo,
+    available: u64,
+    path: &Path,
+    tensor: &str,
+) -> Result<(), ImportError> {
     match info.data_bytes() {
-        Some(needed) if needed <= available => {}
-        needed => {
-            return Err(invalid(format!(
+        Some(needed) if needed <= available => Ok(()),
+        needed => Err(ImportError::invalid(
+            path,
+            Some(tensor),
+            format!(
                 "the header promises shape {:?} of {} ({} bytes) but the file holds {available} \
                  bytes of data (truncated?)",
                 info.shape,
                 info.dtype_name(),
                 needed.map_or_else(|| "more than 2^64".to_owned(), |n| n.to_string())
-            )));
-        }
+            ),
+        )),
     }
+}
+
+/// The array in the `.npy` bytes `reader` (positioned at the magic string), which holds
+/// `data_len` bytes from there; `path` and `tensor` name it in errors.
+fn array(
+    mut reader: impl Read + Send + 'static,
+    data_len: u64,
+    path: &Path,
+    tensor: &str,
+) -> Result<RowChunks, ImportError> {
+    let (info, header_len) = read_header(&mut reader, path, tensor)?;
+    check_fits(&info, data_len.saturating_sub(header_len), path, tensor)?;
     Ok(RowChunks::new(info, Box::new(reader), path, tensor))
 }
 
@@ -85,6 +118,23 @@ pub fn open(path: &Path, tensor: &str) -> Result<RowChunks, ImportError> {
     let file = File::open(path).map_err(|e| ImportError::io(path, e))?;
     let len = file.metadata().map_err(|e| ImportError::io(path, e))?.len();
     array(BufReader::new(file), len, path, tensor)
+}
+
+/// What the array `name` of the `.npz` archive at `path` holds, from its header alone (only
+/// the header's bytes are inflated), or `None` when the archive has no such entry.
+pub fn npz_info(path: &Path, name: &str) -> Result<Option<ArrayInfo>, ImportError> {
+    let file = File::open(path).map_err(|e| ImportError::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| ImportError::invalid(path, None, format!("not a readable .npz: {e}")))?;
+    let mut entry = match archive.by_name(&format!("{name}.npy")) {
+        Ok(entry) => entry,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(ImportError::invalid(path, Some(name), e.to_string())),
+    };
+    let size = entry.size();
+    let (info, header_len) = read_header(&mut entry, path, name)?;
+    check_fits(&info, size.saturating_sub(header_len), path, name)?;
+    Ok(Some(info))
 }
 
 /// Largest `.npz` entry read, uncompressed (entries are read whole).

@@ -74,6 +74,15 @@ impl Source {
         }
     }
 
+    /// What tensor `name` holds, reading as little as the format allows (an `.npz` entry's
+    /// header only, not its whole data).
+    fn info(&self, name: &str) -> Result<Option<ArrayInfo>, ImportError> {
+        match self {
+            Self::Npz(path) => npy::npz_info(path, name),
+            _ => Ok(self.tensor(name)?.map(|chunks| chunks.info().clone())),
+        }
+    }
+
     fn tensor(&self, name: &str) -> Result<Option<RowChunks>, ImportError> {
         match self {
             Self::Tensors(file) => file.open_tensor(name),
@@ -258,30 +267,29 @@ impl RunDir {
         let mut units = Vec::with_capacity(self.spec.layers.len());
         for layer in &self.spec.layers {
             let place = source.place(layer);
-            let chunks = source.tensor(layer)?.ok_or_else(|| {
+            let info = source.info(layer)?.ok_or_else(|| {
                 ImportError::invalid(
                     &place,
                     Some(layer),
                     format!("epoch {} has no tensor for layer {layer}", entry.number),
                 )
             })?;
-            units.push(check_layer(chunks.info(), n, &place, layer)?);
+            units.push(check_layer(&info, n, &place, layer)?);
         }
         for (name, want_float) in [("predictions", false), ("losses", true)] {
-            if let Some(chunks) = source.tensor(name)? {
-                let info = chunks.info();
-                if info.shape.len() != 1 || info.rows() != n || info.is_float() != want_float {
-                    return Err(ImportError::invalid(
-                        source.place(name),
-                        Some(name),
-                        format!(
-                            "must be {n} {} (1-D), not shape {:?} of {}",
-                            if want_float { "floats" } else { "integers" },
-                            info.shape,
-                            info.dtype_name()
-                        ),
-                    ));
-                }
+            if let Some(info) = source.info(name)?
+                && (info.shape.len() != 1 || info.rows() != n || info.is_float() != want_float)
+            {
+                return Err(ImportError::invalid(
+                    source.place(name),
+                    Some(name),
+                    format!(
+                        "must be {n} {} (1-D), not shape {:?} of {}",
+                        if want_float { "floats" } else { "integers" },
+                        info.shape,
+                        info.dtype_name()
+                    ),
+                ));
             }
         }
         Ok(units)

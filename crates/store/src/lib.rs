@@ -73,7 +73,6 @@ impl From<rusqlite::Error> for StoreError {
                     || [
                         rusqlite::ffi::SQLITE_IOERR_WRITE,
                         rusqlite::ffi::SQLITE_IOERR_TRUNCATE,
-                        rusqlite::ffi::SQLITE_IOERR_FSTAT,
                     ]
                     .contains(&failure.extended_code)
             }

@@ -583,19 +583,25 @@ impl Hub {
                 drop(permit);
             })
             .await;
-            if trained.is_err() {
-                tracing::error!(run_id, "the training thread panicked");
-                let _ = hub
-                    .blocking(move |hub| {
-                        hub.set_status(run_id, RunStatus::Interrupted);
-                        Ok(())
-                    })
-                    .await;
-            }
-            hub.forget(run_id);
-            hub.run_changed(run_id);
+            hub.finish(run_id, trained.is_err(), "training").await;
         });
         Ok(run_id)
+    }
+
+    /// After run `run_id`'s training or import thread (`what`) ended: marks the run
+    /// interrupted when that thread `panicked`, forgets its stop flag and announces it.
+    async fn finish(&self, run_id: i64, panicked: bool, what: &str) {
+        if panicked {
+            tracing::error!(run_id, "the {what} thread panicked");
+            let _ = self
+                .blocking(move |hub| {
+                    hub.set_status(run_id, RunStatus::Interrupted);
+                    Ok(())
+                })
+                .await;
+        }
+        self.forget(run_id);
+        self.run_changed(run_id);
     }
 
     fn forget(&self, run_id: i64) {
@@ -653,26 +659,13 @@ impl Hub {
     /// Tells every session that run `run_id` stored `snapshot`: the epoch's frame is encoded
     /// (deflated) once, cached and broadcast.
     fn announce_epoch(&self, run_id: i64, snapshot: &EpochSnapshot) {
-        // The run's epoch count changed: the cached run list is stale.
-        self.runs_cache.invalidate();
-        let message = actiscope_protocol::ServerMessage::Epoch {
+        broadcast_epoch(
+            &self.events,
+            &self.frames,
+            &self.runs_cache,
             run_id,
-            snapshot: Box::new(snapshot.clone()),
-        };
-        match actiscope_protocol::encode_deflated(&message) {
-            Ok(frame) => {
-                let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
-                let frame = bytes::Bytes::from(frame);
-                self.cache_frame(run_id, epoch, frame.clone());
-                let _ = self.events.send(HubEvent::Epoch {
-                    run_id,
-                    epoch,
-                    frame,
-                });
-            }
-            // Sessions that miss the event catch up from the store.
-            Err(err) => tracing::error!(run_id, %err, "cannot encode an epoch frame"),
-        }
+            snapshot.clone(),
+        );
     }
 
     /// Imports the run directory `dir` (see [`crate::importer`]) on a blocking thread,
@@ -742,17 +735,7 @@ impl Hub {
                 worker.set_status(run_id, status);
             })
             .await;
-            if imported.is_err() {
-                tracing::error!(run_id, "the import thread panicked");
-                let _ = hub
-                    .blocking(move |hub| {
-                        hub.set_status(run_id, RunStatus::Interrupted);
-                        Ok(())
-                    })
-                    .await;
-            }
-            hub.forget(run_id);
-            hub.run_changed(run_id);
+            hub.finish(run_id, imported.is_err(), "import").await;
             drop(place);
         });
         Ok(run_id)
@@ -789,6 +772,39 @@ impl Hub {
                     .map(|flag| flag.store(true, Ordering::SeqCst))
             })
             .is_some()
+    }
+}
+
+/// Announces that run `run_id` stored `snapshot`: the run list goes stale, and the epoch's
+/// frame is encoded (deflated) once, cached and broadcast. The one way epochs reach sessions,
+/// whether this process stored them or another did ([`crate::watch`]).
+pub(crate) fn broadcast_epoch(
+    events: &broadcast::Sender<HubEvent>,
+    frames: &Mutex<FrameCache>,
+    runs_cache: &RunsCache,
+    run_id: i64,
+    snapshot: EpochSnapshot,
+) {
+    runs_cache.invalidate();
+    let epoch = u32::try_from(snapshot.metrics.epoch).unwrap_or(u32::MAX);
+    let message = actiscope_protocol::ServerMessage::Epoch {
+        run_id,
+        snapshot: Box::new(snapshot),
+    };
+    match actiscope_protocol::encode_deflated(&message) {
+        Ok(frame) => {
+            let frame = bytes::Bytes::from(frame);
+            if let Ok(mut frames) = frames.lock() {
+                frames.put((run_id, epoch), frame.clone());
+            }
+            let _ = events.send(HubEvent::Epoch {
+                run_id,
+                epoch,
+                frame,
+            });
+        }
+        // Sessions that miss the event catch up from the store.
+        Err(err) => tracing::error!(run_id, %err, "cannot encode an epoch frame"),
     }
 }
 

@@ -13,7 +13,7 @@ use actiscope_protocol::EpochSnapshot;
 use actiscope_store::Store;
 use tokio::sync::broadcast;
 
-use crate::hub::{FrameCache, HubEvent, RunsCache, decode_stored};
+use crate::hub::{FrameCache, HubEvent, RunsCache, broadcast_epoch, decode_stored};
 use crate::runner::SNAPSHOT_KIND;
 
 /// How often the store is checked for other writers' commits.
@@ -96,32 +96,16 @@ fn announce_epochs(connection: &Store, watched: &Watched, run_id: i64, from_epoc
             return;
         }
     };
-    watched.runs_cache.invalidate();
     for (epoch, blob) in blobs {
-        let snapshot: EpochSnapshot = match decode_stored(&blob, run_id, epoch) {
-            Ok(snapshot) => snapshot,
-            Err(err) => {
-                tracing::warn!(%err, "skipping an unreadable epoch");
-                continue;
-            }
-        };
-        let message = actiscope_protocol::ServerMessage::Epoch {
-            run_id,
-            snapshot: Box::new(snapshot),
-        };
-        match actiscope_protocol::encode_deflated(&message) {
-            Ok(frame) => {
-                let frame = bytes::Bytes::from(frame);
-                if let Ok(mut frames) = watched.frames.lock() {
-                    frames.put((run_id, epoch), frame.clone());
-                }
-                let _ = watched.events.send(HubEvent::Epoch {
-                    run_id,
-                    epoch,
-                    frame,
-                });
-            }
-            Err(err) => tracing::warn!(run_id, %err, "cannot encode an epoch frame"),
+        match decode_stored::<EpochSnapshot>(&blob, run_id, epoch) {
+            Ok(snapshot) => broadcast_epoch(
+                &watched.events,
+                &watched.frames,
+                &watched.runs_cache,
+                run_id,
+                snapshot,
+            ),
+            Err(err) => tracing::warn!(%err, "skipping an unreadable epoch"),
         }
     }
 }

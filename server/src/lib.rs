@@ -8,6 +8,7 @@
 pub mod answers;
 pub mod app;
 pub mod cli;
+pub mod ctrl_c;
 pub mod frontend;
 pub mod guard;
 pub mod hub;

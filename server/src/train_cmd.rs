@@ -2,9 +2,7 @@
 //! and an optional JSON summary.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use actiscope_store::{RunStatus, Store};
 use actiscope_train::request::{RunRequest, Widths};
@@ -157,22 +155,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         crate::owner::Heartbeat::start(&store, owner).context("starting the run's heartbeat")?;
     let store = Mutex::new(store);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let handler_stop = Arc::clone(&stop);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal handler")?;
-    runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nCtrl-C: stopping after the epoch in flight (press again to abort)");
-            handler_stop.store(true, Ordering::SeqCst);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    let _signals = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+    let stop = crate::ctrl_c::stop_flag()?;
 
     let bar = ProgressBar::new(config.epochs as u64);
     bar.set_style(

@@ -120,9 +120,13 @@ pub fn open(path: &Path, tensor: &str) -> Result<RowChunks, ImportError> {
     array(BufReader::new(file), len, path, tensor)
 }
 
-/// What the array `name` of the `.npz` archive at `path` holds, from its header alone (only
-/// the header's bytes are inflated), or `None` when the archive has no such entry.
-pub fn npz_info(path: &Path, name: &str) -> Result<Option<ArrayInfo>, ImportError> {
+/// Opens the entry `name.npy` of the `.npz` archive at `path` and hands it, with its
+/// uncompressed size, to `read`; `None` when the archive has no such entry.
+fn with_npz_entry<T>(
+    path: &Path,
+    name: &str,
+    read: impl FnOnce(&mut zip::read::ZipFile<'_, BufReader<File>>, u64) -> Result<T, ImportError>,
+) -> Result<Option<T>, ImportError> {
     let file = File::open(path).map_err(|e| ImportError::io(path, e))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| ImportError::invalid(path, None, format!("not a readable .npz: {e}")))?;
@@ -132,9 +136,17 @@ pub fn npz_info(path: &Path, name: &str) -> Result<Option<ArrayInfo>, ImportErro
         Err(e) => return Err(ImportError::invalid(path, Some(name), e.to_string())),
     };
     let size = entry.size();
-    let (info, header_len) = read_header(&mut entry, path, name)?;
-    check_fits(&info, size.saturating_sub(header_len), path, name)?;
-    Ok(Some(info))
+    read(&mut entry, size).map(Some)
+}
+
+/// What the array `name` of the `.npz` archive at `path` holds, from its header alone (only
+/// the header's bytes are inflated), or `None` when the archive has no such entry.
+pub fn npz_info(path: &Path, name: &str) -> Result<Option<ArrayInfo>, ImportError> {
+    with_npz_entry(path, name, |entry, size| {
+        let (info, header_len) = read_header(entry, path, name)?;
+        check_fits(&info, size.saturating_sub(header_len), path, name)?;
+        Ok(info)
+    })
 }
 
 /// Largest `.npz` entry read, uncompressed (entries are read whole).
@@ -144,37 +156,35 @@ const MAX_NPZ_ENTRY_BYTES: u64 = 4 << 30;
 /// Entries are read whole (compressed archives cannot be streamed by rows); `.npy` files or
 /// safetensors suit layers too large for memory.
 pub fn open_npz(path: &Path, name: &str) -> Result<Option<RowChunks>, ImportError> {
-    let file = File::open(path).map_err(|e| ImportError::io(path, e))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| ImportError::invalid(path, None, format!("not a readable .npz: {e}")))?;
-    let mut entry = match archive.by_name(&format!("{name}.npy")) {
-        Ok(entry) => entry,
-        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-        Err(e) => return Err(ImportError::invalid(path, Some(name), e.to_string())),
-    };
-    let size = entry.size();
-    if size > MAX_NPZ_ENTRY_BYTES {
-        return Err(ImportError::invalid(
-            path,
-            Some(name),
-            format!(
-                "the entry claims {size} bytes, more than the {MAX_NPZ_ENTRY_BYTES} read whole"
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    // The claimed size is the archive's word; the inflated bytes are counted too.
-    (&mut entry)
-        .take(MAX_NPZ_ENTRY_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ImportError::invalid(path, Some(name), format!("cannot inflate: {e}")))?;
-    if bytes.len() as u64 > MAX_NPZ_ENTRY_BYTES {
-        return Err(ImportError::invalid(
-            path,
-            Some(name),
-            format!("the entry inflates past the {MAX_NPZ_ENTRY_BYTES} bytes read whole"),
-        ));
-    }
-    let len = bytes.len() as u64;
-    array(Cursor::new(bytes), len, path, name).map(Some)
+    let bytes = with_npz_entry(path, name, |entry, size| {
+        if size > MAX_NPZ_ENTRY_BYTES {
+            return Err(ImportError::invalid(
+                path,
+                Some(name),
+                format!(
+                    "the entry claims {size} bytes, more than the {MAX_NPZ_ENTRY_BYTES} read whole"
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // The claimed size is the archive's word; the inflated bytes are counted too.
+        entry
+            .take(MAX_NPZ_ENTRY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ImportError::invalid(path, Some(name), format!("cannot inflate: {e}")))?;
+        if bytes.len() as u64 > MAX_NPZ_ENTRY_BYTES {
+            return Err(ImportError::invalid(
+                path,
+                Some(name),
+                format!("the entry inflates past the {MAX_NPZ_ENTRY_BYTES} bytes read whole"),
+            ));
+        }
+        Ok(bytes)
+    })?;
+    bytes
+        .map(|bytes| {
+            let len = bytes.len() as u64;
+            array(Cursor::new(bytes), len, path, name)
+        })
+        .transpose()
 }

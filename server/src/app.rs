@@ -105,11 +105,28 @@ async fn start_run(
     let config = request
         .to_config()
         .map_err(|e| api_error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let run_id = state.hub().start_run(config).await.map_err(|e| match e {
-        HubError::Train(err) => api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
-        err @ HubError::QueueFull(_) => api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
+    let run_id = state.hub().start_run(config).await.map_err(start_error)?;
+    created(&state, run_id).await
+}
+
+/// Why a run (trained or imported) could not start: bad input is 422, a full queue 429.
+fn start_error(err: HubError) -> ApiError {
+    match err {
+        HubError::Train(_) | HubError::Import(_) => {
+            api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
+        }
+        HubError::QueueFull(_) | HubError::TooManyImports(_) => {
+            api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string())
+        }
         other => internal(other),
-    })?;
+    }
+}
+
+/// 201 with the summary of the run just started.
+async fn created(
+    state: &AppState,
+    run_id: i64,
+) -> Result<(StatusCode, Json<RunSummary>), ApiError> {
     let summary = state
         .hub()
         .blocking(move |hub| hub.run(run_id))
@@ -140,20 +157,8 @@ async fn start_import(
         .hub()
         .start_import(request.dir, request.follow)
         .await
-        .map_err(|e| match e {
-            HubError::Import(err) => api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
-            err @ HubError::TooManyImports(_) => {
-                api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string())
-            }
-            other => internal(other),
-        })?;
-    let summary = state
-        .hub()
-        .blocking(move |hub| hub.run(run_id))
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal("the new run vanished"))?;
-    Ok((StatusCode::CREATED, Json(summary)))
+        .map_err(start_error)?;
+    created(&state, run_id).await
 }
 
 async fn stop_run(

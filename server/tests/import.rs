@@ -10,19 +10,18 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use actiscope_protocol::apd::ApdNodeKind;
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, RunSummary};
 use actiscope_store::Store;
 
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_actiscope")
-}
+mod common;
+
+use common::{binary, http, serve};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -47,50 +46,9 @@ fn run_count(store: &Path) -> u64 {
     Store::open(store).unwrap().run_count().unwrap()
 }
 
-/// A blocking HTTP GET on a fresh connection: (status, body).
+/// A GET through the shared client: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        // One chunk and the terminator, as these small answers come.
-        let (_, rest) = body.split_once("\r\n").unwrap();
-        rest.rsplit_once("\r\n0\r\n")
-            .map_or(rest, |(data, _)| data)
-            .to_owned()
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn serve(store: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(binary())
-        .args(["serve", "--port", "0", "--store"])
-        .arg(store)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server prints its URL").unwrap();
-        if let Some(url) = line.strip_prefix("actiscope listening on http://") {
-            break url.trim().trim_end_matches('/').parse().unwrap();
-        }
-    };
-    (child, addr)
+    http(addr, "GET", path, "")
 }
 
 /// The nodes and edges of an APD by what they stand for: (level, key) -> (instances, errors)

@@ -1,0 +1,78 @@
+//! What the tests of the real `actiscope` binary share: the binary, a blocking HTTP client
+//! and a server process on a free port.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The `actiscope` binary Cargo built for these tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_actiscope")
+}
+
+/// A blocking HTTP/1.1 request on a fresh connection: (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // Bodies of these answers are small and sent whole or chunked once.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.split_once("\r\n")
+            .map_or("", |(_, rest)| rest)
+            .rsplit_once("\r\n0\r\n")
+            .map_or(body, |(data, _)| data)
+            .to_owned()
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// `actiscope serve` on a free port over `store`; returns the process and its address.
+pub fn serve(store: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(binary())
+        .args(["serve", "--port", "0", "--store"])
+        .arg(store)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server prints its URL").unwrap();
+        if let Some(url) = line.strip_prefix("actiscope listening on http://") {
+            break url.trim().trim_end_matches('/').parse().unwrap();
+        }
+    };
+    (child, addr)
+}

@@ -1,6 +1,7 @@
 //! Hand-made SVG charts: unique patterns per layer and the losses over epochs (APD paper
 //! Fig. 1), and the strength x purity histograms of the flows (Fig. 3).
 
+use actiscope_layout::colour::SERIES_COLOURS;
 use actiscope_protocol::EpochMetrics;
 use actiscope_protocol::apd::FlowHistogram;
 use leptos::prelude::*;
@@ -11,26 +12,6 @@ const PAD_L: f64 = 48.0;
 const PAD_R: f64 = 10.0;
 const PAD_T: f64 = 12.0;
 const PAD_B: f64 = 28.0;
-
-/// Colours of successive series.
-pub const SERIES_COLOURS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-];
-
-/// Colours of classes 0..=9 (Tableau 10), repeating for more classes.
-pub const CLASS_COLOURS: [&str; 10] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
-];
-
-/// The colour of class `class`.
-pub fn class_colour(class: u32) -> String {
-    CLASS_COLOURS
-        .get(class as usize % CLASS_COLOURS.len())
-        .copied()
-        .unwrap_or("#999")
-        .to_owned()
-}
 
 /// Points of one series as an SVG `points` attribute, x = epoch (1-based).
 pub fn polyline_points(values: &[f64], epochs: usize, max_value: f64) -> String {

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use crate::charts::XyChart;
 use crate::images::{grey_bmp_data_url, palette_bmp_data_url};
-use crate::mapper_view::ramp_rgb;
+use actiscope_layout::colour::ramp_rgb;
 
 /// Column `factor` of a loadings matrix scaled to bytes (largest value = 255).
 pub fn latent_image(loadings: &WireMatrix, factor: usize) -> Vec<u8> {
@@ -386,7 +386,7 @@ pub fn FactorPanel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapper_view::ramp;
+    use actiscope_layout::colour::ramp;
 
     #[test]
     fn latent_images_scale_each_factor_to_its_maximum() {

@@ -10,7 +10,7 @@ use actiscope_protocol::RunSummary;
 use actiscope_protocol::similarity::SimilarityGrid;
 use leptos::prelude::*;
 
-use crate::mapper_view::ramp;
+use actiscope_layout::colour::ramp;
 
 /// The methods the server knows, in the switch's order.
 pub const METHODS: [&str; 4] = ["cka", "cka-debiased", "svcca", "pwcca"];

@@ -7,7 +7,8 @@ use std::fmt::Write;
 
 use actiscope_protocol::apd::{Apd, ApdNodeKind};
 
-use super::layout::{Hovered, Layout, LinkBand, MARGIN_X, NODE_WIDTH, NodeBox};
+pub use actiscope_layout::colour::error_colour;
+use actiscope_layout::sankey::{Hovered, Layout, LinkBand, MARGIN_X, NODE_WIDTH, NodeBox};
 
 /// Appends the band's outline (top edge left to right, bottom edge back) to `out`.
 fn band_outline(band: &LinkBand, out: &mut String) {
@@ -72,22 +73,6 @@ fn path_data(out: &mut String, items: &[(char, f64)]) {
             out.push(char::from(b'0' + (tenths % 10) as u8));
         }
     }
-}
-
-/// Colour of a link with `errors` of `instances` misclassified: blue (none) to red (all).
-pub fn error_colour(errors: u32, instances: u32) -> String {
-    let share = if instances == 0 {
-        0.0
-    } else {
-        f64::from(errors) / f64::from(instances)
-    };
-    let mix = |a: f64, b: f64| (a + (b - a) * share).round() as u8;
-    format!(
-        "rgb({},{},{})",
-        mix(110.0, 214.0),
-        mix(160.0, 39.0),
-        mix(220.0, 40.0)
-    )
 }
 
 /// Escapes text for SVG markup.
@@ -252,8 +237,50 @@ pub(super) fn hover_outline(geometry: &Layout, target: &Hovered) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sankey::layout::layout;
-    use crate::sankey::layout::tests::two_into_one;
+    use actiscope_layout::sankey::layout;
+    use actiscope_protocol::apd::{ApdEdge, ApdNode};
+
+    fn node(kind: ApdNodeKind, instances: u32) -> ApdNode {
+        ApdNode {
+            kind,
+            instances,
+            errors: 0,
+        }
+    }
+
+    /// Two patterns (3 and 1 instances) flowing into one label; instance 3 takes the second
+    /// pattern, whose link is all errors.
+    fn two_into_one() -> Apd {
+        let pattern = |l, p| ApdNodeKind::Pattern {
+            layer_idx: l,
+            pattern_id: p,
+            bits: "1".into(),
+        };
+        Apd {
+            levels: vec![
+                vec![node(pattern(0, 0), 3), node(pattern(0, 1), 1)],
+                vec![node(ApdNodeKind::Label { label: 0 }, 4)],
+            ],
+            edges: vec![
+                ApdEdge {
+                    from_level: 0,
+                    from_node: 0,
+                    to_node: 0,
+                    instances: 3,
+                    errors: 0,
+                },
+                ApdEdge {
+                    from_level: 0,
+                    from_node: 1,
+                    to_node: 0,
+                    instances: 1,
+                    errors: 1,
+                },
+            ],
+            paths: vec![0, 0, 0, 0, 0, 0, 1, 0],
+            instance_count: 4,
+        }
+    }
 
     #[test]
     fn links_group_by_colour_and_selection_state() {

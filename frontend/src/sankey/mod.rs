@@ -8,15 +8,14 @@
 //! browser sees a few dozen elements; hover and click are resolved by [`hit_test`] against the
 //! geometry in Rust.
 //!
-//! Files: `layout` (pure geometry, hit-testing and the facts shown about nodes and links; no
-//! browser types, tested on the host), `markup` (the SVG strings and the colour scale) and
+//! Files: the pure geometry, hit-testing and the facts shown about nodes and links live in
+//! `actiscope_layout::sankey` (shared with the report's figures, tested on the host); here are `markup` (the SVG strings and the colour scale) and
 //! `view` (the Leptos component).
 
-mod layout;
 mod markup;
 mod view;
 
-pub use layout::{
+pub use actiscope_layout::sankey::{
     HEIGHT, Hovered, Layout, LinkBand, NodeBox, WIDTH, anchor, describe_node, hit_test, layout,
     purity_of, resolve, strongest_flows,
 };

@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use actiscope_protocol::apd::{Apd, ApdNodeKind};
 use leptos::prelude::*;
 
-use super::layout::{
+use super::markup::{error_colour, hover_outline, markup};
+use actiscope_layout::sankey::{
     HEIGHT, Hovered, WIDTH, anchor, describe_node, hit_test, layout, resolve, strongest_flows,
 };
-use super::markup::{error_colour, hover_outline, markup};
 
 /// Rows of the strongest-flows table.
 const FLOW_ROWS: usize = 8;

@@ -10,9 +10,9 @@ pub const WIDTH: f64 = 960.0;
 /// Drawing area height.
 pub const HEIGHT: f64 = 520.0;
 /// Width of a node's rectangle.
-pub(super) const NODE_WIDTH: f64 = 14.0;
+pub const NODE_WIDTH: f64 = 14.0;
 /// Left edge of the first column.
-pub(super) const MARGIN_X: f64 = 60.0;
+pub const MARGIN_X: f64 = 60.0;
 const MARGIN_Y: f64 = 24.0;
 
 /// A positioned node.
@@ -347,7 +347,7 @@ pub fn strongest_flows(apd: &Apd, count: usize) -> Vec<usize> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use actiscope_protocol::apd::{ApdEdge, ApdNode};
 
@@ -361,7 +361,7 @@ pub(super) mod tests {
 
     /// Two patterns (3 and 1 instances) flowing into one label; instance 3 takes the second
     /// pattern, whose link is all errors.
-    pub(in crate::sankey) fn two_into_one() -> Apd {
+    fn two_into_one() -> Apd {
         let pattern = |l, p| ApdNodeKind::Pattern {
             layer_idx: l,
             pattern_id: p,

@@ -4,7 +4,7 @@ use actiscope_protocol::{EpochMetrics, RunSummary, ServerInfo};
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +12,7 @@ use axum::routing::{any, get, post};
 use futures_util::StreamExt;
 
 use crate::answers::AnswerError;
+use crate::figures::{self, FigureQuery};
 use crate::guard::guard;
 use crate::hub::{Hub, HubError};
 use crate::lenses;
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> Router {
             get(get_similarity_layers),
         )
         .route("/api/runs/{run_a}/compare/{run_b}", get(get_compare))
+        .route("/api/runs/{run_id}/figures/{file}", get(get_figure))
         .route("/api", any(unknown_api_path))
         .route("/api/", any(unknown_api_path))
         .route("/api/{*rest}", any(unknown_api_path))
@@ -215,16 +217,10 @@ async fn get_epochs(
     State(state): State<AppState>,
     Path(run_id): Path<i64>,
 ) -> Result<Json<Vec<EpochMetrics>>, ApiError> {
-    let _known = get_run(State(state.clone()), Path(run_id)).await?;
-    let rows = state
-        .hub()
-        .blocking(move |hub| hub.with_store(|s| s.epochs(run_id)))
+    figures::metrics(state.hub(), run_id)
         .await
-        .map_err(internal)?;
-    rows.iter()
-        .map(|(_, json)| serde_json::from_str(json).map_err(internal))
-        .collect::<Result<Vec<_>, _>>()
         .map(Json)
+        .map_err(answer_error)
 }
 
 async fn get_snapshot(
@@ -451,6 +447,37 @@ async fn get_compare(
         method,
     ))
     .await
+}
+
+/// `GET /api/runs/{id}/figures/{name}.{svg|png}?epoch=…&…`: one of the papers' figures, drawn
+/// from the same answers as the JSON routes (see [`figures`]).
+async fn get_figure(
+    State(state): State<AppState>,
+    Path((run_id, file)): Path<(i64, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (name, format) =
+        figures::parse_file(&file).map_err(|m| api_error(StatusCode::NOT_FOUND, m))?;
+    let query = FigureQuery::parse(query.as_deref().unwrap_or("")).map_err(bad_query)?;
+    let cache = state.answers();
+    let drawn = figures::draw(state.hub(), &cache, run_id, name, &query)
+        .await
+        .map_err(answer_error)?;
+    let file_name = figures::file_name(run_id, &drawn, format);
+    let bytes = figures::render(&cache, drawn, format)
+        .await
+        .map_err(answer_error)?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, format.content_type().to_owned()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{file_name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Largest frame a client may send: its messages (`Subscribe`, `Ping`) take a few bytes.

@@ -29,6 +29,8 @@ pub enum Command {
     /// Import activations written by PyTorch or any framework (a run directory), once or
     /// following a job that is still writing.
     Import(crate::import_cmd::ImportArgs),
+    /// Write every figure of a stored run (SVG and PNG), an index.html and report.json.
+    Report(crate::report_cmd::ReportArgs),
 }
 
 /// Arguments of `actiscope serve`.

@@ -6,6 +6,7 @@ use clap::Parser;
 
 use actiscope_server::cli::{Cli, Command, serve};
 use actiscope_server::import_cmd::import;
+use actiscope_server::report_cmd::report;
 use actiscope_server::train_cmd::{BadInput, train};
 
 fn main() -> ExitCode {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
             .and_then(|runtime| runtime.block_on(serve(args))),
         Command::Train(args) => train(&args),
         Command::Import(args) => import(&args),
+        Command::Report(args) => report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -469,7 +469,10 @@ async fn get_figure(
         .map_err(answer_error)?;
     Ok((
         [
-            (axum::http::header::CONTENT_TYPE, format.content_type().to_owned()),
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.content_type().to_owned(),
+            ),
             (
                 axum::http::header::CONTENT_DISPOSITION,
                 format!("inline; filename=\"{file_name}\""),

@@ -34,10 +34,20 @@ pub const DEFAULT_SANKEY_NODES: usize = 40;
 
 /// The keys each lens reads, passed through to its API path in a figure's sources.
 const MAPPER_KEYS: &[&str] = &[
-    "layer", "lens", "k", "intervals", "overlap", "clusterer", "eps", "min_samples", "bins",
+    "layer",
+    "lens",
+    "k",
+    "intervals",
+    "overlap",
+    "clusterer",
+    "eps",
+    "min_samples",
+    "bins",
     "min_edge",
 ];
-const NMF_KEYS: &[&str] = &["rank", "layers", "inputs", "balance", "iters", "tol", "seed"];
+const NMF_KEYS: &[&str] = &[
+    "rank", "layers", "inputs", "balance", "iters", "tol", "seed",
+];
 const SIMILARITY_KEYS: &[&str] = &["method"];
 
 /// A figure's query: every key as given, in order.
@@ -135,7 +145,10 @@ fn with_query(path: String, query: &str) -> String {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(api: &str, bytes: &Bytes) -> Result<(T, Source), AnswerError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    api: &str,
+    bytes: &Bytes,
+) -> Result<(T, Source), AnswerError> {
     let data: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| AnswerError::Worker(format!("{api} answered unreadable JSON: {e}")))?;
     let value = serde_json::from_value(data.clone())
@@ -179,8 +192,14 @@ pub async fn draw(
     let bad = AnswerError::BadRequest;
     let (default_w, default_h) = name.default_size();
     let size = (
-        query.number::<u32>("width").map_err(bad)?.unwrap_or(default_w),
-        query.number::<u32>("height").map_err(bad)?.unwrap_or(default_h),
+        query
+            .number::<u32>("width")
+            .map_err(bad)?
+            .unwrap_or(default_w),
+        query
+            .number::<u32>("height")
+            .map_err(bad)?
+            .unwrap_or(default_h),
     );
     actiscope_report::canvas::check_size(size.0, size.1)
         .map_err(|e| AnswerError::BadRequest(e.to_string()))?;
@@ -232,9 +251,16 @@ pub async fn draw(
         }
         FigureName::Flows => {
             let hidden = hidden_layers(hub, run_id).await?;
-            let to = query.number::<u32>("to").map_err(bad)?.unwrap_or(hidden.saturating_sub(1));
-            let from = query.number::<u32>("from").map_err(bad)?.unwrap_or(to.saturating_sub(1));
-            let bytes = lenses::flows_json(hub.clone(), cache.clone(), run_id, epoch, from, to).await?;
+            let to = query
+                .number::<u32>("to")
+                .map_err(bad)?
+                .unwrap_or(hidden.saturating_sub(1));
+            let from = query
+                .number::<u32>("from")
+                .map_err(bad)?
+                .unwrap_or(to.saturating_sub(1));
+            let bytes =
+                lenses::flows_json(hub.clone(), cache.clone(), run_id, epoch, from, to).await?;
             let api = format!("{epoch_path}/flows?from={from}&to={to}");
             let (table, source): (FlowTable, _) = decode(&api, &bytes)?;
             let span = if from == to {
@@ -257,7 +283,9 @@ pub async fn draw(
             (panels, vec![source])
         }
         FigureName::NmfRmse => {
-            let nmf_query: NmfQuery = query.lens_query(&[NMF_KEYS, &["ranks"]].concat()).map_err(bad)?;
+            let nmf_query: NmfQuery = query
+                .lens_query(&[NMF_KEYS, &["ranks"]].concat())
+                .map_err(bad)?;
             let params = nmf_query.params().map_err(bad)?;
             let ranks = nmf_query.ranks().map_err(bad)?;
             let epochs = match query.get("epochs") {
@@ -321,7 +349,8 @@ pub async fn draw(
             let mapper_query: MapperQuery = query.lens_query(MAPPER_KEYS).map_err(bad)?;
             let params = mapper_query.params().map_err(bad)?;
             let layer_idx = params.layer_idx;
-            let bytes = lenses::mapper_json(hub.clone(), cache.clone(), run_id, epoch, params).await?;
+            let bytes =
+                lenses::mapper_json(hub.clone(), cache.clone(), run_id, epoch, params).await?;
             let api = with_query(format!("{epoch_path}/mapper"), &query.subset(MAPPER_KEYS));
             let (graph, source): (MapperGraph, _) = decode(&api, &bytes)?;
             let panel = Panel::Mapper(MapperFigure {
@@ -335,7 +364,9 @@ pub async fn draw(
             });
             (vec![panel], vec![source])
         }
-        FigureName::SimilarityEpochs | FigureName::SimilarityLayers | FigureName::SimilarityCompare => {
+        FigureName::SimilarityEpochs
+        | FigureName::SimilarityLayers
+        | FigureName::SimilarityCompare => {
             let keys: &[&str] = match name {
                 FigureName::SimilarityEpochs => &["method", "reference"],
                 FigureName::SimilarityCompare => &["method", "epoch_b"],
@@ -346,16 +377,35 @@ pub async fn draw(
             let (bytes, api) = match name {
                 FigureName::SimilarityEpochs => {
                     let reference = sim.reference().map_err(bad)?;
-                    let bytes =
-                        lenses::similarity::epochs_json(hub.clone(), cache.clone(), run_id, method, reference)
-                            .await?;
-                    (bytes, with_query(format!("/api/runs/{run_id}/similarity"), &query.subset(keys)))
+                    let bytes = lenses::similarity::epochs_json(
+                        hub.clone(),
+                        cache.clone(),
+                        run_id,
+                        method,
+                        reference,
+                    )
+                    .await?;
+                    (
+                        bytes,
+                        with_query(
+                            format!("/api/runs/{run_id}/similarity"),
+                            &query.subset(keys),
+                        ),
+                    )
                 }
                 FigureName::SimilarityLayers => {
-                    let bytes =
-                        lenses::similarity::layers_json(hub.clone(), cache.clone(), run_id, epoch, method)
-                            .await?;
-                    (bytes, with_query(format!("{epoch_path}/similarity"), &query.subset(keys)))
+                    let bytes = lenses::similarity::layers_json(
+                        hub.clone(),
+                        cache.clone(),
+                        run_id,
+                        epoch,
+                        method,
+                    )
+                    .await?;
+                    (
+                        bytes,
+                        with_query(format!("{epoch_path}/similarity"), &query.subset(keys)),
+                    )
                 }
                 _ => {
                     let other = query
@@ -363,15 +413,18 @@ pub async fn draw(
                         .map_err(bad)?
                         .ok_or_else(|| {
                             AnswerError::BadRequest(
-                                "similarity-compare needs compare=RUN, the run to compare with".to_owned(),
+                                "similarity-compare needs compare=RUN, the run to compare with"
+                                    .to_owned(),
                             )
                         })?;
                     let epoch_b = match sim.epoch_b {
                         Some(e) => e,
                         None => {
                             let hub = hub.clone();
-                            hub.blocking(move |hub| Ok(lenses::similarity::latest_epoch(hub, other)))
-                                .await??
+                            hub.blocking(move |hub| {
+                                Ok(lenses::similarity::latest_epoch(hub, other))
+                            })
+                            .await??
                         }
                     };
                     let bytes = lenses::similarity::compare_json(
@@ -389,7 +442,10 @@ pub async fn draw(
                         }
                         sub.push_str(&format!("{key}={value}"));
                     }
-                    (bytes, with_query(format!("/api/runs/{run_id}/compare/{other}"), &sub))
+                    (
+                        bytes,
+                        with_query(format!("/api/runs/{run_id}/compare/{other}"), &sub),
+                    )
                 }
             };
             let (grid, source): (SimilarityGrid, _) = decode(&api, &bytes)?;
@@ -399,7 +455,9 @@ pub async fn draw(
                     grid.method,
                     grid.reference_epoch.unwrap_or_default()
                 ),
-                FigureName::SimilarityLayers => format!("{} between layers, epoch {epoch}", grid.method),
+                FigureName::SimilarityLayers => {
+                    format!("{} between layers, epoch {epoch}", grid.method)
+                }
                 _ => format!("{} between two runs' layers", grid.method),
             };
             (vec![Panel::Grid(similarity(title, &grid))], vec![source])
@@ -416,11 +474,13 @@ pub async fn draw(
 /// The figure and format a file name asks for: `sankey.svg`, `flows.png`, …
 pub fn parse_file(file: &str) -> Result<(FigureName, actiscope_report::Format), String> {
     let (stem, extension) = file.rsplit_once('.').unwrap_or((file, ""));
-    let format = actiscope_report::Format::parse(extension).ok_or_else(|| {
-        format!("a figure is .svg or .png, not {file:?}")
-    })?;
+    let format = actiscope_report::Format::parse(extension)
+        .ok_or_else(|| format!("a figure is .svg or .png, not {file:?}"))?;
     let name = FigureName::parse(stem).ok_or_else(|| {
-        format!("there is no figure {stem:?}; the figures are {}", FigureName::list())
+        format!(
+            "there is no figure {stem:?}; the figures are {}",
+            FigureName::list()
+        )
     })?;
     Ok((name, format))
 }
@@ -433,7 +493,11 @@ pub fn file_name(run_id: i64, drawn: &Drawn, format: actiscope_report::Format) -
             drawn.figure.name.as_str(),
             format.extension()
         ),
-        None => format!("run{run_id}-{}.{}", drawn.figure.name.as_str(), format.extension()),
+        None => format!(
+            "run{run_id}-{}.{}",
+            drawn.figure.name.as_str(),
+            format.extension()
+        ),
     }
 }
 
@@ -493,7 +557,12 @@ mod tests {
         assert_eq!(q.subset(MAPPER_KEYS), "layer=1&lens=knn&k=7");
         assert_eq!(q.subset(NMF_KEYS), "rank=5");
         assert_eq!(q.number::<u32>("width").unwrap(), Some(800));
-        assert!(FigureQuery::parse("width=wide").unwrap().number::<u32>("width").is_err());
+        assert!(
+            FigureQuery::parse("width=wide")
+                .unwrap()
+                .number::<u32>("width")
+                .is_err()
+        );
         let mapper: MapperQuery = q.lens_query(MAPPER_KEYS).unwrap();
         assert_eq!(mapper.k, Some(7));
         assert_eq!(default_epochs(&[1, 2, 3, 4, 5]), vec![1, 3, 5]);
@@ -501,7 +570,15 @@ mod tests {
         assert!(default_epochs(&[]).is_empty());
         assert_eq!(numbers("1, 5,20").unwrap(), vec![1, 5, 20]);
         assert_eq!(parse_file("sankey.svg").unwrap().0, FigureName::Sankey);
-        assert!(parse_file("sankey.gif").unwrap_err().contains(".svg or .png"));
-        assert!(parse_file("pie.png").unwrap_err().contains("unique-patterns"));
+        assert!(
+            parse_file("sankey.gif")
+                .unwrap_err()
+                .contains(".svg or .png")
+        );
+        assert!(
+            parse_file("pie.png")
+                .unwrap_err()
+                .contains("unique-patterns")
+        );
     }
 }

@@ -197,7 +197,10 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
 pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let plan = plan(args)?;
     if !args.store.is_file() {
-        return Err(bad(format!("there is no run store at {}", args.store.display())));
+        return Err(bad(format!(
+            "there is no run store at {}",
+            args.store.display()
+        )));
     }
     check_out(&args.out)?;
     let store = Store::open(&args.store)
@@ -214,7 +217,12 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let summary = hub
         .run(run_id)
         .context("reading the run list")?
-        .ok_or_else(|| bad(format!("there is no run {run_id} in {}", args.store.display())))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "there is no run {run_id} in {}",
+                args.store.display()
+            ))
+        })?;
     let stored: Vec<u32> = runtime
         .block_on(figures::metrics(&hub, run_id))
         .context("reading the run's epochs")?
@@ -240,8 +248,12 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
         None => figures::default_epochs(&stored),
     };
     let staging = staging_dir(&args.out);
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| bad(format!("cannot write a report next to {}: {e}", args.out.display())))?;
+    std::fs::create_dir_all(&staging).map_err(|e| {
+        bad(format!(
+            "cannot write a report next to {}: {e}",
+            args.out.display()
+        ))
+    })?;
     let result = runtime.block_on(write_report(
         &hub, &cache, &summary, &plan, &epochs, &staging,
     ));
@@ -341,7 +353,11 @@ async fn write_report(
         } else if name == FigureName::NmfRmse {
             query.push(
                 "epochs",
-                &epochs.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                &epochs
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             );
         }
         let drawn = match draw_fully(hub, cache, summary.run_id, name, &query).await {
@@ -415,7 +431,10 @@ fn escape(text: &str) -> String {
 
 fn index_html(summary: &RunSummary, entries: &[Entry], skipped: &[Skipped]) -> String {
     let mut html = String::new();
-    let title = format!("actiscope report: run {} ({})", summary.run_id, summary.name);
+    let title = format!(
+        "actiscope report: run {} ({})",
+        summary.run_id, summary.name
+    );
     let _ = write!(
         html,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
@@ -441,7 +460,10 @@ fn index_html(summary: &RunSummary, entries: &[Entry], skipped: &[Skipped]) -> S
             .iter()
             .map(|f| format!("<a href=\"{0}\">{0}</a>", escape(f)))
             .collect();
-        let epoch = entry.epoch.map(|e| format!(", epoch {e}")).unwrap_or_default();
+        let epoch = entry
+            .epoch
+            .map(|e| format!(", epoch {e}"))
+            .unwrap_or_default();
         let _ = write!(
             html,
             "<figure id=\"{id}\"><img src=\"{src}\" alt=\"{cap}\"><figcaption>{cap}{epoch} ({links})</figcaption></figure>",

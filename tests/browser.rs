@@ -418,6 +418,49 @@ async fn apd_streams_scrubs_and_inspects_a_flow() {
         serde_json::from_str(&body).expect("snapshot");
     let shown = snapshot.apd.merge_rare(40);
     let expected = shown.edge_instances(level, from, to);
+    // The APD panel's SVG button downloads the panel's figure at the shown epoch: the server's
+    // drawing of the same merged diagram, one band per link.
+    let figure = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             const a = document.getElementById('fig-sankey-svg'); \
+             const png = document.getElementById('fig-sankey-png'); \
+             fetch(a.href).then(r => r.text().then(t => done([r.status, r.headers.get('content-type'), \
+               a.getAttribute('download'), a.href, png.href, t])));",
+            vec![],
+        )
+        .await
+        .expect("the figure downloads");
+    let figure = figure.as_array().expect("an array");
+    assert_eq!(figure[0], 200, "{}", figure[5]);
+    assert_eq!(figure[1], "image/svg+xml");
+    assert_eq!(figure[2], format!("run{run_id}-sankey-epoch1.svg"));
+    let href = figure[3].as_str().expect("href");
+    assert!(
+        href.contains(&format!(
+            "/api/runs/{run_id}/figures/sankey.svg?epoch=1&nodes=40"
+        )),
+        "{href}"
+    );
+    assert_eq!(
+        figure[4].as_str().expect("png href"),
+        href.replace(".svg?", ".png?")
+    );
+    let svg_text = figure[5].as_str().expect("svg text");
+    let doc = roxmltree::Document::parse(svg_text).expect("the download is valid SVG");
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("polygon"))
+            .count(),
+        shown.edges.len(),
+        "one band per link of the diagram on screen"
+    );
+    assert!(
+        doc.descendants()
+            .filter_map(|n| n.text())
+            .any(|t| t.contains("epoch 1 (")),
+        "the figure is of the shown epoch"
+    );
     assert_eq!(
         listed, expected,
         "the inspector must list exactly the flow's instances"

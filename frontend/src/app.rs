@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use web_sys::WebSocket;
 
 use crate::charts::{FlowHeatmap, LineChart, loss_series, pattern_series};
+use crate::downloads::{FigureLinks, FigureRef};
 use crate::factors::FactorPanel;
 use crate::inspector::Inspector;
 use crate::mapper_view::MapperPanels;
@@ -530,7 +531,14 @@ pub fn App() -> impl IntoView {
                 </label>
             </section>
             <section class="panel">
-                <h2>"Activation pattern diagram of the probe set"</h2>
+                <h2>"Activation pattern diagram of the probe set"
+                    <FigureLinks id="fig-sankey" figure=Signal::derive(move || {
+                        let (run_id, epoch) = (settled_run()?, settled_epoch()?);
+                        // "all" nodes: no merging, as the panel draws it.
+                        let nodes = match dash.max_nodes.get() { 0 => u32::MAX as usize, n => n };
+                        Some(FigureRef { run_id, name: "sankey", query: format!("epoch={epoch}&nodes={nodes}") })
+                    }) />
+                </h2>
                 <Sankey apd=apd selection=dash.selection.into() on_select=on_select render_ms=set_render_ms />
                 <p class="note" id="render-ms" data-ms=move || format!("{:.1}", render_ms.get())>
                     {move || format!("drawn in {:.1} ms", render_ms.get())}
@@ -568,6 +576,19 @@ pub fn App() -> impl IntoView {
                 on_epoch=Callback::new(move |epoch: u32| dash.chosen_epoch.set(Some(epoch)))
             />
             <section class="panel charts">
+                <p class="figure-row">
+                    "Figures: unique patterns " <FigureLinks id="fig-patterns" figure=Signal::derive(move || {
+                        settled_run().map(|run_id| FigureRef { run_id, name: "unique-patterns", query: String::new() })
+                    }) />
+                    " · loss and accuracy " <FigureLinks id="fig-training" figure=Signal::derive(move || {
+                        settled_run().map(|run_id| FigureRef { run_id, name: "training", query: String::new() })
+                    }) />
+                    " · flow histograms " <FigureLinks id="fig-flows" figure=Signal::derive(move || {
+                        let (run_id, epoch) = (settled_run()?, settled_epoch()?);
+                        let (from, to) = shown_span();
+                        Some(FigureRef { run_id, name: "flows", query: format!("epoch={epoch}&from={from}&to={to}") })
+                    }) />
+                </p>
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"
                     series=Signal::derive(move || pattern_series(&metrics.get()))
                     current=Signal::derive(move || settled_epoch().map(|e| e as usize)) />

@@ -8,6 +8,7 @@ use actiscope_protocol::nmf::{NmfResult, RmseCurve, Spectra};
 use leptos::prelude::*;
 
 use crate::charts::XyChart;
+use crate::downloads::{FigureLinks, FigureRef};
 use crate::images::{grey_bmp_data_url, palette_bmp_data_url};
 use actiscope_layout::colour::ramp_rgb;
 
@@ -339,9 +340,32 @@ pub fn FactorPanel(
             .collect()
     });
     let layer_count = move || spectra.with(|s| s.first().map_or(0, |s| s.layers.len()));
+    // The figure of the factorization on screen.
+    let nmf_figure = move |name: &'static str| {
+        let (run_id, epoch) = (run_id.get()?, epoch.get()?);
+        let inputs = with_inputs.get() && has_images.get();
+        Some(FigureRef {
+            run_id,
+            name,
+            query: format!("epoch={epoch}&{}", nmf_query(rank.get(), inputs)),
+        })
+    };
     view! {
         <section class="panel" id="factor-section">
             <h2>"Factorization lens: coupled NMF of inputs and activations"</h2>
+            <p class="figure-row">
+                "Figures: latent images " <FigureLinks id="fig-latents" figure=Signal::derive(move || nmf_figure("nmf-latents"))
+                    /> " · neurons × factors " <FigureLinks id="fig-factors" figure=Signal::derive(move || nmf_figure("nmf-factors"))
+                    /> " · singular values " <FigureLinks id="fig-spectra" figure=Signal::derive(move || {
+                        let (run_id, epoch) = (run_id.get()?, epoch.get()?);
+                        Some(FigureRef { run_id, name: "spectra", query: format!("epoch={epoch}") })
+                    }) /> " · RMSE against rank " <FigureLinks id="fig-rmse" figure=Signal::derive(move || {
+                        let (run_id, epoch) = (run_id.get()?, epoch.get()?);
+                        let epochs: Vec<String> = compared_epochs(epoch, latest_epoch.get()).iter().map(u32::to_string).collect();
+                        let inputs = with_inputs.get() && has_images.get();
+                        Some(FigureRef { run_id, name: "nmf-rmse", query: format!("epochs={}&ranks=10,20,30,40,50&{}", epochs.join(","), nmf_query(10, inputs)) })
+                    }) />
+            </p>
             <div class="factor-controls">
                 <label>"rank "
                     <select id="nmf-rank" on:change=move |ev| { if let Ok(r) = event_target_value(&ev).parse::<u32>() { chosen.set(None); rank.set(r); } }>

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod charts;
+pub mod downloads;
 pub mod factors;
 pub mod images;
 pub mod inspector;

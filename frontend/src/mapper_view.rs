@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use actiscope_protocol::mapper::{MapperGraph, MapperNode};
+
+use crate::downloads::{FigureLinks, FigureRef};
 use leptos::prelude::*;
 
 use actiscope_layout::colour::{class_colour, ramp};
@@ -344,6 +346,12 @@ fn MapperPanel(
     view! {
         <div class="mapper-panel" id=format!("mapper-panel-{panel_idx}")>
             <div class="mapper-controls">
+                <FigureLinks id=format!("fig-mapper-{panel_idx}") figure=Signal::derive(move || {
+                    let (run_id, epoch) = (run_id.get()?, epoch.get()?);
+                    let lens_path = mapper_path(run_id, epoch, &settings.get());
+                    let lens_query = lens_path.split_once('?').map_or("", |(_, q)| q).to_owned();
+                    Some(FigureRef { run_id, name: "mapper", query: format!("epoch={epoch}&{lens_query}") })
+                }) />
                 <label>"layer "
                     <select class="mapper-layer" on:change=move |ev| {
                         if let Ok(l) = event_target_value(&ev).parse::<u32>() {

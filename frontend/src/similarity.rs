@@ -12,6 +12,8 @@ use leptos::prelude::*;
 
 use actiscope_layout::colour::ramp;
 
+use crate::downloads::{FigureLinks, FigureRef};
+
 /// The methods the server knows, in the switch's order.
 pub const METHODS: [&str; 4] = ["cka", "cka-debiased", "svcca", "pwcca"];
 
@@ -390,15 +392,29 @@ pub fn SimilarityPanel(
             </div>
             <div class="heatmaps">
                 <figure class="heatmap">
-                    <figcaption>{move || format!("hidden layers × epochs{}; click a cell to show its epoch", reference_note())}</figcaption>
+                    <figcaption>{move || format!("hidden layers × epochs{}; click a cell to show its epoch", reference_note())}
+                        <FigureLinks id="fig-similarity-epochs" figure=Signal::derive(move || {
+                            run_id.get().map(|run_id| FigureRef { run_id, name: "similarity-epochs", query: format!("method={}&reference=final", method.get()) })
+                        }) />
+                    </figcaption>
                     {epochs_view}
                 </figure>
                 <figure class="heatmap">
-                    <figcaption>{move || epoch.get().map(|e| format!("layers × layers at epoch {e}")).unwrap_or_default()}</figcaption>
+                    <figcaption>{move || epoch.get().map(|e| format!("layers × layers at epoch {e}")).unwrap_or_default()}
+                        <FigureLinks id="fig-similarity-layers" figure=Signal::derive(move || {
+                            let (run_id, epoch) = (run_id.get()?, epoch.get()?);
+                            Some(FigureRef { run_id, name: "similarity-layers", query: format!("epoch={epoch}&method={}", method.get()) })
+                        }) />
+                    </figcaption>
                     {layers_view}
                 </figure>
                 <figure class="heatmap">
-                    <figcaption>{move || compare_with.get().map(|o| format!("this run's layers × run #{o}'s (latest epochs)")).unwrap_or_default()}</figcaption>
+                    <figcaption>{move || compare_with.get().map(|o| format!("this run's layers × run #{o}'s (latest epochs)")).unwrap_or_default()}
+                        <FigureLinks id="fig-similarity-compare" figure=Signal::derive(move || {
+                            let (run_id, other) = (run_id.get()?, compare_with.get()?);
+                            Some(FigureRef { run_id, name: "similarity-compare", query: format!("compare={other}&method={}", method.get()) })
+                        }) />
+                    </figcaption>
                     {compare_view}
                 </figure>
             </div>

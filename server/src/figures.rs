@@ -236,7 +236,7 @@ pub async fn draw(
                 .number::<usize>("nodes")
                 .map_err(bad)?
                 .unwrap_or(DEFAULT_SANKEY_NODES)
-                .clamp(2, 1000);
+                .max(2);
             let bytes =
                 crate::stored::snapshot_json(hub.clone(), cache.clone(), run_id, epoch).await?;
             let (snapshot, source): (EpochSnapshot, _) = decode(&epoch_path, &bytes)?;

@@ -1,6 +1,13 @@
 //! Every figure drawn from known data: the SVG parses as XML and has one mark per bar, line,
 //! node or cell of the data; the PNG decodes at the requested size.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use actiscope_protocol::apd::{Apd, ApdEdge, ApdNode, ApdNodeKind, FlowHistogram, FlowTable};
 use actiscope_protocol::mapper::{MapperEdge, MapperGraph, MapperNode, MapperParams};
 use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve, Spectra};

@@ -347,6 +347,7 @@ fn digits_run(epochs: usize) -> actiscope_train::TrainConfig {
         learning_rate: 0.05,
         batch_size: 64,
         seed: 0,
+        training: Default::default(),
     }
 }
 

@@ -33,6 +33,7 @@ fn run_config(
         seed: 3,
         probe: actiscope_train::ProbeSpec::parse("n=150").unwrap(),
         device: DeviceChoice::Flex,
+        training: Default::default(),
     }
 }
 

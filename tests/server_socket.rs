@@ -403,6 +403,7 @@ fn quick_run(epochs: usize) -> actiscope_train::TrainConfig {
         seed: 1,
         probe: actiscope_train::ProbeSpec::parse("n=40").expect("probe"),
         device: DeviceChoice::Flex,
+        training: Default::default(),
     }
 }
 

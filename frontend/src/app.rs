@@ -425,17 +425,26 @@ pub fn App() -> impl IntoView {
         }
         run_id
     });
+    // Over the probe set (stored) or the whole training set, binned evenly or as the paper's
+    // Fig. 3 (both asked from the server).
+    let flow_set = RwSignal::new("probe");
+    let flow_bins = RwSignal::new("even");
     let flows_in_flight = crate::api::LatestOnly::new();
     Effect::new(move |_| {
-        let (Some(run_id), Some(epoch), Some((from, to))) =
-            (settled_run(), settled_epoch(), flow_span.get())
-        else {
+        let asked =
+            flow_span.get().is_some() || flow_set.get() != "probe" || flow_bins.get() != "even";
+        let (Some(run_id), Some(epoch), true) = (settled_run(), settled_epoch(), asked) else {
             flows_in_flight.cancel();
             fetched_flows.set(None);
             flow_note.set(String::new());
             return;
         };
-        let path = format!("/api/runs/{run_id}/epochs/{epoch}/flows?from={from}&to={to}");
+        let (from, to) = shown_span();
+        let path = format!(
+            "/api/runs/{run_id}/epochs/{epoch}/flows?from={from}&to={to}&set={}&binning={}",
+            flow_set.get(),
+            flow_bins.get()
+        );
         flow_note.set("computing…".to_owned());
         flows_in_flight.get::<FlowTable>(path, move |answer| match answer {
             Ok(table) => {
@@ -586,7 +595,7 @@ pub fn App() -> impl IntoView {
                     " · flow histograms " <FigureLinks id="fig-flows" figure=Signal::derive(move || {
                         let (run_id, epoch) = (settled_run()?, settled_epoch()?);
                         let (from, to) = shown_span();
-                        Some(FigureRef { run_id, name: "flows", query: format!("epoch={epoch}&from={from}&to={to}") })
+                        Some(FigureRef { run_id, name: "flows", query: format!("epoch={epoch}&from={from}&to={to}&set={}&binning={}", flow_set.get(), flow_bins.get()) })
                     }) />
                 </p>
                 <LineChart id="chart-patterns" title="Unique activation patterns per layer (training set)"
@@ -617,6 +626,20 @@ pub fn App() -> impl IntoView {
                         {move || (0..hidden_layers()).map(|l| view! {
                             <option value=l.to_string() selected=move || shown_span().1 == l>{(l + 1).to_string()}</option>
                         }).collect_view()}
+                    </select>
+                    " over the "
+                    <select id="flow-set" on:change=move |ev| {
+                        flow_set.set(if event_target_value(&ev) == "train" { "train" } else { "probe" });
+                    }>
+                        <option value="probe" selected=move || flow_set.get() == "probe">"probe set"</option>
+                        <option value="train" selected=move || flow_set.get() == "train">"training set"</option>
+                    </select>
+                    " bins "
+                    <select id="flow-bins" on:change=move |ev| {
+                        flow_bins.set(if event_target_value(&ev) == "paper" { "paper" } else { "even" });
+                    }>
+                        <option value="even" selected=move || flow_bins.get() == "even">"even (powers of two)"</option>
+                        <option value="paper" selected=move || flow_bins.get() == "paper">"as the paper (log, data-dependent)"</option>
                     </select>
                     <span class="note" id="flow-span-state">{move || flow_note.get()}</span>
                 </div>

@@ -371,11 +371,14 @@ async fn get_probe_csv(
         .into_response())
 }
 
-/// Query of `GET …/flows`: hidden layers (0-based) spanned by the flows.
+/// Query of `GET …/flows`: hidden layers (0-based) spanned by the flows, the set (`probe`,
+/// the default, or `train`) and the `binning` (`even`, the default, or `paper`).
 #[derive(Debug, serde::Deserialize)]
 struct FlowsQuery {
     from: u32,
     to: u32,
+    set: Option<String>,
+    binning: Option<String>,
 }
 
 async fn get_flows(
@@ -383,13 +386,18 @@ async fn get_flows(
     Path((run_id, epoch)): Path<(i64, u32)>,
     Query(query): Query<FlowsQuery>,
 ) -> Result<Response, ApiError> {
+    let set = lenses::flows::FlowSet::parse(query.set.as_deref().unwrap_or("probe"))
+        .map_err(bad_query)?;
+    let binning = lenses::flows::parse_binning(query.binning.as_deref().unwrap_or("even"))
+        .map_err(bad_query)?;
     json_answer(lenses::flows_json(
         state.hub().clone(),
         state.answers(),
         run_id,
         epoch,
-        query.from,
-        query.to,
+        (query.from, query.to),
+        set,
+        binning,
     ))
     .await
 }

@@ -5,7 +5,8 @@
 //!
 //! A figure's parameters are the query keys of the lens it draws (`layer`, `lens`, … for the
 //! mapper; `rank`, `layers`, … for the NMF; `method`, `reference` for similarity) plus
-//! `epoch`, `width`, `height`, `nodes` (Sankey nodes per layer), `from`/`to` (flows),
+//! `epoch`, `width`, `height`, `nodes` (Sankey nodes per layer), `from`/`to`/`set`/`binning`
+//! (flows),
 //! `epochs` (the epochs of the RMSE curves) and `compare`/`epoch_b` (a second run).
 
 use std::sync::Arc;
@@ -259,25 +260,46 @@ pub async fn draw(
                 .number::<u32>("from")
                 .map_err(bad)?
                 .unwrap_or(to.saturating_sub(1));
-            let bytes =
-                lenses::flows_json(hub.clone(), cache.clone(), run_id, epoch, from, to).await?;
-            let api = format!("{epoch_path}/flows?from={from}&to={to}");
+            let set =
+                lenses::flows::FlowSet::parse(query.get("set").unwrap_or("probe")).map_err(bad)?;
+            let bins = query.get("binning").unwrap_or("even");
+            let binning = lenses::flows::parse_binning(bins).map_err(bad)?;
+            let bytes = lenses::flows_json(
+                hub.clone(),
+                cache.clone(),
+                run_id,
+                epoch,
+                (from, to),
+                set,
+                binning,
+            )
+            .await?;
+            let api = format!(
+                "{epoch_path}/flows?from={from}&to={to}&set={}&binning={bins}",
+                set.as_str()
+            );
             let (table, source): (FlowTable, _) = decode(&api, &bytes)?;
             let span = if from == to {
                 format!("layer {}", from + 1)
             } else {
                 format!("layers {}-{}", from + 1, to + 1)
             };
+            let set_name = match set {
+                lenses::flows::FlowSet::Probe => "probe set",
+                lenses::flows::FlowSet::Train => "training set",
+            };
             let panels = vec![
                 Panel::Grid(flow_histogram(
                     &table,
                     false,
-                    format!("Instances by flow strength and purity ({span}, epoch {epoch})"),
+                    format!(
+                        "Instances by flow strength and purity ({span}, {set_name}, epoch {epoch})"
+                    ),
                 )),
                 Panel::Grid(flow_histogram(
                     &table,
                     true,
-                    format!("Misclassified instances ({span}, epoch {epoch})"),
+                    format!("Misclassified instances ({span}, {set_name}, epoch {epoch})"),
                 )),
             ];
             (panels, vec![source])

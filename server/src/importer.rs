@@ -341,7 +341,7 @@ pub fn import_epoch(
         pre_activations: &pre_activations,
         scores: None,
     };
-    Ok(store_epoch(store, run_id, &metrics, &parts)?)
+    Ok(store_epoch(store, run_id, &metrics, &parts, None)?)
 }
 
 /// How an import goes on after the epochs already there. Either way, setting `stop` ends it

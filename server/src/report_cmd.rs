@@ -62,6 +62,11 @@ pub const PAPER_NMF: &[(&str, &str)] = &[("balance", "false"), ("tol", "0"), ("i
 /// Ranks of the report's RMSE curves unless `--params` gives `ranks`.
 pub const REPORT_RANKS: &str = "2,5,10,20";
 
+/// The flows as the APD paper's Fig. 3 draws them: the whole training set, its bins. A
+/// report uses them unless `--params` says otherwise (runs without stored training-set
+/// patterns, such as imports, get the figure skipped with the reason).
+pub const PAPER_FLOWS: &[(&str, &str)] = &[("set", "train"), ("binning", "paper")];
+
 /// One figure in `report.json`.
 #[derive(Debug, Serialize)]
 struct Entry {
@@ -140,6 +145,7 @@ fn plan(args: &ReportArgs) -> anyhow::Result<Plan> {
     }
     let mut pairs: Vec<(String, String)> = PAPER_NMF
         .iter()
+        .chain(PAPER_FLOWS)
         .chain(&[("ranks", REPORT_RANKS)])
         .map(|&(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
@@ -362,7 +368,9 @@ async fn write_report(
         }
         let drawn = match draw_fully(hub, cache, summary.run_id, name, &query).await {
             Ok(drawn) => drawn,
-            Err(AnswerError::BadRequest(reason)) if !plan.explicit => {
+            Err(AnswerError::BadRequest(reason) | AnswerError::NotFound(reason))
+                if !plan.explicit =>
+            {
                 skipped.push(Skipped {
                     name: name.as_str(),
                     epoch,

@@ -25,6 +25,37 @@ pub const PROBE_ACTIVATIONS_KIND: &str = "probe_activations";
 pub const IMAGES_KIND: &str = "probe_images";
 /// Kind under which the probe set's predicted-class probabilities (`Vec<f32>`) are stored.
 pub const PROBE_SCORES_KIND: &str = "probe_scores";
+/// Kind under which the training set's pattern ids ([`TrainPatterns`]) are stored.
+pub const TRAIN_PATTERNS_KIND: &str = "train_patterns";
+
+/// The training set as the flows need it at training-set scale (the APD paper's Fig. 3):
+/// each hidden layer's pattern id per instance (ids equal exactly when the patterns are),
+/// with the labels and predictions. A few bytes per instance and layer, where the patterns
+/// themselves would be one bit per neuron.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainPatterns {
+    /// True labels.
+    pub labels: Vec<u32>,
+    /// Predicted labels after the epoch.
+    pub predictions: Vec<u32>,
+    /// One pattern id per instance, per hidden layer.
+    pub layers: Vec<Vec<u32>>,
+}
+
+impl TrainPatterns {
+    /// The training set's patterns of a trainer's report; `labels` are the training set's.
+    pub fn of(report: &EpochReport, labels: &[u32]) -> Self {
+        Self {
+            labels: labels.to_vec(),
+            predictions: report.train_predictions.clone(),
+            layers: report
+                .train_patterns
+                .iter()
+                .map(|matrix| LayerPatterns::from_patterns(matrix).ids)
+                .collect(),
+        }
+    }
+}
 
 /// Errors that end a run early.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +110,14 @@ pub fn record_run(store: &mut Store, trainer: &Trainer, owner: &str) -> Result<i
     let config = trainer.config();
     let config_json =
         serde_json::to_string(config).map_err(|e| RunError::Analysis(e.to_string()))?;
-    let name = format!("{} on {}", config.model.describe(), config.dataset.name());
+    let name = match config.training.describe() {
+        Some(part) => format!(
+            "{} on {} ({part})",
+            config.model.describe(),
+            config.dataset.name()
+        ),
+        None => format!("{} on {}", config.model.describe(), config.dataset.name()),
+    };
     let images_blob = actiscope_protocol::encode(&probe_images(trainer))?;
     let run_id = store.record_run(&actiscope_store::NewRun {
         name: &name,
@@ -200,13 +238,15 @@ pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
     epoch_snapshot(&report.metrics, &report_probe(report))
 }
 
-/// Stores one epoch: its metrics, its snapshot (built here) and its probe activations (and
-/// scores, when known) in one transaction; returns the snapshot.
+/// Stores one epoch: its metrics, its snapshot (built here), its probe activations (and
+/// scores, when known) and the training set's pattern ids (when known) in one transaction;
+/// returns the snapshot.
 pub fn store_epoch(
     store: &Mutex<Store>,
     run_id: i64,
     metrics: &EpochMetrics,
     probe: &ProbeParts<'_>,
+    train: Option<&TrainPatterns>,
 ) -> Result<EpochSnapshot, RunError> {
     let snap = epoch_snapshot(metrics, probe)?;
     let metrics_json =
@@ -230,6 +270,10 @@ pub fn store_epoch(
     if let Some(scores) = &scores_blob {
         blobs.push((PROBE_SCORES_KIND, scores));
     }
+    let train_blob = train.map(actiscope_protocol::encode).transpose()?;
+    if let Some(train) = &train_blob {
+        blobs.push((TRAIN_PATTERNS_KIND, train));
+    }
     store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
         run_id,
         u32::try_from(metrics.epoch).unwrap_or(u32::MAX),
@@ -245,9 +289,17 @@ fn record_epoch(
     store: &Mutex<Store>,
     run_id: i64,
     report: &EpochReport,
+    train_labels: &[u32],
     on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
 ) -> Result<EpochMetrics, RunError> {
-    let snap = store_epoch(store, run_id, &report.metrics, &report_probe(report))?;
+    let train = TrainPatterns::of(report, train_labels);
+    let snap = store_epoch(
+        store,
+        run_id,
+        &report.metrics,
+        &report_probe(report),
+        Some(&train),
+    )?;
     on_epoch(&snap);
     Ok(report.metrics.clone())
 }
@@ -267,6 +319,7 @@ pub fn run_to_completion(
     on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
 ) -> Result<RunOutcome, RunError> {
     let total_epochs = trainer.config().epochs;
+    let train_labels = trainer.train_set().labels.clone();
     // Capacity 0: handing an epoch over waits until the recorder has finished the one before.
     let (hand_over, epochs_to_record) = sync_channel::<PendingEpoch>(0);
     let mut waits = Vec::new();
@@ -277,7 +330,8 @@ pub fn run_to_completion(
         let recorder = scope.spawn(move || {
             let mut stored = Vec::new();
             for pending in epochs_to_record {
-                let metrics = record_epoch(store, run_id, &pending.wait()?, on_epoch)?;
+                let metrics =
+                    record_epoch(store, run_id, &pending.wait()?, &train_labels, on_epoch)?;
                 let diverged = metrics.diverged;
                 stored.push(metrics);
                 let _ = stored_one.send(());
@@ -369,6 +423,7 @@ mod tests {
             seed: 2,
             probe: ProbeSpec::parse("n=40").unwrap(),
             device: DeviceChoice::Flex,
+            training: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use actiscope_store::{RunStatus, Store};
-use actiscope_train::request::{RunRequest, Widths};
+use actiscope_train::request::{Classes, RunRequest, Widths};
 use actiscope_train::{TrainConfig, TrainError, Trainer};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,6 +65,17 @@ pub struct TrainArgs {
     /// auto, wgpu, vulkan or flex.
     #[arg(long)]
     pub device: Option<String>,
+    /// Train on this share of the (shuffled) training set, in (0, 1] (the factorization
+    /// paper's case I).
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// Train on these classes only, e.g. 0,1,2 (case II).
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// `shuffled` (default) or `by-class`: class by class, unshuffled, in the order of
+    /// --classes (case III).
+    #[arg(long)]
+    pub order: Option<String>,
     /// Print one JSON object with every epoch's metrics at the end.
     #[arg(long)]
     pub json: bool,
@@ -94,6 +105,9 @@ impl TrainArgs {
             seed: self.seed,
             probe: self.probe.clone(),
             device: self.device.clone(),
+            fraction: self.fraction,
+            classes: self.classes.clone().map(Classes::Text),
+            order: self.order.clone(),
         }
     }
 }
@@ -139,10 +153,15 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let mut trainer = Trainer::new(config.clone()).map_err(classify)?;
     let device = trainer.device().description.clone();
     eprintln!(
-        "training {} on {} ({} train / {} validation / {} test), device {device}",
+        "training {} on {}{} ({} train / {} validation / {} test), device {device}",
         config.model.describe(),
         config.dataset.name(),
-        trainer.splits().train.len(),
+        config
+            .training
+            .describe()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default(),
+        trainer.train_set().len(),
         trainer.splits().validation.len(),
         trainer.splits().test.len(),
     );

@@ -188,6 +188,33 @@ fn a_report_draws_every_figure_and_its_numbers_are_the_apis() {
         check_svg(&body, "flows.svg"),
         1 + 2 * (cells + actiscope_report::grids::SCALE_STEPS)
     );
+    // Flows at training-set scale: every training instance is in exactly one flow, binned as
+    // the paper's figure when asked.
+    let (status, body) = http(
+        addr,
+        "GET",
+        "/api/runs/1/epochs/4/flows?from=1&to=2&set=train&binning=paper",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let table: actiscope_protocol::apd::FlowTable = serde_json::from_str(&body).unwrap();
+    let members: usize = table.flows.iter().map(|f| f.instances.len()).sum();
+    let binned: u32 = table.histogram.instances.iter().flatten().sum();
+    assert_eq!(members, 8100, "the built-in digits' training set");
+    assert_eq!(binned, 8100);
+    assert_eq!(table.histogram.purity_edges, [0.0, 0.2, 0.5, 0.8, 1.0]);
+    let strongest = table.flows.iter().map(|f| f.strength).max().unwrap();
+    assert_eq!(
+        table.histogram.strength_lower_edges,
+        actiscope_analysis::flows::log_strength_edges(strongest, 5)
+    );
+    let (status, body) = http(
+        addr,
+        "GET",
+        "/api/runs/1/epochs/4/flows?from=1&to=2&set=test",
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
     for (path, status) in [
         ("/api/runs/1/figures/pie.svg", 404),
         ("/api/runs/1/figures/sankey.gif", 404),

@@ -95,6 +95,152 @@ impl ProbeSpec {
     }
 }
 
+/// The order in which training instances are visited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TrainOrder {
+    /// Reshuffled every epoch (the default).
+    #[default]
+    Shuffled,
+    /// Class by class, unshuffled, classes in the order `classes` lists them (ascending when
+    /// it lists none): the factorization paper's case III.
+    ByClass,
+}
+
+impl TrainOrder {
+    /// Parses `shuffled` or `by-class`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "shuffled" => Ok(Self::Shuffled),
+            "by-class" => Ok(Self::ByClass),
+            other => Err(ConfigError::Invalid(format!(
+                "unknown order `{other}`: use shuffled or by-class"
+            ))),
+        }
+    }
+}
+
+/// Seed mixed into the run's seed for the shuffle that `fraction` takes the first part of.
+const FRACTION_ORDER_SEED: u64 = 0x0f2a_c710;
+
+/// Which part of the training set trains the network, and in which order: the factorization
+/// paper's case studies (I: a fraction of the shuffled set, II: some classes only, III: class
+/// by class). Validation, test and probe sets stay whole, so runs compare on the same
+/// instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainingData {
+    /// Share of the training set kept, in `(0, 1]`: the first part of a seeded shuffle
+    /// (after `classes` has filtered it).
+    pub fraction: f64,
+    /// Only instances of these classes; empty keeps every class.
+    pub classes: Vec<u32>,
+    /// Batch order.
+    pub order: TrainOrder,
+}
+
+impl Default for TrainingData {
+    fn default() -> Self {
+        Self {
+            fraction: 1.0,
+            classes: Vec::new(),
+            order: TrainOrder::Shuffled,
+        }
+    }
+}
+
+impl TrainingData {
+    /// Parses classes written `0,1,2`.
+    pub fn parse_classes(text: &str) -> Result<Vec<u32>, ConfigError> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<u32>().map_err(|_| {
+                    ConfigError::Invalid(format!("classes: `{t}` is not a class number"))
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the fraction and the class list.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.fraction.is_finite() && self.fraction > 0.0 && self.fraction <= 1.0) {
+            return Err(ConfigError::Invalid(format!(
+                "fraction must be in (0, 1], got {}",
+                self.fraction
+            )));
+        }
+        for (i, class) in self.classes.iter().enumerate() {
+            if self
+                .classes
+                .get(..i)
+                .is_some_and(|before| before.contains(class))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "classes: {class} is listed twice"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// How the training set was cut, for run names: `None` when it is whole and shuffled.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.fraction < 1.0 {
+            parts.push(format!("{}% of the training set", self.fraction * 100.0));
+        }
+        if !self.classes.is_empty() {
+            let list: Vec<String> = self.classes.iter().map(u32::to_string).collect();
+            parts.push(format!("classes {}", list.join(",")));
+        }
+        if self.order == TrainOrder::ByClass {
+            parts.push("class by class".to_owned());
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// The training instances kept, in the order an epoch visits them before any shuffle:
+    /// `labels` are the training set's, `class_count` the data's classes, `seed` the run's.
+    pub fn select(
+        &self,
+        labels: &[u32],
+        class_count: usize,
+        seed: u64,
+    ) -> Result<Vec<usize>, ConfigError> {
+        if let Some(&class) = self.classes.iter().find(|&&c| c as usize >= class_count) {
+            return Err(ConfigError::Invalid(format!(
+                "classes: the data has classes 0 to {}, not {class}",
+                class_count.saturating_sub(1)
+            )));
+        }
+        let wanted = |i: usize| {
+            self.classes.is_empty() || labels.get(i).is_some_and(|l| self.classes.contains(l))
+        };
+        let mut order: Vec<usize> = (0..labels.len()).filter(|&i| wanted(i)).collect();
+        actiscope_analysis::rng::SplitMix64::new(seed ^ FRACTION_ORDER_SEED).shuffle(&mut order);
+        let keep = ((self.fraction * order.len() as f64).ceil() as usize).min(order.len());
+        order.truncate(keep);
+        if order.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no training instance is left after fraction and classes".to_owned(),
+            ));
+        }
+        order.sort_unstable();
+        if self.order == TrainOrder::ByClass {
+            let rank = |i: &usize| {
+                let label = labels.get(*i).copied().unwrap_or(0);
+                self.classes
+                    .iter()
+                    .position(|&c| c == label)
+                    .unwrap_or(label as usize)
+            };
+            order.sort_by_key(rank);
+        }
+        Ok(order)
+    }
+}
+
 /// Everything that defines a run. Same config and device => same run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -116,6 +262,10 @@ pub struct TrainConfig {
     pub probe: ProbeSpec,
     /// Where to train.
     pub device: DeviceChoice,
+    /// Which part of the training set trains, in which order (all of it, shuffled, unless
+    /// asked otherwise; configurations stored before this key existed read as that).
+    #[serde(default)]
+    pub training: TrainingData,
 }
 
 impl Default for TrainConfig {
@@ -175,7 +325,7 @@ impl TrainConfig {
         if self.probe.count == 0 {
             return invalid("probe: n must be at least 1".to_owned());
         }
-        Ok(())
+        self.training.validate()
     }
 }
 
@@ -211,6 +361,55 @@ mod tests {
     }
 
     #[test]
+    fn training_subsets_keep_a_fraction_of_some_classes_in_the_asked_order() {
+        // Ten instances of each of three classes, ordered by class as the digits are.
+        let labels: Vec<u32> = (0..30).map(|i| i / 10).collect();
+        let whole = TrainingData::default().select(&labels, 3, 7).unwrap();
+        assert_eq!(whole, (0..30).collect::<Vec<_>>());
+        let half = TrainingData {
+            fraction: 0.5,
+            ..TrainingData::default()
+        };
+        let kept = half.select(&labels, 3, 7).unwrap();
+        assert_eq!(kept.len(), 15);
+        assert!(kept.windows(2).all(|w| w[0] < w[1]));
+        // The first half of a shuffle, not the first half of the file: every class is in it.
+        for class in 0..3 {
+            assert!(kept.iter().any(|&i| labels[i] == class), "class {class}");
+        }
+        assert_eq!(kept, half.select(&labels, 3, 7).unwrap(), "seeded");
+        assert_ne!(kept, half.select(&labels, 3, 8).unwrap());
+        let some = TrainingData {
+            classes: vec![2, 0],
+            order: TrainOrder::ByClass,
+            ..TrainingData::default()
+        };
+        let kept = some.select(&labels, 3, 7).unwrap();
+        let seen: Vec<u32> = kept.iter().map(|&i| labels[i]).collect();
+        assert_eq!(
+            seen,
+            [vec![2; 10], vec![0; 10]].concat(),
+            "class 2 first, as listed"
+        );
+        assert!(
+            some.describe()
+                .unwrap()
+                .contains("classes 2,0, class by class")
+        );
+        assert!(TrainingData::default().describe().is_none());
+        let err = TrainingData {
+            classes: vec![5],
+            ..TrainingData::default()
+        }
+        .select(&labels, 3, 7)
+        .unwrap_err();
+        assert!(err.to_string().contains("0 to 2, not 5"), "{err}");
+        assert!(TrainingData::parse_classes("0, 1,x").is_err());
+        assert_eq!(TrainOrder::parse("by-class").unwrap(), TrainOrder::ByClass);
+        assert!(TrainOrder::parse("random").is_err());
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let check = |mutate: &dyn Fn(&mut TrainConfig), needle: &str| {
             let mut c = TrainConfig::default();
@@ -225,6 +424,10 @@ mod tests {
         check(&|c| c.epochs = 0, "epochs");
         check(&|c| c.epochs = MAX_EPOCHS + 1, "epochs");
         check(&|c| c.batch_size = 0, "batch size");
+        check(&|c| c.training.fraction = 0.0, "fraction");
+        check(&|c| c.training.fraction = 1.5, "fraction");
+        check(&|c| c.training.fraction = f64::NAN, "fraction");
+        check(&|c| c.training.classes = vec![1, 2, 1], "listed twice");
         check(
             &|c| {
                 c.model = ModelSpec::Mlp {

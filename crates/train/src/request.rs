@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, OptimizerKind, ProbeSpec, TrainConfig, parse_widths};
+use crate::config::{
+    ConfigError, OptimizerKind, ProbeSpec, TrainConfig, TrainOrder, TrainingData, parse_widths,
+};
 use crate::data::DatasetSpec;
 use crate::device::DeviceChoice;
 use crate::model::{Activation, ModelSpec};
@@ -61,6 +63,7 @@ impl Preset {
             seed: 0,
             probe: ProbeSpec::default(),
             device: DeviceChoice::Auto,
+            training: Default::default(),
         }
     }
 }
@@ -83,6 +86,31 @@ impl Widths {
                 let text: Vec<String> = list.iter().map(i64::to_string).collect();
                 parse_widths(&text.join(","))
             }
+        }
+    }
+}
+
+/// Classes as a list (`[0, 1]`) or as text (`"0,1"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Classes {
+    /// `[0, 1, 2]`.
+    List(Vec<i64>),
+    /// `"0,1,2"`.
+    Text(String),
+}
+
+impl Classes {
+    fn parse(&self) -> Result<Vec<u32>, ConfigError> {
+        match self {
+            Self::Text(text) => TrainingData::parse_classes(text),
+            Self::List(list) => list
+                .iter()
+                .map(|&c| {
+                    u32::try_from(c)
+                        .map_err(|_| invalid(format!("classes: `{c}` is not a class number")))
+                })
+                .collect(),
         }
     }
 }
@@ -116,6 +144,12 @@ pub struct RunRequest {
     pub probe: Option<String>,
     /// `auto`, `wgpu`, `vulkan` or `flex`.
     pub device: Option<String>,
+    /// Share of the training set that trains, in `(0, 1]` (the factorization paper's case I).
+    pub fraction: Option<f64>,
+    /// Only these classes train (case II).
+    pub classes: Option<Classes>,
+    /// `shuffled` or `by-class` (case III).
+    pub order: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ConfigError {
@@ -138,6 +172,9 @@ impl RunRequest {
             seed: self.seed.or(fallback.seed),
             probe: self.probe.or(fallback.probe),
             device: self.device.or(fallback.device),
+            fraction: self.fraction.or(fallback.fraction),
+            classes: self.classes.or(fallback.classes),
+            order: self.order.or(fallback.order),
         }
     }
 
@@ -208,6 +245,15 @@ impl RunRequest {
         if let Some(device) = &self.device {
             config.device = DeviceChoice::parse(device).map_err(|e| invalid(e.to_string()))?;
         }
+        if let Some(fraction) = self.fraction {
+            config.training.fraction = fraction;
+        }
+        if let Some(classes) = &self.classes {
+            config.training.classes = classes.parse()?;
+        }
+        if let Some(order) = &self.order {
+            config.training.order = TrainOrder::parse(order)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -232,6 +278,40 @@ mod tests {
         assert_eq!(paper.learning_rate, 0.001);
         assert_eq!(paper.model, ModelSpec::paper_mlp());
         assert_eq!(paper.batch_size, 64);
+    }
+
+    #[test]
+    fn training_subsets_are_keys_like_the_others() {
+        let config = RunRequest {
+            fraction: Some(0.25),
+            classes: Some(Classes::Text("0,1".to_owned())),
+            order: Some("by-class".to_owned()),
+            ..RunRequest::default()
+        }
+        .to_config()
+        .unwrap();
+        assert_eq!(config.training.fraction, 0.25);
+        assert_eq!(config.training.classes, [0, 1]);
+        assert_eq!(config.training.order, TrainOrder::ByClass);
+        let json: RunRequest =
+            serde_json::from_str(r#"{"fraction": 0.5, "classes": [3, 4]}"#).unwrap();
+        assert_eq!(json.to_config().unwrap().training.classes, [3, 4]);
+        for (bad, needle) in [
+            (r#"{"fraction": 0}"#, "fraction"),
+            (r#"{"fraction": 2.5}"#, "fraction"),
+            (r#"{"classes": [-1]}"#, "class number"),
+            (r#"{"classes": "1,1"}"#, "twice"),
+            (r#"{"order": "random"}"#, "by-class"),
+        ] {
+            let request: RunRequest = serde_json::from_str(bad).unwrap();
+            let err = request.to_config().unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        // A configuration stored before these keys existed reads as the whole set.
+        let mut stored = serde_json::to_value(TrainConfig::default()).unwrap();
+        stored.as_object_mut().unwrap().remove("training");
+        let read: TrainConfig = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.training, TrainingData::default());
     }
 
     #[test]

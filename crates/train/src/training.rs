@@ -89,6 +89,10 @@ pub struct EpochReport {
 pub struct Trainer {
     config: TrainConfig,
     splits: Arc<Splits>,
+    /// The instances that train the network when `config.training` keeps only part of
+    /// `splits.train` or reorders it, in the order an epoch visits them before its shuffle;
+    /// `None` when they are `splits.train` itself (no copy).
+    train: Option<Arc<Dataset>>,
     chosen: ChosenDevice,
     train_device: Device,
     network: Option<Network>,
@@ -131,6 +135,7 @@ struct CaptureJob {
     network: Network,
     device: Device,
     splits: Arc<Splits>,
+    train: Option<Arc<Dataset>>,
     probe: Arc<Dataset>,
     probe_indices: Arc<Vec<usize>>,
     minibatch_loss: f64,
@@ -145,7 +150,7 @@ impl CaptureJob {
         let (network, device) = (&self.network, &self.device);
         let train_eval = evaluate(
             network,
-            &self.splits.train,
+            self.train.as_deref().unwrap_or(&self.splits.train),
             device,
             Keep {
                 patterns: true,
@@ -177,7 +182,8 @@ impl CaptureJob {
             epoch: self.epoch,
             train_loss,
             val_loss: validation.mean_loss(),
-            train_accuracy: train_eval.accuracy(&self.splits.train.labels),
+            train_accuracy: train_eval
+                .accuracy(&self.train.as_deref().unwrap_or(&self.splits.train).labels),
             val_accuracy: validation.accuracy(&self.splits.validation.labels),
             minibatch_loss: self.minibatch_loss,
             unique_patterns,
@@ -259,6 +265,13 @@ impl Trainer {
         }
         check_size(&config, &splits, probe_indices.len())?;
         let probe = source.subset(&probe_indices);
+        let kept = config
+            .training
+            .select(&splits.train.labels, splits.classes, config.seed)
+            .map_err(|e| TrainError::Incompatible(e.to_string()))?;
+        let whole =
+            kept.len() == splits.train.len() && kept.iter().enumerate().all(|(i, &k)| i == k);
+        let train = (!whole).then(|| Arc::new(splits.train.subset(&kept)));
         let train_device = chosen.device.clone().autodiff();
         let network = {
             // Backends may seed one process-wide generator, so initialise one network at a
@@ -291,6 +304,7 @@ impl Trainer {
             order_rng: SplitMix64::new(config.seed ^ 0xba7c_0de5),
             config,
             splits: Arc::new(splits),
+            train,
             chosen,
             train_device,
             network: Some(network),
@@ -310,6 +324,12 @@ impl Trainer {
     /// The data.
     pub fn splits(&self) -> &Splits {
         &self.splits
+    }
+
+    /// The instances that train the network: the whole training set unless the
+    /// configuration keeps a fraction or some classes of it.
+    pub fn train_set(&self) -> &Dataset {
+        self.train.as_deref().unwrap_or(&self.splits.train)
     }
 
     /// The device in use, described for people.
@@ -349,6 +369,7 @@ impl Trainer {
             network,
             device: self.chosen.device.clone(),
             splits: Arc::clone(&self.splits),
+            train: self.train.clone(),
             probe: Arc::clone(&self.probe),
             probe_indices: Arc::clone(&self.probe_indices),
             minibatch_loss,
@@ -374,14 +395,19 @@ impl Trainer {
         self.train_epoch(on_batch)?.wait()
     }
 
-    /// One pass over the shuffled training set; returns the mean minibatch loss.
+    /// One pass over the training instances, shuffled unless the configuration orders them
+    /// class by class; returns the mean minibatch loss.
     fn train_one_epoch(
         &mut self,
         on_batch: &mut dyn FnMut(usize, usize),
     ) -> Result<f64, TrainError> {
-        let train = &self.splits.train;
+        let splits = Arc::clone(&self.splits);
+        let train = self.train.clone();
+        let train = train.as_deref().unwrap_or(&splits.train);
         let mut order: Vec<usize> = (0..train.len()).collect();
-        self.order_rng.shuffle(&mut order);
+        if self.config.training.order == crate::config::TrainOrder::Shuffled {
+            self.order_rng.shuffle(&mut order);
+        }
         let batch = self.config.batch_size;
         let total = order.len().div_ceil(batch);
         let loss_fn = CrossEntropyLossConfig::new().init(&self.train_device);

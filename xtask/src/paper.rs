@@ -136,6 +136,11 @@ fn report(
         bail!("actiscope report of run {run_id} failed: {status}");
     }
     let text = std::fs::read(out.join("report.json"))?;
+    // The docs keep the figures and the tables; the API answers behind them are megabytes
+    // and any rerun prints them again.
+    for bulky in ["report.json", "index.html"] {
+        let _ = std::fs::remove_file(out.join(bulky));
+    }
     Ok(serde_json::from_slice(&text)?)
 }
 
@@ -259,8 +264,16 @@ fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<
         let rho = spearman(&epoch_axis, &series);
         let (first, last) = (series[0], series[series.len() - 1]);
         all_grow &= last > first && rho > 0.0;
+        // Where the count bottoms out, and what it does after (reported, not judged).
+        let (low_at, low) = series
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map_or((1, 0.0), |(i, &v)| (i + 1, v));
+        let after = spearman(&epoch_axis[low_at - 1..], &series[low_at - 1..]);
         grows.push(format!(
-            "layer {}: {first:.0} -> {last:.0} (Spearman {rho:.2})",
+            "layer {}: {first:.0} -> {last:.0} (Spearman {rho:.2}; lowest {low:.0} at epoch \
+             {low_at}, Spearman {after:.2} from there)",
             l + 1
         ));
     }

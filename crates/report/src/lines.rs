@@ -36,6 +36,16 @@ pub struct LineChart {
     pub series: Vec<Series>,
 }
 
+/// A tick label: whole numbers without decimals, small numbers with no trailing zeros.
+pub fn tick(value: &f64) -> String {
+    if value.abs() >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        let text = format!("{value:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
 /// The colour of series `index`, as the dashboard's charts colour it.
 pub fn series_colour(index: usize) -> RGBColor {
     let css = SERIES_COLOURS
@@ -123,6 +133,8 @@ impl LineChart {
             .y_desc(self.y_desc.as_str())
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .light_line_style(RGBColor(238, 238, 238))
             .bold_line_style(RGBColor(215, 215, 215))
             .draw()?;
@@ -283,6 +295,10 @@ mod tests {
         let ((x0, x1), (y0, y1)) = chart.ranges().unwrap();
         assert_eq!((x0, x1), (2.0, 4.0));
         assert!((y0 - 8.0).abs() < 1e-9 && (y1 - 125.0).abs() < 1e-9);
+        assert_eq!(tick(&9000.0), "9000");
+        assert_eq!(tick(&50.0), "50");
+        assert_eq!(tick(&0.25), "0.25");
+        assert_eq!(tick(&1.5), "1.5");
         let empty = LineChart {
             series: vec![],
             ..chart

@@ -39,6 +39,12 @@ pub struct RunForm {
     pub probe: String,
     /// `auto`, `wgpu`, `vulkan` or `flex`.
     pub device: String,
+    /// Share of the training set that trains, e.g. `0.25` (the factorization paper's case I).
+    pub fraction: String,
+    /// Classes that train, e.g. `0,1,2`; empty for all (case II).
+    pub classes: String,
+    /// `shuffled` or `by-class` (case III).
+    pub order: String,
 }
 
 impl Default for RunForm {
@@ -64,6 +70,9 @@ impl RunForm {
             epochs: "20".to_owned(),
             probe: "n=500".to_owned(),
             device: "auto".to_owned(),
+            fraction: "1".to_owned(),
+            classes: String::new(),
+            order: "shuffled".to_owned(),
         }
     }
 
@@ -94,6 +103,26 @@ impl RunForm {
         body.insert("epochs".to_owned(), epochs.into());
         body.insert("probe".to_owned(), self.probe.trim().into());
         body.insert("device".to_owned(), self.device.as_str().into());
+        let fraction: f64 = self
+            .fraction
+            .trim()
+            .parse()
+            .map_err(|_| format!("fraction `{}` is not a number", self.fraction))?;
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(format!(
+                "the fraction must be in (0, 1], got `{}`",
+                self.fraction
+            ));
+        }
+        if fraction < 1.0 {
+            body.insert("fraction".to_owned(), fraction.into());
+        }
+        if !self.classes.trim().is_empty() {
+            body.insert("classes".to_owned(), self.classes.trim().into());
+        }
+        if self.order != "shuffled" {
+            body.insert("order".to_owned(), self.order.trim().into());
+        }
         if self.hidden.trim() == "cnn" {
             body.insert("model".to_owned(), "cnn".into());
         } else {
@@ -226,6 +255,9 @@ pub fn NewRun(
                     {field("epochs ", "nr-epochs", |f| f.epochs.clone(), |f, v| f.epochs = v)}
                     {field("probe ", "nr-probe", |f| f.probe.clone(), |f, v| f.probe = v)}
                     {field("device ", "nr-device", |f| f.device.clone(), |f, v| f.device = v)}
+                    {field("fraction of the training set ", "nr-fraction", |f| f.fraction.clone(), |f, v| f.fraction = v)}
+                    {field("only classes ", "nr-classes", |f| f.classes.clone(), |f, v| f.classes = v)}
+                    {field("order (shuffled or by-class) ", "nr-order", |f| f.order.clone(), |f, v| f.order = v)}
                     <button type="submit" id="nr-submit">"Start"</button>
                 </form>
                 <form id="import-form" on:submit=submit_import>
@@ -268,6 +300,22 @@ mod tests {
             ..RunForm::default()
         };
         assert_eq!(cnn.to_request().unwrap()["model"], "cnn");
+        assert!(bad(|f| f.fraction = "0".into()).contains("fraction"));
+        assert!(bad(|f| f.fraction = "half".into()).contains("not a number"));
+        // The whole set, shuffled, sends none of the three keys; a cut sends each.
+        let whole = RunForm::default().to_request().unwrap();
+        assert!(whole.get("fraction").is_none() && whole.get("classes").is_none());
+        let cut = RunForm {
+            fraction: "0.25".into(),
+            classes: " 9,0 ".into(),
+            order: "by-class".into(),
+            ..RunForm::default()
+        }
+        .to_request()
+        .unwrap();
+        assert_eq!(cut["fraction"], 0.25);
+        assert_eq!(cut["classes"], "9,0");
+        assert_eq!(cut["order"], "by-class");
     }
 
     #[test]

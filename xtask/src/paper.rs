@@ -221,6 +221,8 @@ fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<
         .collect::<Vec<_>>()
         .join(",");
     let figures = out.join("apd");
+    // This command owns the folder: its figures are replaced whole.
+    let _ = std::fs::remove_dir_all(&figures);
     let report = report(
         binary,
         &store,

@@ -348,6 +348,7 @@ fn digits_run(epochs: usize) -> actiscope_train::TrainConfig {
         batch_size: 64,
         seed: 0,
         training: Default::default(),
+        checkpoint_every: 1,
     }
 }
 

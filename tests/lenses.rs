@@ -34,6 +34,7 @@ fn run_config(
         probe: actiscope_train::ProbeSpec::parse("n=150").unwrap(),
         device: DeviceChoice::Flex,
         training: Default::default(),
+        checkpoint_every: 1,
     }
 }
 

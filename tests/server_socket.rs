@@ -404,6 +404,7 @@ fn quick_run(epochs: usize) -> actiscope_train::TrainConfig {
         probe: actiscope_train::ProbeSpec::parse("n=40").expect("probe"),
         device: DeviceChoice::Flex,
         training: Default::default(),
+        checkpoint_every: 1,
     }
 }
 

@@ -25,12 +25,14 @@ pub enum Command {
     /// Serve the dashboard and the API for the runs in a store.
     Serve(ServeArgs),
     /// Train a network headless, storing every epoch in a run store.
-    Train(crate::train_cmd::TrainArgs),
+    Train(Box<crate::train_cmd::TrainArgs>),
     /// Import activations written by PyTorch or any framework (a run directory), once or
     /// following a job that is still writing.
     Import(crate::import_cmd::ImportArgs),
     /// Write every figure of a stored run (SVG and PNG), an index.html and report.json.
     Report(crate::report_cmd::ReportArgs),
+    /// Go on with a stopped or interrupted run from its newest checkpoint.
+    Resume(crate::resume_cmd::ResumeArgs),
 }
 
 /// Arguments of `actiscope serve`.

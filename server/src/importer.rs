@@ -341,7 +341,13 @@ pub fn import_epoch(
         pre_activations: &pre_activations,
         scores: None,
     };
-    Ok(store_epoch(store, run_id, &metrics, &parts, None)?)
+    Ok(store_epoch(
+        store,
+        run_id,
+        &metrics,
+        &parts,
+        &crate::runner::EpochExtras::default(),
+    )?)
 }
 
 /// How an import goes on after the epochs already there. Either way, setting `stop` ends it

@@ -7,6 +7,7 @@ use clap::Parser;
 use actiscope_server::cli::{Cli, Command, serve};
 use actiscope_server::import_cmd::import;
 use actiscope_server::report_cmd::report;
+use actiscope_server::resume_cmd::resume;
 use actiscope_server::train_cmd::{BadInput, train};
 
 fn main() -> ExitCode {
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train(&args),
         Command::Import(args) => import(&args),
         Command::Report(args) => report(&args),
+        Command::Resume(args) => resume(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

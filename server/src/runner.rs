@@ -15,6 +15,7 @@ use actiscope_analysis::apd::{ApdOptions, build_apd};
 use actiscope_analysis::flows::flow_table;
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeImages, ProbeInstances, WireMatrix};
 use actiscope_store::{RunStatus, Store};
+use actiscope_train::checkpoint::Checkpoint;
 use actiscope_train::{EpochReport, PendingEpoch, TrainError, Trainer};
 
 /// Kind under which the epoch snapshot blob is stored.
@@ -27,6 +28,18 @@ pub const IMAGES_KIND: &str = "probe_images";
 pub const PROBE_SCORES_KIND: &str = "probe_scores";
 /// Kind under which the training set's pattern ids ([`TrainPatterns`]) are stored.
 pub const TRAIN_PATTERNS_KIND: &str = "train_patterns";
+/// Kind under which a run's newest checkpoint is stored (bytes of
+/// [`Checkpoint`](actiscope_train::checkpoint::Checkpoint)); storing one drops the older.
+pub const CHECKPOINT_KIND: &str = "checkpoint";
+
+/// What an epoch stores besides its metrics, snapshot and probe data, when there is any.
+#[derive(Debug, Default)]
+pub struct EpochExtras<'a> {
+    /// The training set's pattern ids.
+    pub train: Option<&'a TrainPatterns>,
+    /// The checkpoint after the epoch, as bytes.
+    pub checkpoint: Option<Vec<u8>>,
+}
 
 /// The training set as the flows need it at training-set scale (the APD paper's Fig. 3):
 /// each hidden layer's pattern id per instance (ids equal exactly when the patterns are),
@@ -239,14 +252,14 @@ pub fn snapshot(report: &EpochReport) -> Result<EpochSnapshot, RunError> {
 }
 
 /// Stores one epoch: its metrics, its snapshot (built here), its probe activations (and
-/// scores, when known) and the training set's pattern ids (when known) in one transaction;
-/// returns the snapshot.
+/// scores, when known) and its `extras` (the training set's pattern ids, the checkpoint) in
+/// one transaction, so a checkpoint is never ahead or behind its epoch; returns the snapshot.
 pub fn store_epoch(
     store: &Mutex<Store>,
     run_id: i64,
     metrics: &EpochMetrics,
     probe: &ProbeParts<'_>,
-    train: Option<&TrainPatterns>,
+    extras: &EpochExtras<'_>,
 ) -> Result<EpochSnapshot, RunError> {
     let snap = epoch_snapshot(metrics, probe)?;
     let metrics_json =
@@ -270,16 +283,23 @@ pub fn store_epoch(
     if let Some(scores) = &scores_blob {
         blobs.push((PROBE_SCORES_KIND, scores));
     }
-    let train_blob = train.map(actiscope_protocol::encode).transpose()?;
+    let train_blob = extras.train.map(actiscope_protocol::encode).transpose()?;
     if let Some(train) = &train_blob {
         blobs.push((TRAIN_PATTERNS_KIND, train));
     }
-    store.lock().map_err(|_| RunError::Poisoned)?.put_epoch(
-        run_id,
-        u32::try_from(metrics.epoch).unwrap_or(u32::MAX),
-        &metrics_json,
-        &blobs,
-    )?;
+    if let Some(checkpoint) = &extras.checkpoint {
+        blobs.push((CHECKPOINT_KIND, checkpoint));
+    }
+    store
+        .lock()
+        .map_err(|_| RunError::Poisoned)?
+        .put_epoch_keeping_latest(
+            run_id,
+            u32::try_from(metrics.epoch).unwrap_or(u32::MAX),
+            &metrics_json,
+            &blobs,
+            &[CHECKPOINT_KIND],
+        )?;
     Ok(snap)
 }
 
@@ -293,12 +313,16 @@ fn record_epoch(
     on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
 ) -> Result<EpochMetrics, RunError> {
     let train = TrainPatterns::of(report, train_labels);
+    let extras = EpochExtras {
+        train: Some(&train),
+        checkpoint: report.checkpoint.as_ref().map(Checkpoint::to_bytes),
+    };
     let snap = store_epoch(
         store,
         run_id,
         &report.metrics,
         &report_probe(report),
-        Some(&train),
+        &extras,
     )?;
     on_epoch(&snap);
     Ok(report.metrics.clone())
@@ -424,6 +448,7 @@ mod tests {
             probe: ProbeSpec::parse("n=40").unwrap(),
             device: DeviceChoice::Flex,
             training: Default::default(),
+            checkpoint_every: 1,
         }
     }
 

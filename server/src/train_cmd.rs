@@ -76,6 +76,10 @@ pub struct TrainArgs {
     /// --classes (case III).
     #[arg(long)]
     pub order: Option<String>,
+    /// Store a checkpoint (weights and optimizer state, for `actiscope resume`) every this
+    /// many epochs and after the last; 0 stores none. Default: every epoch.
+    #[arg(long)]
+    pub checkpoint_every: Option<i64>,
     /// Print one JSON object with every epoch's metrics at the end.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +112,7 @@ impl TrainArgs {
             fraction: self.fraction,
             classes: self.classes.clone().map(Classes::Text),
             order: self.order.clone(),
+            checkpoint_every: self.checkpoint_every,
         }
     }
 }
@@ -135,13 +140,14 @@ pub fn parse_config_file(text: &str, path: &std::path::Path) -> anyhow::Result<R
 }
 
 /// Maps trainer errors caused by the input to [`BadInput`].
-fn classify(err: TrainError) -> anyhow::Error {
+pub(crate) fn classify(err: TrainError) -> anyhow::Error {
     match err {
         TrainError::Config(_)
         | TrainError::Data(_)
         | TrainError::Device(_)
         | TrainError::EmptyProbe(_)
         | TrainError::Incompatible(_) => bad(err.to_string()),
+        TrainError::Checkpoint(_) => bad(err.to_string()),
         TrainError::Readback(_) | TrainError::CaptureThread(_) => anyhow::Error::new(err),
     }
 }
@@ -169,6 +175,41 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the run store {}", args.store.display()))?;
     let owner = crate::owner::this_process();
     let run_id = record_run(&mut store, &trainer, &owner).context("recording the run")?;
+    train_into(
+        store,
+        owner,
+        run_id,
+        &mut trainer,
+        &Driving {
+            store_path: &args.store,
+            capture_inline: args.capture_inline,
+            json: args.json,
+        },
+    )
+}
+
+/// How [`train_into`] reports and captures.
+pub(crate) struct Driving<'a> {
+    /// The store's file, for messages.
+    pub store_path: &'a std::path::Path,
+    /// Capture each epoch before training the next.
+    pub capture_inline: bool,
+    /// Print the `--json` summary at the end.
+    pub json: bool,
+}
+
+/// Trains `trainer`'s remaining epochs into run `run_id` of `store`, owned by `owner`
+/// (heartbeat, Ctrl-C, progress bar, the summary): the rest of `actiscope train`, and all of
+/// what `actiscope resume` does once the run is restored.
+pub(crate) fn train_into(
+    store: Store,
+    owner: String,
+    run_id: i64,
+    trainer: &mut Trainer,
+    driving: &Driving<'_>,
+) -> anyhow::Result<()> {
+    let config = trainer.config().clone();
+    let device = trainer.device().description.clone();
     // A server beside this process leaves the run alone while this beats.
     let _heartbeat =
         crate::owner::Heartbeat::start(&store, owner).context("starting the run's heartbeat")?;
@@ -177,6 +218,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let stop = crate::ctrl_c::stop_flag()?;
 
     let bar = ProgressBar::new(config.epochs as u64);
+    bar.set_position(trainer.epochs_done() as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} epoch {pos}/{len} [{bar:30}] {msg} ({elapsed} elapsed, ETA {eta})",
@@ -184,13 +226,13 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let mode = if args.capture_inline {
+    let mode = if driving.capture_inline {
         CaptureMode::Inline
     } else {
         CaptureMode::Beside
     };
     let outcome = run_to_completion(
-        &mut trainer,
+        trainer,
         &store,
         run_id,
         &stop,
@@ -227,9 +269,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         "run {run_id}: {} after {} epochs, stored in {}",
         outcome.status.as_str(),
         outcome.epochs.len(),
-        args.store.display()
+        driving.store_path.display()
     );
-    if args.json {
+    if driving.json {
         let summary = serde_json::json!({
             "run_id": run_id,
             "device": device,

@@ -16,6 +16,11 @@ impl SplitMix64 {
         Self { state: seed }
     }
 
+    /// The state: `SplitMix64::new(g.state())` goes on exactly where `g` is.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

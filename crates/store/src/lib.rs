@@ -365,7 +365,29 @@ impl Store {
         metrics_json: &str,
         snapshots: &[(&str, &[u8])],
     ) -> Result<(), StoreError> {
+        self.put_epoch_keeping_latest(run_id, epoch, metrics_json, snapshots, &[])
+    }
+
+    /// [`put_epoch`](Self::put_epoch), where the blobs of the kinds in `latest_only` (e.g. a
+    /// run's checkpoint) replace, in the same transaction, those of earlier epochs: a run keeps
+    /// only its newest.
+    pub fn put_epoch_keeping_latest(
+        &mut self,
+        run_id: i64,
+        epoch: u32,
+        metrics_json: &str,
+        snapshots: &[(&str, &[u8])],
+        latest_only: &[&str],
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        for kind in latest_only {
+            if snapshots.iter().any(|(k, _)| k == kind) {
+                tx.execute(
+                    "DELETE FROM snapshots WHERE run_id = ?1 AND kind = ?2 AND epoch < ?3",
+                    params![run_id, kind, epoch],
+                )?;
+            }
+        }
         tx.execute(
             "INSERT OR REPLACE INTO epochs (run_id, epoch, metrics_json) VALUES (?1, ?2, ?3)",
             params![run_id, epoch, metrics_json],
@@ -474,6 +496,49 @@ impl Store {
             .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"))?
             .query_row([run_id], run_row)
             .optional()?)
+    }
+
+    /// The newest blob of `kind` of a run with its epoch, or `None` when it has none.
+    pub fn latest_snapshot(
+        &self,
+        run_id: i64,
+        kind: &str,
+    ) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT epoch, blob FROM snapshots WHERE run_id = ?1 AND kind = ?2 \
+                 ORDER BY epoch DESC LIMIT 1",
+            )?
+            .query_row(params![run_id, kind], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    /// Deletes every epoch of a run after `epoch` (metrics and blobs) in one transaction, so a
+    /// run resumed from a checkpoint at `epoch` stores each later epoch once; returns how many
+    /// epochs went.
+    pub fn delete_epochs_after(&mut self, run_id: i64, epoch: u32) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let gone = tx.execute(
+            "DELETE FROM epochs WHERE run_id = ?1 AND epoch > ?2",
+            params![run_id, epoch],
+        )?;
+        tx.execute(
+            "DELETE FROM snapshots WHERE run_id = ?1 AND epoch > ?2",
+            params![run_id, epoch],
+        )?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// Hands a run to `owner` (a process resuming it) with status `running` and a fresh
+    /// heartbeat.
+    pub fn take_over(&self, run_id: i64, owner: &str) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE runs SET owner = ?2, status = 'running', heartbeat_unix_ms = ?3 WHERE id = ?1",
+            params![run_id, owner, now_unix_ms()],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Stores one snapshot blob outside an epoch's metrics (e.g. a run's probe images).

@@ -266,6 +266,15 @@ pub struct TrainConfig {
     /// asked otherwise; configurations stored before this key existed read as that).
     #[serde(default)]
     pub training: TrainingData,
+    /// Store a checkpoint (weights and optimizer state) every this many epochs and after the
+    /// last; a run keeps only its newest. 0 stores none.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+/// Checkpoints of runs whose configuration does not say: every epoch.
+fn default_checkpoint_every() -> usize {
+    1
 }
 
 impl Default for TrainConfig {

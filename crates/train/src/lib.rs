@@ -7,6 +7,7 @@
 //! (The NMF updates on a burn device are a benchmark: `examples/nmf_device.rs`.)
 
 pub mod capture;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;

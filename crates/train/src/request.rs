@@ -64,6 +64,7 @@ impl Preset {
             probe: ProbeSpec::default(),
             device: DeviceChoice::Auto,
             training: Default::default(),
+            checkpoint_every: 1,
         }
     }
 }
@@ -150,6 +151,8 @@ pub struct RunRequest {
     pub classes: Option<Classes>,
     /// `shuffled` or `by-class` (case III).
     pub order: Option<String>,
+    /// Store a checkpoint every this many epochs (0: none); the default is every epoch.
+    pub checkpoint_every: Option<i64>,
 }
 
 fn invalid(message: impl Into<String>) -> ConfigError {
@@ -175,6 +178,7 @@ impl RunRequest {
             fraction: self.fraction.or(fallback.fraction),
             classes: self.classes.or(fallback.classes),
             order: self.order.or(fallback.order),
+            checkpoint_every: self.checkpoint_every.or(fallback.checkpoint_every),
         }
     }
 
@@ -253,6 +257,10 @@ impl RunRequest {
         }
         if let Some(order) = &self.order {
             config.training.order = TrainOrder::parse(order)?;
+        }
+        if let Some(every) = self.checkpoint_every {
+            config.checkpoint_every = usize::try_from(every)
+                .map_err(|_| invalid(format!("checkpoint_every must be 0 or more, got {every}")))?;
         }
         config.validate()?;
         Ok(config)

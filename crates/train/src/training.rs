@@ -16,6 +16,7 @@ use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 
 use crate::capture::{Evaluation, Keep, ReadbackError, evaluate};
+use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{ConfigError, OptimizerKind, ProbeSource, TrainConfig};
 use crate::data::{DataError, Dataset, Splits, load_splits};
 use crate::device::{ChosenDevice, DeviceError, choose};
@@ -46,6 +47,17 @@ pub enum TrainError {
     /// The thread that captures epochs could not start or stopped without an answer.
     #[error("the capture thread failed: {0}")]
     CaptureThread(String),
+    /// A checkpoint could not be written, read or applied.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// A fresh optimizer of `kind`.
+fn new_optimizer(kind: OptimizerKind) -> ModuleOptimizer {
+    match kind {
+        OptimizerKind::Sgd => SgdConfig::new().init(),
+        OptimizerKind::Adam => AdamConfig::new().init(),
+    }
 }
 
 /// Held while a network is seeded and initialised.
@@ -83,6 +95,9 @@ pub struct EpochReport {
     pub train_predictions: Vec<u32>,
     /// The probe set's capture.
     pub probe: ProbeCapture,
+    /// The weights, optimizer state and batch order after the epoch, when the configuration
+    /// asks for a checkpoint at this epoch.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// A run in progress.
@@ -140,6 +155,9 @@ struct CaptureJob {
     probe_indices: Arc<Vec<usize>>,
     minibatch_loss: f64,
     train_secs: f64,
+    /// The batch-order state and the optimizer's state after the epoch, when it checkpoints
+    /// (the weights come from `network`).
+    checkpoint: Option<(u64, Vec<u8>)>,
 }
 
 impl CaptureJob {
@@ -198,7 +216,25 @@ impl CaptureJob {
             pre_activations,
             ..
         } = probe_eval;
+        let checkpoint = self
+            .checkpoint
+            .map(|(order_state, optimizer)| {
+                let weights = self
+                    .network
+                    .clone()
+                    .into_record()
+                    .into_bytes()
+                    .map_err(|e| CheckpointError(format!("cannot write the weights: {e}")))?;
+                Ok::<_, CheckpointError>(Checkpoint {
+                    epoch: self.epoch,
+                    order_state,
+                    weights: weights.to_vec(),
+                    optimizer,
+                })
+            })
+            .transpose()?;
         Ok(EpochReport {
+            checkpoint,
             metrics,
             train_patterns: train_eval.patterns,
             train_predictions: train_eval.predictions,
@@ -290,10 +326,7 @@ impl Trainer {
             let _ = network.forward(Tensor::<2>::zeros([1, splits.train.dim], &train_device));
             network
         };
-        let optimizer = match config.optimizer {
-            OptimizerKind::Sgd => SgdConfig::new().init(),
-            OptimizerKind::Adam => AdamConfig::new().init(),
-        };
+        let optimizer = new_optimizer(config.optimizer);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let capture_pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cores.saturating_sub(1).max(1))
@@ -342,6 +375,39 @@ impl Trainer {
         self.epochs_done
     }
 
+    /// Goes on from `checkpoint`: its weights, optimizer state and batch order, with
+    /// `checkpoint.epoch` epochs done. The checkpoint must come from a run of the same
+    /// configuration; one that does not fit the network is refused and changes nothing.
+    pub fn resume_from(&mut self, checkpoint: &Checkpoint) -> Result<(), TrainError> {
+        if checkpoint.epoch > self.config.epochs {
+            return Err(CheckpointError(format!(
+                "it is after epoch {}, but the run has {} epochs",
+                checkpoint.epoch, self.config.epochs
+            ))
+            .into());
+        }
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+            checkpoint.weights.clone(),
+        ))
+        .map_err(|e| CheckpointError(format!("cannot read the weights: {e}")))?;
+        let network = self
+            .network
+            .clone()
+            .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?
+            .try_load_record(record)
+            .map_err(|e| CheckpointError(format!("the weights do not fit this network: {e}")))?;
+        let optimizer = new_optimizer(self.config.optimizer)
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(
+                checkpoint.optimizer.clone(),
+            ))
+            .map_err(|e| CheckpointError(format!("cannot read the optimizer state: {e}")))?;
+        self.network = Some(network);
+        self.optimizer = optimizer;
+        self.order_rng = SplitMix64::new(checkpoint.order_state);
+        self.epochs_done = checkpoint.epoch;
+        Ok(())
+    }
+
     /// The probe instances (their indices in the probe's source set).
     pub fn probe_indices(&self) -> &[usize] {
         self.probe_indices.as_slice()
@@ -364,7 +430,20 @@ impl Trainer {
             .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?
             .valid();
         self.epochs_done += 1;
+        let every = self.config.checkpoint_every;
+        let due = every > 0
+            && (self.epochs_done.is_multiple_of(every) || self.epochs_done == self.config.epochs);
+        let checkpoint = if due {
+            let optimizer = self
+                .optimizer
+                .into_bytes()
+                .map_err(|e| CheckpointError(format!("cannot write the optimizer state: {e}")))?;
+            Some((self.order_rng.state(), optimizer.to_vec()))
+        } else {
+            None
+        };
         let job = CaptureJob {
+            checkpoint,
             epoch: self.epochs_done,
             network,
             device: self.chosen.device.clone(),

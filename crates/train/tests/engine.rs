@@ -66,6 +66,7 @@ fn moons_config(seed: u64) -> TrainConfig {
         probe: ProbeSpec::parse("label=1,n=50").unwrap(),
         device: DeviceChoice::Flex,
         training: Default::default(),
+        checkpoint_every: 1,
     }
 }
 

@@ -42,6 +42,7 @@ fn wgpu_captures_the_hand_computed_network_and_trains() {
         probe: ProbeSpec::parse("n=20").expect("probe"),
         device: DeviceChoice::Wgpu,
         training: Default::default(),
+        checkpoint_every: 1,
     };
     let mut trainer = Trainer::new(config).expect("trainer on wgpu");
     // Epoch 1's capture runs while epoch 2 trains on the same device.

@@ -285,6 +285,52 @@ async fn dashboard_reconnects_after_the_server_dies_and_follows_a_new_run() {
         serde_json::json!(2),
         "the run list holds both runs"
     );
+
+    // A stopped run goes on from its checkpoint with the Resume button.
+    let (status, body) = actiscope_e2e::http_post_json(
+        server.addr,
+        "/api/runs",
+        r#"{"epochs":20,"probe":"n=200","device":"flex"}"#,
+    )
+    .await
+    .expect("POST /api/runs");
+    assert_eq!(status, 201, "{body}");
+    let stopped: serde_json::Value = serde_json::from_str(&body).expect("run summary");
+    let stopped_id = stopped["run_id"].as_i64().expect("run id");
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(300), |t| {
+        t.starts_with("epoch ") && t.ends_with(" of 20")
+    })
+    .await;
+    let (status, body) =
+        actiscope_e2e::http_post_json(server.addr, &format!("/api/runs/{stopped_id}/stop"), "")
+            .await
+            .expect("POST stop");
+    assert_eq!(status, 200, "stopped mid-run: {body}");
+    wait_for_text(&client, "#run-status", Duration::from_secs(120), |t| {
+        t == "stopped"
+    })
+    .await;
+    client
+        .find(Locator::Css("#run-resume"))
+        .await
+        .expect("a Resume button on a stopped run")
+        .click()
+        .await
+        .expect("click Resume");
+    wait_for_text(&client, "#run-status", Duration::from_secs(300), |t| {
+        t == "completed"
+    })
+    .await;
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(60), |t| {
+        t == "epoch 20 of 20"
+    })
+    .await;
+    let (_, body) = actiscope_e2e::http_get(server.addr, &format!("/api/runs/{stopped_id}/epochs"))
+        .await
+        .expect("GET epochs");
+    let epochs: Vec<serde_json::Value> = serde_json::from_str(&body).expect("epochs");
+    let numbers: Vec<u64> = epochs.iter().filter_map(|e| e["epoch"].as_u64()).collect();
+    assert_eq!(numbers, (1..=20).collect::<Vec<u64>>(), "every epoch once");
     client.close().await.expect("close session");
 }
 

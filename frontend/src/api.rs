@@ -95,6 +95,15 @@ pub async fn fetch_text(request: &web_sys::Request) -> Result<String, String> {
     fetch_answer(request).await.map(|(_, text)| text)
 }
 
+/// `POST path` without a body; the answer's text, or the server's `error` message.
+pub async fn post(path: &str) -> Result<String, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    let request =
+        web_sys::Request::new_with_str_and_init(&url(path), &init).map_err(|e| format!("{e:?}"))?;
+    fetch_text(&request).await
+}
+
 /// Most times one [`get_json_with`] asks again after a `202 Accepted` (each answer does a
 /// bounded part of the work, e.g. eight epochs of mapper graphs).
 const MAX_PENDING_ROUNDS: usize = 10_000;

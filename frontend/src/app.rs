@@ -658,6 +658,33 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// "Resume" for a stopped or interrupted run: `POST /api/runs/{id}/resume`, then the run is
+/// taken afresh from the socket.
+#[component]
+fn ResumeButton(dash: Dashboard, run_id: i64, status: String) -> impl IntoView {
+    let message = RwSignal::new(String::new());
+    let resumable = matches!(status.as_str(), "stopped" | "interrupted");
+    let resume = move |_| {
+        message.set("resuming…".to_owned());
+        leptos::task::spawn_local(async move {
+            match crate::api::post(&format!("/api/runs/{run_id}/resume")).await {
+                Ok(_) => {
+                    message.set(String::new());
+                    // Epochs after the checkpoint may be trained again: take the run afresh.
+                    dash.subscribe(run_id);
+                }
+                Err(e) => message.set(e),
+            }
+        });
+    };
+    view! {
+        <Show when=move || resumable>
+            <button id="run-resume" title="go on from the newest checkpoint" on:click=resume>"Resume"</button>
+            <span class="note" id="run-resume-message">{move || message.get()}</span>
+        </Show>
+    }
+}
+
 /// Dataset, model, device, epoch, losses, accuracy and progress of the subscribed run.
 #[component]
 fn RunHeader(dash: Dashboard) -> impl IntoView {
@@ -689,6 +716,7 @@ fn RunHeader(dash: Dashboard) -> impl IntoView {
                     </span>
                     <span id="run-device">{format!("device {}", run.device)}</span>
                     <span id="run-status">{run.status.clone()}</span>
+                    <ResumeButton dash=dash run_id=run.run_id status=run.status.clone() />
                 }.into_any(),
             }}
             <span id="run-metrics">

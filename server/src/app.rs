@@ -17,6 +17,7 @@ use crate::guard::guard;
 use crate::hub::{Hub, HubError};
 use crate::lenses;
 use crate::query_params::{MapperQuery, NmfQuery, SimilarityQuery};
+use crate::resume::ResumeError;
 use crate::state::AppState;
 use crate::stored;
 use crate::ws::serve_session;
@@ -29,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{run_id}", get(get_run).delete(delete_run))
         .route("/api/imports", post(start_import))
         .route("/api/runs/{run_id}/stop", post(stop_run))
+        .route("/api/runs/{run_id}/resume", post(resume_run))
         .route("/api/runs/{run_id}/epochs", get(get_epochs))
         .route("/api/runs/{run_id}/epochs/{epoch}", get(get_snapshot))
         .route("/api/runs/{run_id}/epochs/{epoch}/mapper", get(get_mapper))
@@ -120,6 +122,15 @@ fn start_error(err: HubError) -> ApiError {
         HubError::QueueFull(_) | HubError::TooManyImports(_) => {
             api_error(StatusCode::TOO_MANY_REQUESTS, err.to_string())
         }
+        HubError::Resume(ResumeError::Unknown(_)) => {
+            api_error(StatusCode::NOT_FOUND, err.to_string())
+        }
+        HubError::Resume(ResumeError::Refused(_)) => {
+            api_error(StatusCode::CONFLICT, err.to_string())
+        }
+        HubError::Resume(ResumeError::Train(_)) => {
+            api_error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
+        }
         other => internal(other),
     }
 }
@@ -136,6 +147,19 @@ async fn created(
         .map_err(internal)?
         .ok_or_else(|| internal("the new run vanished"))?;
     Ok((StatusCode::CREATED, Json(summary)))
+}
+
+/// `POST /api/runs/{id}/resume`: a stopped or interrupted run goes on from its newest
+/// checkpoint (201 with the run; 404 unknown, 409 completed, diverged, training or without a
+/// checkpoint, 429 when the queue is full).
+async fn resume_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<i64>,
+) -> Result<(StatusCode, Json<RunSummary>), ApiError> {
+    let run_id = state.hub().resume_run(run_id).await.map_err(start_error)?;
+    // Lens answers of the epochs it drops and trains again are stale.
+    state.answers().forget_run(run_id);
+    created(&state, run_id).await
 }
 
 /// The body of `POST /api/imports`.

@@ -96,6 +96,9 @@ pub enum HubError {
          import again"
     )]
     TooManyImports(usize),
+    /// A run could not resume.
+    #[error(transparent)]
+    Resume(#[from] crate::resume::ResumeError),
 }
 
 /// Runs that train at the same time by default; more are queued.
@@ -543,6 +546,24 @@ impl Hub {
     /// thread. Returns the new run's id once it is recorded.
     /// Refused with [`HubError::QueueFull`] when every slot is taken and the queue is full.
     pub async fn start_run(&self, config: TrainConfig) -> Result<i64, HubError> {
+        self.launch(move |hub| hub.prepare_run(config)).await
+    }
+
+    /// Restores a stopped or interrupted run from its newest checkpoint (see
+    /// [`crate::resume`]) and trains its remaining epochs like a started run: at once when a
+    /// slot is free, else queued. Epochs stored after the checkpoint are dropped first (and
+    /// their cached frames), so each epoch is stored and sent once.
+    pub async fn resume_run(&self, run_id: i64) -> Result<i64, HubError> {
+        self.launch(move |hub| hub.prepare_resume(run_id)).await
+    }
+
+    /// Prepares a run with `prepare` on a blocking thread (recording or restoring it), then
+    /// trains it on a blocking thread once a slot is free; returns its id once prepared.
+    /// Refused with [`HubError::QueueFull`] when every slot is taken and the queue is full.
+    async fn launch(
+        &self,
+        prepare: impl FnOnce(&Hub) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> + Send + 'static,
+    ) -> Result<i64, HubError> {
         let permit = Arc::clone(&self.slots).try_acquire_owned().ok();
         let place = match permit {
             Some(_) => None,
@@ -554,7 +575,7 @@ impl Hub {
         let queued = permit.is_none();
         let started = self
             .blocking(move |hub| {
-                let started = hub.prepare_run(config)?;
+                let started = prepare(hub)?;
                 if queued {
                     hub.set_status(started.0, RunStatus::Queued);
                 }
@@ -759,6 +780,30 @@ impl Hub {
         }
         self.run_changed(run_id);
         Ok((run_id, trainer, stop))
+    }
+
+    /// Restores run `run_id` for this hub's process and registers its stop flag.
+    fn prepare_resume(&self, run_id: i64) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
+        let trained_here = self
+            .stops
+            .lock()
+            .map_err(|_| HubError::Poisoned)?
+            .contains_key(&run_id);
+        let resumed = {
+            let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+            crate::resume::restore(&mut store, run_id, &self.owner, trained_here)?
+        };
+        if resumed.dropped > 0
+            && let Ok(mut frames) = self.frames.lock()
+        {
+            frames.forget_run(run_id);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.insert(run_id, Arc::clone(&stop));
+        }
+        self.run_changed(run_id);
+        Ok((run_id, resumed.trainer, stop))
     }
 
     /// Asks a running run to stop after its epoch in flight; returns whether it was running.

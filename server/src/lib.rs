@@ -19,6 +19,7 @@ pub mod lenses;
 pub mod owner;
 pub mod query_params;
 pub mod report_cmd;
+pub mod resume;
 pub mod resume_cmd;
 pub mod runner;
 pub mod state;

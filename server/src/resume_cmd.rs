@@ -8,11 +8,9 @@
 use std::path::PathBuf;
 
 use actiscope_store::Store;
-use actiscope_train::checkpoint::Checkpoint;
-use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
-use crate::runner::CHECKPOINT_KIND;
+use crate::resume::{ResumeError, Resumed, restore};
 use crate::train_cmd::{BadInput, Driving, classify, train_into};
 
 /// Arguments of `actiscope resume`.
@@ -45,64 +43,26 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
     }
     let mut store = Store::open(&args.store)
         .with_context(|| format!("opening the run store {}", args.store.display()))?;
-    let run_id = args.run;
-    let row = store.run(run_id)?.ok_or_else(|| {
-        bad(format!(
+    let owner = crate::owner::this_process();
+    let Resumed {
+        row,
+        mut trainer,
+        checkpoint_epoch,
+        dropped,
+    } = restore(&mut store, args.run, &owner, false).map_err(|e| match e {
+        ResumeError::Unknown(run_id) => bad(format!(
             "there is no run {run_id} in {}",
             args.store.display()
-        ))
+        )),
+        ResumeError::Refused(message) => bad(message),
+        ResumeError::Train(err) => classify(err),
+        ResumeError::Store(err) => anyhow::Error::new(err),
     })?;
-    match row.status.as_str() {
-        "completed" => return Err(bad(format!("run {run_id} completed all its epochs"))),
-        "diverged" => {
-            return Err(bad(format!(
-                "run {run_id} diverged (its loss became NaN); resuming it would diverge again"
-            )));
-        }
-        "running" | "queued"
-            if !crate::owner::is_gone(
-                &row.owner,
-                row.heartbeat_unix_ms,
-                actiscope_store::now_unix_ms(),
-            ) =>
-        {
-            return Err(bad(format!(
-                "run {run_id} is {} by a live process ({}); stop it first",
-                row.status, row.owner
-            )));
-        }
-        _ => {}
-    }
-    let config: TrainConfig = serde_json::from_str(&row.config_json).map_err(|e| {
-        bad(format!(
-            "run {run_id}'s stored configuration is unreadable: {e}"
-        ))
-    })?;
-    let (epoch, bytes) = store
-        .latest_snapshot(run_id, CHECKPOINT_KIND)?
-        .ok_or_else(|| {
-            bad(format!(
-                "run {run_id} has no checkpoint (imported runs, runs trained with \
-             --checkpoint-every 0 and runs stored by older versions have none)"
-            ))
-        })?;
-    let checkpoint = Checkpoint::from_bytes(&bytes).map_err(bad)?;
-    if checkpoint.epoch != epoch as usize {
-        return Err(bad(format!(
-            "run {run_id}'s checkpoint says epoch {} but is stored at epoch {epoch}",
-            checkpoint.epoch
-        )));
-    }
-    // Everything that can be wrong is checked before the store changes.
-    let mut trainer = Trainer::new(config.clone()).map_err(classify)?;
-    trainer.resume_from(&checkpoint).map_err(classify)?;
-    let dropped = store.delete_epochs_after(run_id, epoch)?;
-    let owner = crate::owner::this_process();
-    store.take_over(run_id, &owner)?;
     eprintln!(
-        "resuming run {run_id} ({}) after epoch {epoch} of {}{}, device {}",
+        "resuming run {} ({}) after epoch {checkpoint_epoch} of {}{}, device {}",
+        args.run,
         row.name,
-        config.epochs,
+        trainer.config().epochs,
         if dropped > 0 {
             format!(" ({dropped} later epochs without a checkpoint are trained again)")
         } else {
@@ -113,7 +73,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
     train_into(
         store,
         owner,
-        run_id,
+        args.run,
         &mut trainer,
         &Driving {
             store_path: &args.store,

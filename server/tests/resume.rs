@@ -19,7 +19,7 @@ use actiscope_store::Store;
 
 mod common;
 
-use common::binary;
+use common::{binary, http, serve};
 
 /// A small run: a few milliseconds per epoch, so a kill lands mid-run.
 const RUN: [&str; 10] = [
@@ -225,4 +225,63 @@ fn a_checkpoint_every_few_epochs_drops_the_later_epochs_and_trains_them_again() 
         (1..=n).collect::<Vec<_>>(),
         "no gap, no epoch twice"
     );
+}
+
+#[test]
+fn the_api_resumes_an_interrupted_run_and_refuses_what_cannot_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("runs.db");
+    let mut train = Command::new(binary())
+        .arg("train")
+        .args(RUN)
+        .args(["--epochs", "60", "--store"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Store::open(&store)
+        .and_then(|s| s.epochs(1))
+        .map_or(0, |e| e.len())
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no second epoch");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    train.kill().unwrap();
+    train.wait().unwrap();
+    assert!(
+        metrics(&store, 1).len() < 60,
+        "killed too late to test anything"
+    );
+    let (mut server, addr) = serve(&store);
+    let (status, body) = http(addr, "POST", "/api/runs/1/resume", "");
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = http(addr, "GET", "/api/runs/1", "");
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] == "completed" {
+            assert_eq!(run["epochs_stored"], 60);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed run did not finish: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let numbers: Vec<usize> = metrics(&store, 1).iter().map(|m| m.epoch).collect();
+    assert_eq!(numbers, (1..=60).collect::<Vec<_>>());
+    for (path, status, says) in [
+        ("/api/runs/1/resume", 409, "completed all its epochs"),
+        ("/api/runs/7/resume", 404, "there is no run 7"),
+    ] {
+        let (got, body) = http(addr, "POST", path, "");
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

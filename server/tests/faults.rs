@@ -193,7 +193,7 @@ fn a_store_that_cannot_grow_is_a_clear_error_and_keeps_what_was_stored() {
     // fail (with SIGXFSZ ignored) as they would with ENOSPC.
     let output = Command::new("bash")
         .arg("-c")
-        .arg(r#"trap '' XFSZ; ulimit -f 1500; exec "$0" "$@""#)
+        .arg(r#"trap '' XFSZ; ulimit -f 6000; exec "$0" "$@""#)
         .arg(binary())
         .args([
             "train",

@@ -702,6 +702,54 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_kind_keeps_only_the_newest_and_resuming_drops_later_epochs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut store = Store::open_in_memory()?;
+        let run_id = store.record_run(&NewRun {
+            name: "r",
+            config_json: "{}",
+            device: "cpu",
+            dataset_sha256: "",
+            owner: "old",
+            snapshots: &[],
+        })?;
+        for epoch in 1..=5u32 {
+            let checkpoint = [epoch as u8; 3];
+            let mut blobs: Vec<(&str, &[u8])> = vec![("epoch", &[1, 2])];
+            // Epochs 1, 3 and 5 checkpoint.
+            if epoch % 2 == 1 {
+                blobs.push(("checkpoint", &checkpoint));
+            }
+            store.put_epoch_keeping_latest(run_id, epoch, "{}", &blobs, &["checkpoint"])?;
+        }
+        assert_eq!(
+            store.latest_snapshot(run_id, "checkpoint")?,
+            Some((5, vec![5, 5, 5]))
+        );
+        assert_eq!(
+            store.snapshots_from(run_id, "checkpoint", 0)?.len(),
+            1,
+            "the older ones went in the same transaction"
+        );
+        assert_eq!(store.snapshots_from(run_id, "epoch", 0)?.len(), 5);
+        assert_eq!(store.latest_snapshot(run_id, "nothing")?, None);
+        // Resuming from epoch 3 drops epochs 4 and 5, metrics and blobs.
+        assert_eq!(store.delete_epochs_after(run_id, 3)?, 2);
+        assert_eq!(store.epochs(run_id)?.len(), 3);
+        assert_eq!(store.snapshot(run_id, 5, "checkpoint")?, None);
+        assert_eq!(store.snapshots_from(run_id, "epoch", 0)?.len(), 3);
+        store.set_status(run_id, RunStatus::Interrupted)?;
+        assert!(store.take_over(run_id, "new")?);
+        let row = store.run(run_id)?.ok_or("run")?;
+        assert_eq!(
+            (row.owner.as_str(), row.status.as_str()),
+            ("new", "running")
+        );
+        assert!(!store.take_over(run_id + 1, "new")?);
+        Ok(())
+    }
+
+    #[test]
     fn only_runs_of_gone_owners_are_marked_interrupted() -> Result<(), Box<dyn std::error::Error>> {
         let mut store = Store::open_in_memory()?;
         let run = |owner| NewRun {

@@ -290,17 +290,24 @@ async fn dashboard_reconnects_after_the_server_dies_and_follows_a_new_run() {
     let (status, body) = actiscope_e2e::http_post_json(
         server.addr,
         "/api/runs",
-        r#"{"epochs":20,"probe":"n=200","device":"flex"}"#,
+        r#"{"epochs":60,"probe":"n=200","device":"flex"}"#,
     )
     .await
     .expect("POST /api/runs");
     assert_eq!(status, 201, "{body}");
     let stopped: serde_json::Value = serde_json::from_str(&body).expect("run summary");
     let stopped_id = stopped["run_id"].as_i64().expect("run id");
-    wait_for_text(&client, "#epoch-label", Duration::from_secs(300), |t| {
-        t.starts_with("epoch ") && t.ends_with(" of 20")
-    })
-    .await;
+    // As soon as it has a checkpoint: its epochs take milliseconds.
+    loop {
+        let (_, body) = actiscope_e2e::http_get(server.addr, &format!("/api/runs/{stopped_id}"))
+            .await
+            .expect("GET run");
+        let run: serde_json::Value = serde_json::from_str(&body).expect("run");
+        if run["epochs_stored"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (status, body) =
         actiscope_e2e::http_post_json(server.addr, &format!("/api/runs/{stopped_id}/stop"), "")
             .await
@@ -322,7 +329,7 @@ async fn dashboard_reconnects_after_the_server_dies_and_follows_a_new_run() {
     })
     .await;
     wait_for_text(&client, "#epoch-label", Duration::from_secs(60), |t| {
-        t == "epoch 20 of 20"
+        t == "epoch 60 of 60"
     })
     .await;
     let (_, body) = actiscope_e2e::http_get(server.addr, &format!("/api/runs/{stopped_id}/epochs"))
@@ -330,7 +337,7 @@ async fn dashboard_reconnects_after_the_server_dies_and_follows_a_new_run() {
         .expect("GET epochs");
     let epochs: Vec<serde_json::Value> = serde_json::from_str(&body).expect("epochs");
     let numbers: Vec<u64> = epochs.iter().filter_map(|e| e["epoch"].as_u64()).collect();
-    assert_eq!(numbers, (1..=20).collect::<Vec<u64>>(), "every epoch once");
+    assert_eq!(numbers, (1..=60).collect::<Vec<u64>>(), "every epoch once");
     client.close().await.expect("close session");
 }
 

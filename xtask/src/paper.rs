@@ -1,5 +1,6 @@
 //! `cargo xtask paper apd` and `cargo xtask paper nmf`: train what a seed paper describes on
-//! the built-in digits with the release `actiscope`, draw its figures with `actiscope report`,
+//! the built-in digits (or `--dataset fashion-mnist`, where Debian's package is installed) with
+//! the release `actiscope`, draw its figures with `actiscope report`,
 //! check each of its measurable claims against the numbers in the report's `report.json` (the
 //! API's answers), and write the figures and a markdown table (claim, what the paper says,
 //! what was measured, whether it holds) into `docs/papers/`.
@@ -32,6 +33,44 @@ pub struct PaperArgs {
     /// Folder for the markdown and the figures.
     #[arg(long, default_value = "docs/papers")]
     out: PathBuf,
+    /// `digits` (built in) or `fashion-mnist` (Debian's `dataset-fashion-mnist`, where
+    /// installed); another dataset writes its files with its name appended
+    /// (`apd-fashion-mnist.md`).
+    #[arg(long, default_value = "digits")]
+    dataset: String,
+}
+
+/// The data a paper is reproduced on, as the markdown describes it.
+struct Data {
+    /// The `--dataset` name.
+    name: String,
+    /// Appended to file and folder names: empty for the built-in digits.
+    suffix: String,
+    /// What it is, for the setup paragraph.
+    description: &'static str,
+}
+
+impl Data {
+    fn of(name: &str) -> anyhow::Result<Self> {
+        let description = match name {
+            "digits" => {
+                "actiscope's built-in digits (8,100 training and 900 validation images of MNIST)"
+            }
+            "fashion-mnist" => {
+                "Fashion-MNIST from Debian's `dataset-fashion-mnist` (54,000 training and 6,000 validation images)"
+            }
+            other => bail!("the papers are reproduced on digits or fashion-mnist, not {other:?}"),
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            suffix: if name == "digits" {
+                String::new()
+            } else {
+                format!("-{name}")
+            },
+            description,
+        })
+    }
 }
 
 /// One row of a claims table.
@@ -78,8 +117,8 @@ pub fn paper(args: &PaperArgs) -> anyhow::Result<()> {
     let work = repo_root().join("target/paper");
     std::fs::create_dir_all(&work)?;
     match args.which.as_str() {
-        "apd" => apd(&binary, &work, &out, args.epochs),
-        "nmf" => nmf(&binary, &work, &out),
+        "apd" => apd(&binary, &work, &out, args.epochs, &Data::of(&args.dataset)?),
+        "nmf" => nmf(&binary, &work, &out, &Data::of(&args.dataset)?),
         other => bail!("unknown paper {other:?}: use apd or nmf"),
     }
 }
@@ -196,10 +235,12 @@ fn date() -> String {
 
 /// The APD paper: its MLP, SGD at lr 0.001, the training set's unique patterns (Fig. 1), the
 /// Sankey of 500 instances of label 1 (Fig. 2) and the training set's flows (Fig. 3).
-fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<()> {
-    let store = fresh_store(work, "apd.db");
+fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize, data: &Data) -> anyhow::Result<()> {
+    let store = fresh_store(work, &format!("apd{}.db", data.suffix));
     let epochs_text = epochs.to_string();
     let flags = [
+        "--dataset",
+        &data.name,
         "--preset",
         "apd-paper",
         "--epochs",
@@ -220,7 +261,8 @@ fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let figures = out.join("apd");
+    let folder = format!("apd{}", data.suffix);
+    let figures = out.join(&folder);
     // This command owns the folder: its figures are replaced whole.
     let _ = std::fs::remove_dir_all(&figures);
     let report = report(
@@ -255,7 +297,13 @@ fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<
         })
         .collect();
     let layers = counts.first().map_or(0, Vec::len);
-    let n_train = 8100.0;
+    // The training set's size: every training instance is in one flow.
+    let n_train: f64 = source(&report, "flows", shown.last().map(|&e| e as u64))?["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["strength"].as_f64())
+        .sum();
     let mut claims = Vec::new();
     // Fig. 1: every layer's count grows.
     let epoch_axis: Vec<f64> = (1..=counts.len()).map(|e| e as f64).collect();
@@ -412,17 +460,17 @@ fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<
          Craighero et al., *Activation Pattern Diagrams* (`../shared/papers/apd-activation-pattern-diagrams.txt`).\n\
          Written by `cargo xtask paper apd` on {date}; rerun it to refresh every number and figure here.\n\n\
          **Setup.** The paper's network: 784-40-40-40-10 MLP, ReLU, SGD at a fixed learning rate of 0.001, \
-         batch 64 (the paper does not state its batch), {epochs} epochs (the paper: 500), on actiscope's \
-         built-in digits (8,100 training and 900 validation images; the paper: 54,000 and 6,000 of \
-         MNIST). Unique patterns (Fig. 1) and flows (Fig. 3, flows over hidden layers 2 and 3, binned as \
+         batch 64 (the paper does not state its batch), {epochs} epochs (the paper: 500), on \
+         {data} (the paper: 54,000 and 6,000 of MNIST). Unique patterns (Fig. 1) and flows (Fig. 3, flows over hidden layers 2 and 3, binned as \
          the paper's figure) are over the whole training set; the Sankey (Fig. 2) is over 500 training \
          instances of label 1. Lowest validation loss at epoch {best} (the paper: 309); final validation \
          accuracy {acc:.1}%.\n\n\
          The thresholds marked *judged* are this reproduction's reading of words the paper gives no \
-         number for. Counts on 8,100 instances are smaller than the paper's on 54,000; ratios and \
-         orderings compare, absolute counts do not.\n\n{table}\n\
+         number for. Counts on {n_train:.0} training instances compare with the paper's on 54,000 \
+         through ratios and orderings, not as absolute numbers.\n\n{table}\n\
          ## Figures\n\n\
-         ![Fig. 1](apd/unique-patterns.png)\n\n![Loss](apd/training.png)\n\n",
+         ![Fig. 1]({folder}/unique-patterns.png)\n\n![Loss]({folder}/training.png)\n\n",
+        data = data.description,
         date = date(),
         acc = 100.0 * final_acc,
         table = table(&claims),
@@ -430,16 +478,13 @@ fn apd(binary: &Path, work: &Path, out: &Path, epochs: usize) -> anyhow::Result<
     for &e in &shown {
         let _ = write!(
             md,
-            "Epoch {e}: ![Sankey, epoch {e}](apd/sankey-epoch{e}.png) ![Flows, epoch {e}](apd/flows-epoch{e}.png)\n\n"
+            "Epoch {e}: ![Sankey, epoch {e}]({folder}/sankey-epoch{e}.png) ![Flows, epoch {e}]({folder}/flows-epoch{e}.png)\n\n"
         );
     }
-    std::fs::write(out.join("apd.md"), &md)?;
+    let page = out.join(format!("{folder}.md"));
+    std::fs::write(&page, &md)?;
     println!("{}", table(&claims));
-    println!(
-        "wrote {} and {}",
-        out.join("apd.md").display(),
-        figures.display()
-    );
+    println!("wrote {} and {}", page.display(), figures.display());
     Ok(())
 }
 
@@ -506,15 +551,25 @@ struct Measured {
 /// The factorization paper: its CNN trained one epoch per case study, the coupled NMF of the
 /// test images and both conv layers' activations at ranks 10-50 (unweighted blocks, 200
 /// rounds, no early stop), spectra and latent images.
-fn nmf(binary: &Path, work: &Path, out: &Path) -> anyhow::Result<()> {
-    let store = fresh_store(work, "nmf.db");
-    let figures = out.join("nmf");
+fn nmf(binary: &Path, work: &Path, out: &Path, data: &Data) -> anyhow::Result<()> {
+    let store = fresh_store(work, &format!("nmf{}.db", data.suffix));
+    let folder = format!("nmf{}", data.suffix);
+    let figures = out.join(&folder);
     let _ = std::fs::remove_dir_all(&figures);
     std::fs::create_dir_all(&figures)?;
     let ranks_text = NMF_RANKS.map(|r| r.to_string()).join(",");
     let mut measured = Vec::new();
     for case in &CASES {
-        let mut flags = vec!["--model", "cnn", "--epochs", "1", "--probe", "n=1000"];
+        let mut flags = vec![
+            "--dataset",
+            &data.name,
+            "--model",
+            "cnn",
+            "--epochs",
+            "1",
+            "--probe",
+            "n=1000",
+        ];
         flags.extend_from_slice(case.flags);
         let summary = train(binary, &store, &flags)?;
         let run_id = summary["run_id"].as_i64().context("run id")?;
@@ -681,20 +736,21 @@ fn nmf(binary: &Path, work: &Path, out: &Path) -> anyhow::Result<()> {
          Written by `cargo xtask paper nmf` on {date}; rerun it to refresh every number and figure here.\n\n\
          **Setup.** The paper's CNN (conv 1->10 5x5, pool, ReLU, conv 10->20 5x5, pool, ReLU, dense \
          softmax), one epoch per network as in the paper, Adam at lr 0.001 and batch 64 (the paper \
-         states neither), on actiscope's built-in digits (8,100 training images; the paper: 60,000 \
-         of MNIST). Accuracy is over the 900 validation images (every class). The coupled NMF \
+         states neither), on {data} (the paper: 60,000 of MNIST). Accuracy is over the validation \
+         images (every class). The coupled NMF \
          factorizes 1,000 test images' pixels and both conv layers' activations together, with the \
          paper's objective: unweighted blocks, 200 multiplicative-update rounds, no early stop, \
          uniform random start (seed 0); RMSE is over all blocks, in their own units. Case III orders \
          the training set class by class, 9 first, unshuffled.\n\n{table}\n## Networks\n\n\
          | case | validation accuracy | RMSE at rank 10 / 20 / 30 / 40 / 50 | figures |\n| --- | --- | --- | --- |\n",
+        data = data.description,
         date = date(),
         table = table(&claims),
     );
     for (case, m) in CASES.iter().zip(&measured) {
         let _ = writeln!(
             md,
-            "| {} | {:.1}% | {} | [RMSE](nmf/{n}/nmf-rmse.png), [latent images](nmf/{n}/nmf-latents-epoch1.png), [neurons x factors](nmf/{n}/nmf-factors-epoch1.png), [spectra](nmf/{n}/spectra-epoch1.png) |",
+            "| {} | {:.1}% | {} | [RMSE]({folder}/{n}/nmf-rmse.png), [latent images]({folder}/{n}/nmf-latents-epoch1.png), [neurons x factors]({folder}/{n}/nmf-factors-epoch1.png), [spectra]({folder}/{n}/spectra-epoch1.png) |",
             case.label,
             100.0 * m.accuracy,
             fmt_rmse(m),
@@ -703,15 +759,12 @@ fn nmf(binary: &Path, work: &Path, out: &Path) -> anyhow::Result<()> {
     }
     let _ = write!(
         md,
-        "\n![Latent images, all data](nmf/all/nmf-latents-epoch1.png)\n\n\
-         ![Latent images, case III](nmf/by-class/nmf-latents-epoch1.png)\n"
+        "\n![Latent images, all data]({folder}/all/nmf-latents-epoch1.png)\n\n\
+         ![Latent images, case III]({folder}/by-class/nmf-latents-epoch1.png)\n"
     );
-    std::fs::write(out.join("nmf.md"), &md)?;
+    let page = out.join(format!("{folder}.md"));
+    std::fs::write(&page, &md)?;
     println!("{}", table(&claims));
-    println!(
-        "wrote {} and {}",
-        out.join("nmf.md").display(),
-        figures.display()
-    );
+    println!("wrote {} and {}", page.display(), figures.display());
     Ok(())
 }

@@ -317,13 +317,18 @@ async fn dashboard_reconnects_after_the_server_dies_and_follows_a_new_run() {
         t == "stopped"
     })
     .await;
-    client
-        .find(Locator::Css("#run-resume"))
-        .await
-        .expect("a Resume button on a stopped run")
-        .click()
-        .await
-        .expect("click Resume");
+    // Clicked in the page: the header re-renders as run lists arrive, so a WebDriver handle to
+    // the button could go stale between finding and clicking it.
+    let clicked = js(
+        &client,
+        "const b = document.getElementById('run-resume'); if (b) { b.click(); } return !!b;",
+    )
+    .await;
+    assert_eq!(
+        clicked,
+        serde_json::json!(true),
+        "a Resume button on a stopped run"
+    );
     wait_for_text(&client, "#run-status", Duration::from_secs(300), |t| {
         t == "completed"
     })

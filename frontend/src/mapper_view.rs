@@ -350,7 +350,9 @@ fn MapperPanel(
                     let (run_id, epoch) = (run_id.get()?, epoch.get()?);
                     let lens_path = mapper_path(run_id, epoch, &settings.get());
                     let lens_query = lens_path.split_once('?').map_or("", |(_, q)| q).to_owned();
-                    Some(FigureRef { run_id, name: "mapper", query: format!("epoch={epoch}&{lens_query}") })
+                    let shown = colour_by.get();
+                    let colour = ColourBy::ALL.iter().find(|(c, _, _)| *c == shown).map_or("purity", |(_, key, _)| *key);
+                    Some(FigureRef { run_id, name: "mapper", query: format!("epoch={epoch}&{lens_query}&colour={colour}") })
                 }) />
                 <label>"layer "
                     <select class="mapper-layer" on:change=move |ev| {

@@ -7,7 +7,8 @@
 //! mapper; `rank`, `layers`, … for the NMF; `method`, `reference` for similarity) plus
 //! `epoch`, `width`, `height`, `nodes` (Sankey nodes per layer), `from`/`to`/`set`/`binning`
 //! (flows),
-//! `epochs` (the epochs of the RMSE curves) and `compare`/`epoch_b` (a second run).
+//! `epochs` (the epochs of the RMSE curves), `colour` (the mapper's node colour: `purity`,
+//! `errors`, `norm`, `class`) and `compare`/`epoch_b` (a second run).
 
 use std::sync::Arc;
 
@@ -19,9 +20,9 @@ use actiscope_protocol::{EpochMetrics, EpochSnapshot};
 use actiscope_report::grids::{factor_loadings, flow_histogram, similarity};
 use actiscope_report::latents::LatentImages;
 use actiscope_report::lines;
-use actiscope_report::mapper::MapperFigure;
+use actiscope_report::mapper::{MapperFigure, NodeColour};
 use actiscope_report::sankey::SankeyFigure;
-use actiscope_report::{Figure, FigureName, Panel};
+use actiscope_report::{Figure, FigureName, Panel, ReportError};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -375,7 +376,9 @@ pub async fn draw(
                 lenses::mapper_json(hub.clone(), cache.clone(), run_id, epoch, params).await?;
             let api = with_query(format!("{epoch_path}/mapper"), &query.subset(MAPPER_KEYS));
             let (graph, source): (MapperGraph, _) = decode(&api, &bytes)?;
+            let colour = parse_colour(query.get("colour").unwrap_or("purity")).map_err(bad)?;
             let panel = Panel::Mapper(MapperFigure {
+                colour,
                 title: format!(
                     "Mapper graph of layer {}, epoch {epoch} ({} nodes, {} edges)",
                     layer_idx + 1,
@@ -533,9 +536,75 @@ pub async fn render(
         drawn
             .figure
             .render(format, drawn.size.0, drawn.size.1)
-            .map_err(|e| AnswerError::BadRequest(e.to_string()))
+            .map_err(|e| match e {
+                // What was asked cannot be drawn.
+                ReportError::Size { .. } | ReportError::Data(_) => {
+                    AnswerError::BadRequest(e.to_string())
+                }
+                // The drawing or encoding failed: the server's fault.
+                ReportError::Draw(_) | ReportError::Png(_) => AnswerError::Worker(e.to_string()),
+            })
     })
     .await
+}
+
+fn parse_colour(text: &str) -> Result<NodeColour, String> {
+    NodeColour::parse(text)
+        .ok_or_else(|| format!("unknown colour {text:?}: use purity, errors, norm or class"))
+}
+
+/// Every key a figure reads, whatever the figure.
+const FIGURE_KEYS: &[&str] = &[
+    "epoch",
+    "width",
+    "height",
+    "nodes",
+    "from",
+    "to",
+    "set",
+    "binning",
+    "epochs",
+    "ranks",
+    "colour",
+    "method",
+    "reference",
+    "compare",
+    "epoch_b",
+];
+
+/// Checks every parameter in `query` the way the figures will read it, so a report refuses a
+/// bad one before it draws anything (a figure drawn over HTTP reports its own).
+pub fn check_query(query: &FigureQuery) -> Result<(), String> {
+    for (key, _) in &query.pairs {
+        let known = FIGURE_KEYS.contains(&key.as_str())
+            || MAPPER_KEYS.contains(&key.as_str())
+            || NMF_KEYS.contains(&key.as_str());
+        if !known {
+            return Err(format!(
+                "unknown parameter {key:?}; the figures take {}",
+                [FIGURE_KEYS, MAPPER_KEYS, NMF_KEYS].concat().join(", ")
+            ));
+        }
+    }
+    for key in [
+        "epoch", "width", "height", "from", "to", "compare", "epoch_b", "nodes",
+    ] {
+        query.number::<u64>(key)?;
+    }
+    query.lens_query::<MapperQuery>(MAPPER_KEYS)?.params()?;
+    let nmf: NmfQuery = query.lens_query(&[NMF_KEYS, &["ranks"]].concat())?;
+    nmf.params()?;
+    nmf.ranks()?;
+    let sim: SimilarityQuery = query.lens_query(&["method", "reference"])?;
+    sim.method()?;
+    sim.reference()?;
+    lenses::flows::FlowSet::parse(query.get("set").unwrap_or("probe"))?;
+    lenses::flows::parse_binning(query.get("binning").unwrap_or("even"))?;
+    parse_colour(query.get("colour").unwrap_or("purity"))?;
+    if let Some(text) = query.get("epochs") {
+        numbers(text)?;
+    }
+    Ok(())
 }
 
 /// Hidden layers of a run.

@@ -782,28 +782,51 @@ impl Hub {
         Ok((run_id, trainer, stop))
     }
 
-    /// Restores run `run_id` for this hub's process and registers its stop flag.
+    /// Restores run `run_id` for this hub's process and registers its stop flag. The flag is
+    /// registered first, so a second resume, a delete or a stop sees the run as busy while its
+    /// data load and checkpoint run outside the store's lock.
     fn prepare_resume(&self, run_id: i64) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
-        let trained_here = self
-            .stops
-            .lock()
-            .map_err(|_| HubError::Poisoned)?
-            .contains_key(&run_id);
-        let resumed = {
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let mut stops = self.stops.lock().map_err(|_| HubError::Poisoned)?;
+            if stops.contains_key(&run_id) {
+                let plan = self
+                    .store
+                    .lock()
+                    .map_err(|_| HubError::Poisoned)
+                    .map(|store| crate::resume::check(&store, run_id, true));
+                return Err(match plan {
+                    Ok(Err(err)) => err.into(),
+                    Ok(Ok(_)) | Err(_) => HubError::Busy(run_id),
+                });
+            }
+            stops.insert(run_id, Arc::clone(&stop));
+        }
+        let prepared = (|| {
+            let plan = {
+                let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+                crate::resume::check(&store, run_id, false)?
+            };
+            let trainer = crate::resume::build(&plan)?;
             let mut store = self.store.lock().map_err(|_| HubError::Poisoned)?;
-            crate::resume::restore(&mut store, run_id, &self.owner, trained_here)?
+            let dropped =
+                crate::resume::commit(&mut store, run_id, plan.checkpoint_epoch, &self.owner)?;
+            Ok::<_, HubError>((trainer, dropped))
+        })();
+        let (trainer, dropped) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                self.forget(run_id);
+                return Err(err);
+            }
         };
-        if resumed.dropped > 0
+        if dropped > 0
             && let Ok(mut frames) = self.frames.lock()
         {
             frames.forget_run(run_id);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        if let Ok(mut stops) = self.stops.lock() {
-            stops.insert(run_id, Arc::clone(&stop));
-        }
         self.run_changed(run_id);
-        Ok((run_id, resumed.trainer, stop))
+        Ok((run_id, trainer, stop))
     }
 
     /// Asks a running run to stop after its epoch in flight; returns whether it was running.

@@ -161,20 +161,36 @@ fn plan(args: &ReportArgs) -> anyhow::Result<Plan> {
         serde_urlencoded::from_str::<Vec<(String, String)>>(&args.params)
             .map_err(|e| bad(format!("cannot read --params: {e}")))?,
     );
+    let query = FigureQuery::from_pairs(pairs);
+    figures::check_query(&query).map_err(|e| bad(format!("--params: {e}")))?;
     Ok(Plan {
         formats,
         names,
         explicit,
-        query: FigureQuery::from_pairs(pairs),
+        query,
     })
 }
 
-/// The hidden folder a report is built in before it is renamed to `out`.
-fn staging_dir(out: &Path) -> PathBuf {
+/// A hidden folder of this process beside `out`: `what` is `partial` (the report being built)
+/// or `old` (the previous report while the new one takes its place).
+fn aside_dir(out: &Path, what: &str) -> PathBuf {
     let name = out
         .file_name()
         .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
-    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+    out.with_file_name(format!(".{name}.{what}-{}", std::process::id()))
+}
+
+/// Whether `dir` holds a report this command wrote: its `report.json` reads as one (a run and
+/// a list of figures), not merely a file of that name.
+fn is_report(dir: &Path) -> bool {
+    std::fs::read(dir.join("report.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|json| {
+            json.pointer("/run/run_id")
+                .is_some_and(serde_json::Value::is_i64)
+                && json.get("figures").is_some_and(serde_json::Value::is_array)
+        })
 }
 
 /// Checks that `out` is missing, empty, or a previous report.
@@ -187,7 +203,7 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
         ))),
         Err(err) => Err(bad(format!("cannot read --out {}: {err}", out.display()))),
         Ok(mut entries) => {
-            if entries.next().is_none() || out.join("report.json").is_file() {
+            if entries.next().is_none() || is_report(out) {
                 Ok(())
             } else {
                 Err(bad(format!(
@@ -238,6 +254,16 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     if stored.is_empty() {
         return Err(bad(format!("run {run_id} has no stored epoch yet")));
     }
+    for key in ["layer", "from", "to"] {
+        if let Ok(Some(layer)) = plan.query.number::<u32>(key)
+            && layer >= summary.hidden_layers
+        {
+            return Err(bad(format!(
+                "--params: {key}={layer}, but run {run_id} has hidden layers 0 to {}",
+                summary.hidden_layers.saturating_sub(1)
+            )));
+        }
+    }
     let epochs = match &args.epochs {
         Some(asked) => {
             for epoch in asked {
@@ -253,15 +279,17 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
         }
         None => figures::default_epochs(&stored),
     };
-    let staging = staging_dir(&args.out);
+    let staging = aside_dir(&args.out, "partial");
     std::fs::create_dir_all(&staging).map_err(|e| {
         bad(format!(
             "cannot write a report next to {}: {e}",
             args.out.display()
         ))
     })?;
+    // Ctrl-C stops after the figure in flight and removes what was written.
+    let stop = crate::ctrl_c::stop_flag()?;
     let result = runtime.block_on(write_report(
-        &hub, &cache, &summary, &plan, &epochs, &staging,
+        &hub, &cache, &summary, &plan, &epochs, &staging, &stop,
     ));
     match result.and_then(|count| {
         replace_dir(&staging, &args.out)?;
@@ -288,19 +316,21 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Moves the finished report into place, replacing a previous one.
+/// Moves the finished report into place, replacing a previous one; if the new one cannot take
+/// its place, the previous one is put back.
 fn replace_dir(staging: &Path, out: &Path) -> anyhow::Result<()> {
-    if out.exists() {
-        let old = staging.with_extension("old");
-        std::fs::rename(out, &old)
-            .with_context(|| format!("moving the previous report {} aside", out.display()))?;
-        std::fs::rename(staging, out)
-            .with_context(|| format!("moving the report to {}", out.display()))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(staging, out)
-            .with_context(|| format!("moving the report to {}", out.display()))?;
+    if !out.exists() {
+        return std::fs::rename(staging, out)
+            .with_context(|| format!("moving the report to {}", out.display()));
     }
+    let old = aside_dir(out, "old");
+    std::fs::rename(out, &old)
+        .with_context(|| format!("moving the previous report {} aside", out.display()))?;
+    if let Err(err) = std::fs::rename(staging, out) {
+        let _ = std::fs::rename(&old, out);
+        return Err(err).with_context(|| format!("moving the report to {}", out.display()));
+    }
+    let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
 
@@ -327,6 +357,7 @@ async fn write_report(
     plan: &Plan,
     epochs: &[u32],
     dir: &Path,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<(usize, usize)> {
     let jobs: Vec<(FigureName, Option<u32>)> = plan
         .names
@@ -349,6 +380,10 @@ async fn write_report(
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     for (name, epoch) in jobs {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            progress.abandon();
+            anyhow::bail!("stopped by Ctrl-C; nothing was written");
+        }
         progress.set_message(match epoch {
             Some(e) => format!("{} epoch {e}", name.as_str()),
             None => name.as_str().to_owned(),

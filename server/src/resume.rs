@@ -39,16 +39,29 @@ pub struct Resumed {
     pub dropped: usize,
 }
 
-/// Restores run `run_id` of `store` from its newest checkpoint for `owner`; `trained_here`
-/// says whether this process is training or queueing it right now.
-pub fn restore(
-    store: &mut Store,
-    run_id: i64,
-    owner: &str,
-    trained_here: bool,
-) -> Result<Resumed, ResumeError> {
+/// What a resume starts from, read and checked, nothing changed yet.
+pub struct Plan {
+    /// The run as it is.
+    pub row: RunRow,
+    /// Its configuration.
+    pub config: TrainConfig,
+    /// Its newest checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The epoch the checkpoint is stored at.
+    pub checkpoint_epoch: u32,
+}
+
+/// Checks that run `run_id` can resume and reads what it resumes from; `trained_here` says
+/// whether this process is training, queueing or finishing it right now. Changes nothing.
+pub fn check(store: &Store, run_id: i64, trained_here: bool) -> Result<Plan, ResumeError> {
     let row = store.run(run_id)?.ok_or(ResumeError::Unknown(run_id))?;
     let refuse = |message: String| Err(ResumeError::Refused(message));
+    if trained_here {
+        return refuse(format!(
+            "run {run_id} is training or finishing in this server; try again once it is {}",
+            "stopped"
+        ));
+    }
     match row.status.as_str() {
         "completed" => return refuse(format!("run {run_id} completed all its epochs")),
         "diverged" => {
@@ -57,12 +70,11 @@ pub fn restore(
             ));
         }
         "running" | "queued"
-            if trained_here
-                || !crate::owner::is_gone(
-                    &row.owner,
-                    row.heartbeat_unix_ms,
-                    actiscope_store::now_unix_ms(),
-                ) =>
+            if !crate::owner::is_gone(
+                &row.owner,
+                row.heartbeat_unix_ms,
+                actiscope_store::now_unix_ms(),
+            ) =>
         {
             return refuse(format!(
                 "run {run_id} is {} by a live process ({}); stop it first",
@@ -89,14 +101,45 @@ pub fn restore(
             checkpoint.epoch
         ));
     }
-    let mut trainer = Trainer::new(config)?;
-    trainer.resume_from(&checkpoint)?;
+    Ok(Plan {
+        row,
+        config,
+        checkpoint,
+        checkpoint_epoch,
+    })
+}
+
+/// The trainer `plan` resumes: its data loaded, its device chosen, the checkpoint applied.
+/// Touches no store (it can take seconds).
+pub fn build(plan: &Plan) -> Result<Trainer, ResumeError> {
+    let mut trainer = Trainer::new(plan.config.clone())?;
+    trainer.resume_from(&plan.checkpoint)?;
+    Ok(trainer)
+}
+
+/// Drops the epochs after the checkpoint and hands the run to `owner`; returns how many
+/// epochs were dropped.
+pub fn commit(
+    store: &mut Store,
+    run_id: i64,
+    checkpoint_epoch: u32,
+    owner: &str,
+) -> Result<usize, ResumeError> {
     let dropped = store.delete_epochs_after(run_id, checkpoint_epoch)?;
     store.take_over(run_id, owner)?;
+    Ok(dropped)
+}
+
+/// [`check`], [`build`] and [`commit`] in one go, for a process that owns the store alone
+/// (`actiscope resume`).
+pub fn restore(store: &mut Store, run_id: i64, owner: &str) -> Result<Resumed, ResumeError> {
+    let plan = check(store, run_id, false)?;
+    let trainer = build(&plan)?;
+    let dropped = commit(store, run_id, plan.checkpoint_epoch, owner)?;
     Ok(Resumed {
-        row,
+        row: plan.row,
         trainer,
-        checkpoint_epoch,
+        checkpoint_epoch: plan.checkpoint_epoch,
         dropped,
     })
 }

@@ -49,7 +49,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
         mut trainer,
         checkpoint_epoch,
         dropped,
-    } = restore(&mut store, args.run, &owner, false).map_err(|e| match e {
+    } = restore(&mut store, args.run, &owner).map_err(|e| match e {
         ResumeError::Unknown(run_id) => bad(format!(
             "there is no run {run_id} in {}",
             args.store.display()

@@ -20,6 +20,8 @@ static DEJAVU_SANS: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 pub const MIN_SIDE: u32 = 64;
 /// Largest side of a picture, in pixels.
 pub const MAX_SIDE: u32 = 8192;
+/// Most pixels of a picture (a PNG is drawn in a 3-byte-per-pixel buffer: 48 MiB at most).
+pub const MAX_PIXELS: u64 = 4096 * 4096;
 
 /// Picture formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +71,7 @@ fn register_font() {
 /// Checks a requested size.
 pub fn check_size(width: u32, height: u32) -> Result<(), ReportError> {
     let ok = |side: u32| (MIN_SIDE..=MAX_SIDE).contains(&side);
-    if ok(width) && ok(height) {
+    if ok(width) && ok(height) && u64::from(width) * u64::from(height) <= MAX_PIXELS {
         Ok(())
     } else {
         Err(ReportError::Size {
@@ -157,6 +159,8 @@ mod tests {
         assert!(check_size(640, 480).is_ok());
         assert!(check_size(MIN_SIDE - 1, 480).is_err());
         assert!(check_size(640, MAX_SIDE + 1).is_err());
+        assert!(check_size(MAX_SIDE, 2048).is_ok());
+        assert!(check_size(MAX_SIDE, MAX_SIDE).is_err(), "too many pixels");
         assert_eq!(Format::parse("png"), Some(Format::Png));
         assert_eq!(Format::parse("gif"), None);
         assert!(plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU_SANS).is_ok());

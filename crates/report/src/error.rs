@@ -6,7 +6,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ReportError {
     /// The requested picture size is outside what is drawn.
-    #[error("a figure is {min} to {max} pixels wide and high, not {width} x {height}")]
+    #[error(
+        "a figure is {min} to {max} pixels wide and high, at most 16.7 million pixels in all, \
+         not {width} x {height}"
+    )]
     Size {
         /// Requested width.
         width: u32,

@@ -116,7 +116,10 @@ impl Grid {
             .map(|l| l.chars().count())
             .max()
             .unwrap_or(0);
-        let left = (label_chars as i32 * 7 + 12).clamp(24, width / 3);
+        // At most a third of the panel, but never a negative or inverted range.
+        let left = (label_chars as i32 * 7 + 12)
+            .max(24)
+            .min((width / 3).max(24));
         let (top, bottom, right) = (30, 34, 70);
         let grid_w = (width - left - right).max(1);
         let grid_h = (height - top - bottom).max(1);

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use actiscope_layout::colour::{class_colour, hex_rgb};
 use actiscope_layout::mapper::{HEIGHT, WIDTH, layout, radius};
 use actiscope_protocol::mapper::MapperGraph;
 use plotters::coord::Shift;
@@ -12,6 +13,33 @@ use plotters::prelude::*;
 use crate::canvas::FONT;
 use crate::grids::ramp_colour;
 
+/// What colours the nodes, as the dashboard's mapper panel offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeColour {
+    /// Share of members predicted as the node's most predicted label.
+    #[default]
+    Purity,
+    /// Share of members misclassified.
+    ErrorRate,
+    /// Mean L2 norm of the members' activations, relative to the largest.
+    MeanNorm,
+    /// Most frequent true class.
+    MajorityClass,
+}
+
+impl NodeColour {
+    /// The dashboard's keys: `purity`, `errors`, `norm`, `class`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "purity" => Some(Self::Purity),
+            "errors" => Some(Self::ErrorRate),
+            "norm" => Some(Self::MeanNorm),
+            "class" => Some(Self::MajorityClass),
+            _ => None,
+        }
+    }
+}
+
 /// The mapper figure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapperFigure {
@@ -19,6 +47,8 @@ pub struct MapperFigure {
     pub title: String,
     /// The graph.
     pub graph: MapperGraph,
+    /// What colours the nodes.
+    pub colour: NodeColour,
 }
 
 impl MapperFigure {
@@ -55,15 +85,27 @@ impl MapperFigure {
             .max()
             .unwrap_or(1);
         let scale = sx.min(sy);
+        let max_norm = self
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.mean_norm)
+            .fold(0.0f32, f32::max)
+            .max(f32::MIN_POSITIVE);
         for (node, &p) in self.graph.nodes.iter().zip(&positions) {
             let r = (radius(node.members.len(), max_size) * scale)
                 .round()
                 .max(2.0) as i32;
-            area.draw(&Circle::new(
-                px(p),
-                r,
-                ramp_colour(f64::from(node.purity)).filled(),
-            ))?;
+            let fill = match self.colour {
+                NodeColour::Purity => ramp_colour(f64::from(node.purity)),
+                NodeColour::ErrorRate => ramp_colour(f64::from(node.error_rate)),
+                NodeColour::MeanNorm => ramp_colour(f64::from(node.mean_norm / max_norm)),
+                NodeColour::MajorityClass => node
+                    .majority_class()
+                    .and_then(|c| hex_rgb(&class_colour(c)))
+                    .map_or(RGBColor(153, 153, 153), |[r, g, b]| RGBColor(r, g, b)),
+            };
+            area.draw(&Circle::new(px(p), r, fill.filled()))?;
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use actiscope_protocol::{EpochMetrics, WireMatrix};
 use actiscope_report::grids::{self, SCALE_STEPS};
 use actiscope_report::latents::LatentImages;
 use actiscope_report::lines::{self, series_colour};
-use actiscope_report::mapper::MapperFigure;
+use actiscope_report::mapper::{MapperFigure, NodeColour};
 use actiscope_report::sankey::SankeyFigure;
 use actiscope_report::{Figure, FigureName, Format, Panel};
 
@@ -412,10 +412,60 @@ fn the_mapper_graph_has_a_circle_per_node_and_a_line_per_edge() {
         panels: vec![Panel::Mapper(MapperFigure {
             title: "layer 1".into(),
             graph: graph.clone(),
+            colour: NodeColour::Purity,
         })],
     });
     assert_eq!(count(&svg, "circle", "", None), graph.nodes.len());
     assert_eq!(count(&svg, "polyline", "", None), graph.edges.len());
+    // Coloured by class as the dashboard offers: every node's class counts are [1, 1], so the
+    // majority is class 0 (ties go to the smaller class), in class 0's colour.
+    let by_class = render(&Figure {
+        name: FigureName::Mapper,
+        panels: vec![Panel::Mapper(MapperFigure {
+            title: "layer 1".into(),
+            graph: graph.clone(),
+            colour: NodeColour::parse("class").unwrap(),
+        })],
+    });
+    assert_eq!(
+        count(&by_class, "circle", "fill", Some("#4E79A7")),
+        graph.nodes.len()
+    );
+    assert_eq!(NodeColour::parse("rainbow"), None);
+}
+
+#[test]
+fn tiny_pictures_draw_without_panicking() {
+    // The smallest size, every kind of panel, two panels side by side (32 px each).
+    let figures = [
+        Figure {
+            name: FigureName::Flows,
+            panels: vec![
+                Panel::Grid(grids::flow_histogram(&flows(), false, "a".into())),
+                Panel::Grid(grids::flow_histogram(&flows(), true, "b".into())),
+            ],
+        },
+        Figure {
+            name: FigureName::Sankey,
+            panels: vec![Panel::Sankey(SankeyFigure {
+                title: String::new(),
+                apd: apd(),
+            })],
+        },
+        Figure {
+            name: FigureName::NmfLatents,
+            panels: vec![Panel::Latents(LatentImages::of(&nmf(3)).unwrap())],
+        },
+        Figure {
+            name: FigureName::UniquePatterns,
+            panels: vec![Panel::Lines(lines::unique_patterns(&metrics(3, 2)))],
+        },
+    ];
+    for figure in &figures {
+        for format in [Format::Svg, Format::Png] {
+            assert!(figure.render(format, 64, 64).is_ok(), "{:?}", figure.name);
+        }
+    }
 }
 
 #[test]

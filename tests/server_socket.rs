@@ -489,6 +489,7 @@ async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() 
         store,
         None,
         actiscope_server::state::ServerOptions {
+            no_train: false,
             concurrent_runs: 1,
             max_queued: 2,
             ..Default::default()

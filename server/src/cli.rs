@@ -26,6 +26,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Train a network headless, storing every epoch in a run store.
     Train(Box<crate::train_cmd::TrainArgs>),
+    /// Queue a run in the store for `actiscope worker`s (the flags of `train`).
+    Submit(Box<crate::train_cmd::TrainArgs>),
+    /// Claim runs queued in the store and train them, resuming runs whose worker died.
+    Worker(crate::worker_cmd::WorkerArgs),
     /// Import activations written by PyTorch or any framework (a run directory), once or
     /// following a job that is still writing.
     Import(crate::import_cmd::ImportArgs),
@@ -61,6 +65,10 @@ pub struct ServeArgs {
     /// Runs that train at the same time; more are queued.
     #[arg(long, default_value_t = crate::hub::DEFAULT_CONCURRENT_RUNS)]
     pub max_runs: usize,
+    /// Train nothing here: runs started from the dashboard or the API are queued in the store,
+    /// and `actiscope worker` processes (on this machine) claim and train them.
+    #[arg(long, conflicts_with = "default_run")]
+    pub no_train: bool,
     /// Runs that may wait for a training slot; more are refused (429) until one starts.
     #[arg(long, default_value_t = crate::hub::DEFAULT_MAX_QUEUED)]
     pub max_queued: usize,
@@ -172,6 +180,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store,
         frontend,
         crate::state::ServerOptions {
+            no_train: args.no_train,
             concurrent_runs: args.max_runs,
             max_queued: args.max_queued,
             token,

@@ -125,6 +125,8 @@ pub struct Hub {
     slots: Arc<tokio::sync::Semaphore>,
     queued: Arc<AtomicUsize>,
     max_queued: usize,
+    /// Runs started here are queued in the store for workers instead of trained here.
+    for_workers: bool,
     imports: Arc<AtomicUsize>,
     frames: Arc<Mutex<FrameCache>>,
     runs_cache: Arc<RunsCache>,
@@ -269,6 +271,7 @@ impl Hub {
             slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
             queued: Arc::new(AtomicUsize::new(0)),
             max_queued,
+            for_workers: false,
             imports: Arc::new(AtomicUsize::new(0)),
             frames: Arc::new(Mutex::new(FrameCache::with_budget(FRAME_CACHE_BYTES))),
             runs_cache: Arc::default(),
@@ -306,6 +309,13 @@ impl Hub {
             None => {}
         }
         hub
+    }
+
+    /// This hub, set to queue the runs started through it in the store for `actiscope
+    /// worker`s (`serve --no-train`) when `for_workers` is true.
+    pub fn for_workers(mut self, for_workers: bool) -> Self {
+        self.for_workers = for_workers;
+        self
     }
 
     /// The id under which this process owns its runs in the store.
@@ -546,6 +556,19 @@ impl Hub {
     /// thread. Returns the new run's id once it is recorded.
     /// Refused with [`HubError::QueueFull`] when every slot is taken and the queue is full.
     pub async fn start_run(&self, config: TrainConfig) -> Result<i64, HubError> {
+        if self.for_workers {
+            return self
+                .blocking(move |hub| {
+                    let config_json =
+                        serde_json::to_string(&config).map_err(|e| corrupt(0, 0, e))?;
+                    let name = crate::runner::run_name(&config);
+                    let run_id =
+                        hub.with_writer(|store| store.queue_for_workers(&name, &config_json))?;
+                    hub.run_changed(run_id);
+                    Ok(run_id)
+                })
+                .await;
+        }
         self.launch(move |hub| hub.prepare_run(config)).await
     }
 

@@ -26,4 +26,5 @@ pub mod state;
 pub mod stored;
 pub mod train_cmd;
 pub mod watch;
+pub mod worker_cmd;
 pub mod ws;

@@ -9,6 +9,7 @@ use actiscope_server::import_cmd::import;
 use actiscope_server::report_cmd::report;
 use actiscope_server::resume_cmd::resume;
 use actiscope_server::train_cmd::{BadInput, train};
+use actiscope_server::worker_cmd::{submit, worker};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -27,6 +28,8 @@ fn main() -> ExitCode {
         Command::Import(args) => import(&args),
         Command::Report(args) => report(&args),
         Command::Resume(args) => resume(&args),
+        Command::Submit(args) => submit(&args),
+        Command::Worker(args) => worker(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

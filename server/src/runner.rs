@@ -16,7 +16,7 @@ use actiscope_analysis::flows::flow_table;
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeImages, ProbeInstances, WireMatrix};
 use actiscope_store::{RunStatus, Store};
 use actiscope_train::checkpoint::Checkpoint;
-use actiscope_train::{EpochReport, PendingEpoch, TrainError, Trainer};
+use actiscope_train::{EpochReport, PendingEpoch, TrainConfig, TrainError, Trainer};
 
 /// Kind under which the epoch snapshot blob is stored.
 pub const SNAPSHOT_KIND: &str = "epoch";
@@ -123,17 +123,9 @@ pub fn record_run(store: &mut Store, trainer: &Trainer, owner: &str) -> Result<i
     let config = trainer.config();
     let config_json =
         serde_json::to_string(config).map_err(|e| RunError::Analysis(e.to_string()))?;
-    let name = match config.training.describe() {
-        Some(part) => format!(
-            "{} on {} ({part})",
-            config.model.describe(),
-            config.dataset.name()
-        ),
-        None => format!("{} on {}", config.model.describe(), config.dataset.name()),
-    };
     let images_blob = actiscope_protocol::encode(&probe_images(trainer))?;
     let run_id = store.record_run(&actiscope_store::NewRun {
-        name: &name,
+        name: &run_name(config),
         config_json: &config_json,
         device: &trainer.device().description,
         dataset_sha256: &trainer.splits().sha256_hex(),
@@ -141,6 +133,32 @@ pub fn record_run(store: &mut Store, trainer: &Trainer, owner: &str) -> Result<i
         snapshots: &[(IMAGES_KIND, &images_blob)],
     })?;
     Ok(run_id)
+}
+
+/// A run's name: the model, the data and how the training set was cut, e.g.
+/// `mlp 40-40-40 relu on digits (25% of the training set)`.
+pub fn run_name(config: &TrainConfig) -> String {
+    match config.training.describe() {
+        Some(part) => format!(
+            "{} on {} ({part})",
+            config.model.describe(),
+            config.dataset.name()
+        ),
+        None => format!("{} on {}", config.model.describe(), config.dataset.name()),
+    }
+}
+
+/// Records what a worker's `trainer` found for a queued run (device, the data's hash, the
+/// probe images), as [`record_run`] does for a run it creates.
+pub fn record_details(store: &mut Store, run_id: i64, trainer: &Trainer) -> Result<(), RunError> {
+    let images_blob = actiscope_protocol::encode(&probe_images(trainer))?;
+    store.set_run_details(
+        run_id,
+        &trainer.device().description,
+        &trainer.splits().sha256_hex(),
+        &[(IMAGES_KIND, &images_blob)],
+    )?;
+    Ok(())
 }
 
 /// The probe set's inputs: bytes of the images, or the planar points.

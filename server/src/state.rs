@@ -34,6 +34,8 @@ struct Inner {
 pub struct ServerOptions {
     /// Runs that train at once; more are queued.
     pub concurrent_runs: usize,
+    /// Train nothing: runs started here are queued in the store for `actiscope worker`s.
+    pub no_train: bool,
     /// Runs that may wait in the queue; more are refused.
     pub max_queued: usize,
     /// When set, API and websocket requests must carry this token.
@@ -51,6 +53,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             concurrent_runs: crate::hub::DEFAULT_CONCURRENT_RUNS,
+            no_train: false,
             max_queued: crate::hub::DEFAULT_MAX_QUEUED,
             token: None,
             host_policy: HostPolicy::loopback(),
@@ -76,7 +79,8 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                hub: Hub::with_limits(store, options.concurrent_runs, options.max_queued),
+                hub: Hub::with_limits(store, options.concurrent_runs, options.max_queued)
+                    .for_workers(options.no_train),
                 frontend,
                 token: options.token,
                 host_policy: options.host_policy,

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Version of the schema this build writes. Each entry of [`MIGRATIONS`] raises it by one.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long an opener waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN dataset_sha256 TEXT NOT NULL DEFAULT '';",
     "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
      ALTER TABLE runs ADD COLUMN heartbeat_unix_ms INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE runs ADD COLUMN for_workers INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Errors of the run store.
@@ -460,7 +461,7 @@ impl Store {
         let candidates: Vec<(i64, String, i64)> = {
             let mut statement = tx.prepare(
                 "SELECT id, owner, heartbeat_unix_ms FROM runs \
-                 WHERE status IN ('running', 'queued')",
+                 WHERE status IN ('running', 'queued') AND for_workers = 0",
             )?;
             let rows =
                 statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
@@ -496,6 +497,95 @@ impl Store {
             .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"))?
             .query_row([run_id], run_row)
             .optional()?)
+    }
+
+    /// Queues a run for any worker (`actiscope worker`) to claim: status `queued`, no owner,
+    /// nothing stored yet (its worker stores the device, the data's hash and the probe images
+    /// when it starts). Returns its id.
+    pub fn queue_for_workers(&self, name: &str, config_json: &str) -> Result<i64, StoreError> {
+        let now_unix_secs = now_unix_ms() / 1000;
+        self.conn.execute(
+            "INSERT INTO runs (name, config_json, status, created_unix_secs, owner, \
+             heartbeat_unix_ms, for_workers) VALUES (?1, ?2, 'queued', ?3, '', 0, 1)",
+            params![name, config_json, now_unix_secs],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Claims the oldest run queued for workers for `owner`, in one statement (two workers
+    /// never claim the same run): it becomes `running`, owned by `owner`, with a fresh
+    /// heartbeat. `None` when none waits.
+    pub fn claim_for_worker(&self, owner: &str) -> Result<Option<RunRow>, StoreError> {
+        let claimed: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET status = 'running', owner = ?1, heartbeat_unix_ms = ?2 \
+                 WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND owner = '' \
+                 AND for_workers = 1 ORDER BY id LIMIT 1) RETURNING id",
+            )?
+            .query_row(params![owner, now_unix_ms()], |row| row.get(0))
+            .optional()?;
+        match claimed {
+            Some(run_id) => self.run(run_id),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts back in the queue every run a worker was training whose owner `is_gone` says is
+    /// gone (given the owner and its last heartbeat), in one transaction, so another worker
+    /// resumes it from its checkpoint. Returns their ids.
+    pub fn requeue_gone_workers(
+        &mut self,
+        is_gone: impl Fn(&str, i64) -> bool,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<(i64, String, i64)> = {
+            let mut statement = tx.prepare(
+                "SELECT id, owner, heartbeat_unix_ms FROM runs \
+                 WHERE status = 'running' AND for_workers = 1",
+            )?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut requeued = Vec::new();
+        for (run_id, owner, heartbeat_unix_ms) in candidates {
+            if is_gone(&owner, heartbeat_unix_ms) {
+                tx.execute(
+                    "UPDATE runs SET status = 'queued', owner = '' WHERE id = ?1",
+                    [run_id],
+                )?;
+                requeued.push(run_id);
+            }
+        }
+        tx.commit()?;
+        Ok(requeued)
+    }
+
+    /// Records what a run's worker found when it started: the device, the data's hash and the
+    /// run's blobs of epoch 0 (the probe images).
+    pub fn set_run_details(
+        &mut self,
+        run_id: i64,
+        device: &str,
+        dataset_sha256: &str,
+        snapshots: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE runs SET device = ?2, dataset_sha256 = ?3 WHERE id = ?1",
+            params![run_id, device, dataset_sha256],
+        )?;
+        for (kind, blob) in snapshots {
+            tx.execute(
+                "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, 0, ?2, ?3)",
+                params![run_id, kind, blob],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The newest blob of `kind` of a run with its epoch, or `None` when it has none.
@@ -746,6 +836,61 @@ mod tests {
             ("new", "running")
         );
         assert!(!store.take_over(run_id + 1, "new")?);
+        Ok(())
+    }
+
+    #[test]
+    fn workers_claim_each_queued_run_once_and_runs_of_gone_workers_go_back()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("runs.db");
+        let mut store = Store::open(&path)?;
+        let first = store.queue_for_workers("a", "{}")?;
+        let second = store.queue_for_workers("b", "{}")?;
+        // Servers never mark a queued worker run interrupted: it has no owner yet.
+        assert!(store.mark_orphans_interrupted(|_, _| true)?.is_empty());
+        // Two workers on their own connections claim at once: each run exactly once.
+        let claims: Vec<Option<i64>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|w| {
+                    let path = path.clone();
+                    scope.spawn(move || {
+                        Store::open(&path)
+                            .and_then(|s| s.claim_for_worker(&format!("w{w}")))
+                            .map(|row| row.map(|r| r.id))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| "panicked")
+                        .and_then(|r| r.map_err(|_| "failed"))
+                })
+                .collect::<Result<_, _>>()
+        })?;
+        let mut claimed: Vec<i64> = claims.into_iter().flatten().collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, [first, second]);
+        let row = store.run(first)?.ok_or("run")?;
+        assert_eq!(row.status, "running");
+        assert!(row.owner.starts_with('w'));
+        // The owner of `first` is gone: back in the queue, claimable again.
+        let gone = row.owner.clone();
+        assert_eq!(
+            store.requeue_gone_workers(|owner, _| owner == gone)?,
+            [first]
+        );
+        assert_eq!(store.claim_for_worker("w9")?.map(|r| r.id), Some(first));
+        assert_eq!(store.claim_for_worker("w9")?, None);
+        store.set_run_details(first, "flex", "abc", &[("images", &[1, 2])])?;
+        let row = store.run(first)?.ok_or("run")?;
+        assert_eq!(
+            (row.device.as_str(), row.dataset_sha256.as_str()),
+            ("flex", "abc")
+        );
+        assert_eq!(store.snapshot(first, 0, "images")?, Some(vec![1, 2]));
         Ok(())
     }
 

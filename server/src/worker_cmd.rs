@@ -1,0 +1,189 @@
+//! `actiscope submit` queues a run in the store; `actiscope worker` claims queued runs and
+//! trains them, on as many slots as asked. A worker's runs carry its heartbeat; when a worker
+//! dies (its process is gone, or it has been silent for 30 s), any other worker puts its run
+//! back in the queue and the next to claim it resumes it from its newest checkpoint, so no
+//! epoch is lost or stored twice. `actiscope serve --no-train` queues the runs started from
+//! the dashboard or the API the same way and streams what the workers store.
+//!
+//! The queue lives in the run store (SQLite here): a claim is one `UPDATE … RETURNING`
+//! statement, so two workers never take the same run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actiscope_store::{RunRow, RunStatus, Store};
+use actiscope_train::checkpoint::Checkpoint;
+use actiscope_train::{TrainConfig, Trainer};
+use anyhow::Context;
+
+use crate::runner::{CHECKPOINT_KIND, CaptureMode, record_details, run_name, run_to_completion};
+use crate::train_cmd::{BadInput, TrainArgs, build_config};
+
+/// How long an idle worker waits before it looks at the queue again.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Arguments of `actiscope worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// SQLite file whose queue to serve (created when missing).
+    #[arg(long, default_value = "runs.db")]
+    pub store: PathBuf,
+    /// Runs trained at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+    /// Exit once the queue is empty and no slot is training (instead of waiting for more).
+    #[arg(long)]
+    pub exit_when_idle: bool,
+}
+
+/// Runs `actiscope submit`: the run's configuration is validated like `train`'s, then queued.
+pub fn submit(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = build_config(args)?;
+    let store = Store::open(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let config_json = serde_json::to_string(&config).context("encoding the configuration")?;
+    let run_id = store.queue_for_workers(&run_name(&config), &config_json)?;
+    eprintln!(
+        "queued run {run_id} ({}) in {}; `actiscope worker --store {}` trains it",
+        run_name(&config),
+        args.store.display(),
+        args.store.display()
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "run_id": run_id, "status": "queued" })
+        );
+    }
+    Ok(())
+}
+
+/// Runs `actiscope worker`.
+pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
+    if args.slots == 0 {
+        return Err(anyhow::Error::new(BadInput(
+            "--slots must be at least 1".to_owned(),
+        )));
+    }
+    let store = Store::open(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let owner = crate::owner::this_process();
+    let _heartbeat = crate::owner::Heartbeat::start(&store, owner.clone())
+        .context("starting the worker's heartbeat")?;
+    drop(store);
+    let stop = crate::ctrl_c::stop_flag()?;
+    eprintln!(
+        "worker {owner}: {} slot(s) on {}",
+        args.slots,
+        args.store.display()
+    );
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let slots: Vec<_> = (0..args.slots)
+            .map(|slot| {
+                let (owner, stop) = (owner.as_str(), stop.as_ref());
+                scope.spawn(move || serve_slot(&args.store, owner, slot, stop, args.exit_when_idle))
+            })
+            .collect();
+        slots
+            .into_iter()
+            .map(|s| {
+                s.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker slot panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// One slot: claim, train, repeat, until Ctrl-C (or an empty queue with `exit_when_idle`).
+fn serve_slot(
+    path: &Path,
+    owner: &str,
+    slot: usize,
+    stop: &AtomicBool,
+    exit_when_idle: bool,
+) -> anyhow::Result<()> {
+    let mut store =
+        Store::open(path).with_context(|| format!("opening the run store {}", path.display()))?;
+    while !stop.load(Ordering::SeqCst) {
+        let now = actiscope_store::now_unix_ms();
+        let requeued = store.requeue_gone_workers(|o, heartbeat| {
+            o != owner && crate::owner::is_gone(o, heartbeat, now)
+        })?;
+        for run_id in requeued {
+            eprintln!("slot {slot}: run {run_id}'s worker is gone; it goes back in the queue");
+        }
+        let Some(row) = store.claim_for_worker(owner)? else {
+            if exit_when_idle {
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+            continue;
+        };
+        let run_id = row.id;
+        store = match train_claimed(store, row, slot, stop) {
+            Ok(store) => store,
+            Err(err) => {
+                eprintln!("slot {slot}: run {run_id} failed: {err:#}");
+                let store = Store::open(path)?;
+                let _ = store.set_status(run_id, RunStatus::Interrupted);
+                store
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Trains a claimed run to its end: from its newest checkpoint when it has one (dropping the
+/// epochs after it), else from the start (dropping anything a dead worker stored). Hands the
+/// store connection back.
+fn train_claimed(
+    mut store: Store,
+    row: RunRow,
+    slot: usize,
+    stop: &AtomicBool,
+) -> anyhow::Result<Store> {
+    let run_id = row.id;
+    let config: TrainConfig =
+        serde_json::from_str(&row.config_json).context("reading the run's configuration")?;
+    let mut trainer = Trainer::new(config).context("preparing the run")?;
+    let checkpoint = store.latest_snapshot(run_id, CHECKPOINT_KIND)?;
+    let from = match checkpoint {
+        Some((epoch, bytes)) => {
+            trainer.resume_from(&Checkpoint::from_bytes(&bytes)?)?;
+            epoch
+        }
+        None => {
+            record_details(&mut store, run_id, &trainer)?;
+            0
+        }
+    };
+    store.delete_epochs_after(run_id, from)?;
+    eprintln!(
+        "slot {slot}: run {run_id} ({}) from epoch {} of {} on {}",
+        row.name,
+        from + 1,
+        trainer.config().epochs,
+        trainer.device().description
+    );
+    let store = Mutex::new(store);
+    let outcome = run_to_completion(
+        &mut trainer,
+        &store,
+        run_id,
+        stop,
+        CaptureMode::Beside,
+        &mut |_, _, _| {},
+        &mut |_| {},
+    )?;
+    eprintln!(
+        "slot {slot}: run {run_id} {} after epoch {}",
+        outcome.status.as_str(),
+        outcome.epochs.last().map_or(from as usize, |m| m.epoch)
+    );
+    store
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("the run store is unavailable after an earlier failure"))
+}

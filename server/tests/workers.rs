@@ -1,0 +1,259 @@
+//! Workers over one store: a run queued through `serve --no-train` is claimed and trained by
+//! `actiscope worker` processes; a worker killed with SIGKILL mid-run, ten times over, has its
+//! run put back in the queue and resumed by the next, so the run ends with every epoch stored
+//! once and the training losses of a run that was never interrupted. A second server on the
+//! same store sees it all.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actiscope_protocol::EpochMetrics;
+use actiscope_store::Store;
+
+mod common;
+
+use common::{binary, http, serve};
+
+const EPOCHS: usize = 120;
+
+fn metrics(store: &Path, run_id: i64) -> Vec<EpochMetrics> {
+    Store::open(store)
+        .and_then(|s| s.epochs(run_id))
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, json)| serde_json::from_str(json).unwrap())
+        .collect()
+}
+
+fn worker(store: &Path, extra: &[&str]) -> Child {
+    worker_logging(store, extra, None)
+}
+
+/// A worker whose messages go to `log` (when given).
+fn worker_logging(store: &Path, extra: &[&str], log: Option<&Path>) -> Child {
+    Command::new(binary())
+        .args(["worker", "--store"])
+        .arg(store)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log.map_or_else(Stdio::null, |path| {
+            Stdio::from(std::fs::File::create(path).unwrap())
+        }))
+        .spawn()
+        .unwrap()
+}
+
+/// The epoch each claim of run 1 started from, as the worker logged it ("from epoch N of").
+fn started_from(log: &Path) -> Vec<usize> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("run 1 ("))
+        .filter_map(|line| {
+            let rest = line.split(" from epoch ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// `serve` with extra flags on a free port.
+fn serve_with(store: &Path, extra: &[&str]) -> (Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(binary())
+        .args(["serve", "--port", "0", "--store"])
+        .arg(store)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server prints its URL").unwrap();
+        if let Some(url) = line.strip_prefix("actiscope listening on http://") {
+            break url.trim().trim_end_matches('/').parse().unwrap();
+        }
+    };
+    (child, addr)
+}
+
+#[test]
+fn workers_killed_mid_run_hand_it_on_with_every_epoch_once_and_the_same_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    // The run as it trains uninterrupted.
+    let straight = dir.path().join("straight.db");
+    let epochs = EPOCHS.to_string();
+    let out = Command::new(binary())
+        .args([
+            "train",
+            "--dataset",
+            "moons",
+            "--hidden",
+            "16,16",
+            "--probe",
+            "n=100",
+        ])
+        .args([
+            "--device", "flex", "--seed", "5", "--epochs", &epochs, "--store",
+        ])
+        .arg(&straight)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = metrics(&straight, 1);
+
+    let store = dir.path().join("runs.db");
+    drop(Store::open(&store).unwrap());
+    let (mut server_a, a) = serve_with(&store, &["--no-train"]);
+    let (mut server_b, b) = serve(&store);
+    let body = format!(
+        r#"{{"dataset":"moons","hidden":"16,16","probe":"n=100","device":"flex","seed":5,"epochs":{EPOCHS}}}"#
+    );
+    let (status, answer) = http(a, "POST", "/api/runs", &body);
+    assert_eq!(status, 201, "{answer}");
+    let run: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(run["status"], "queued", "server A trains nothing");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        metrics(&store, 1).is_empty(),
+        "nothing trains without a worker"
+    );
+
+    // Ten workers, each killed once it has stored a few more epochs.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut kills = 0;
+    let mut starts = Vec::new();
+    while kills < 10 {
+        let before = metrics(&store, 1).len();
+        let log = dir.path().join(format!("worker-{kills}.log"));
+        let mut w = worker_logging(&store, &[], Some(&log));
+        while metrics(&store, 1).len() < before + 3 {
+            assert!(Instant::now() < deadline, "no progress after {kills} kills");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.kill().unwrap(); // SIGKILL
+        w.wait().unwrap();
+        // Resumed from the dead worker's last checkpoint (every epoch checkpoints), not
+        // restarted: a restart would also reproduce the losses, from epoch 1.
+        starts.push((before, started_from(&log)));
+        kills += 1;
+        if metrics(&store, 1).len() >= EPOCHS {
+            break;
+        }
+    }
+    assert!(kills >= 5, "the run finished before enough kills: {kills}");
+    for (before, from) in &starts {
+        assert_eq!(
+            from,
+            &[before + 1],
+            "a worker started after {before} epochs: {starts:?}"
+        );
+    }
+    // Two more workers finish it: the one that sees the dead worker's run puts it back.
+    let mut last: Vec<Child> = (0..2)
+        .map(|_| worker(&store, &["--exit-when-idle"]))
+        .collect();
+    loop {
+        let (_, body) = http(b, "GET", "/api/runs/1", "");
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] == "completed" {
+            assert_eq!(
+                run["epochs_stored"], EPOCHS as u64,
+                "server B sees every epoch"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not finished: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for w in &mut last {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "an idle worker exits cleanly");
+    }
+    let resumed = metrics(&store, 1);
+    let numbers: Vec<usize> = resumed.iter().map(|m| m.epoch).collect();
+    assert_eq!(
+        numbers,
+        (1..=EPOCHS).collect::<Vec<_>>(),
+        "every epoch once"
+    );
+    for (got, want) in resumed.iter().zip(&expected) {
+        assert!(
+            (got.train_loss - want.train_loss).abs() <= 1e-5 * want.train_loss.max(1.0),
+            "epoch {}: {} vs {} uninterrupted (a restart, not a resume?)",
+            got.epoch,
+            got.train_loss,
+            want.train_loss
+        );
+    }
+    let (_, body) = http(a, "GET", "/api/runs/1/epochs", "");
+    let via_a: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        via_a.len(),
+        EPOCHS,
+        "server A serves what the workers stored"
+    );
+    for server in [&mut server_a, &mut server_b] {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_submitted_run_is_trained_by_a_worker_and_bad_submissions_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("runs.db");
+    let out = Command::new(binary())
+        .args([
+            "submit",
+            "--dataset",
+            "moons",
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+        ])
+        .args(["--probe", "n=50", "--device", "flex", "--json", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let queued: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(queued["status"], "queued");
+    let status = worker(&store, &["--exit-when-idle", "--slots", "2"])
+        .wait()
+        .unwrap();
+    assert!(status.success());
+    let row = Store::open(&store).unwrap().run(1).unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.epochs_stored), ("completed", 3));
+    assert_eq!(row.device.split_whitespace().next(), Some("flex"));
+    let out = Command::new(binary())
+        .args(["submit", "--epochs", "0", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(binary())
+        .args(["worker", "--slots", "0", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -933,6 +933,17 @@ fn heartbeat_loop(
             }
             Err(err) => tracing::warn!(%err, "cannot check for runs of processes that are gone"),
         }
+        // A dead worker's run waits for the next worker, and says so.
+        match crate::owner::requeue_orphans(&mut store, owner) {
+            Ok(requeued) => {
+                for run_id in requeued {
+                    tracing::warn!(run_id, "its worker is gone: back in the queue");
+                    runs_cache.invalidate();
+                    let _ = events.send(HubEvent::RunChanged { run_id });
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot check for runs of workers that are gone"),
+        }
     }
 }
 

@@ -76,6 +76,15 @@ pub fn mark_orphans(store: &mut Store, this_owner: &str) -> Result<Vec<i64>, Sto
     })
 }
 
+/// Puts back in the queue every run a worker was training when it died (its process gone, or
+/// silent for [`STALE_AFTER_MS`]), so the next worker resumes it; never `this_owner`'s.
+pub fn requeue_orphans(store: &mut Store, this_owner: &str) -> Result<Vec<i64>, StoreError> {
+    let now = actiscope_store::now_unix_ms();
+    store.requeue_gone_workers(|owner, heartbeat_unix_ms| {
+        owner != this_owner && is_gone(owner, heartbeat_unix_ms, now)
+    })
+}
+
 /// A thread that says every [`HEARTBEAT_INTERVAL`] that `owner` is alive, on a connection of
 /// its own, until dropped (used by `actiscope train`; a server's hub has its own).
 pub struct Heartbeat {

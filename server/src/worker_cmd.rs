@@ -108,10 +108,7 @@ fn serve_slot(
     let mut store =
         Store::open(path).with_context(|| format!("opening the run store {}", path.display()))?;
     while !stop.load(Ordering::SeqCst) {
-        let now = actiscope_store::now_unix_ms();
-        let requeued = store.requeue_gone_workers(|o, heartbeat| {
-            o != owner && crate::owner::is_gone(o, heartbeat, now)
-        })?;
+        let requeued = crate::owner::requeue_orphans(&mut store, owner)?;
         for run_id in requeued {
             eprintln!("slot {slot}: run {run_id}'s worker is gone; it goes back in the queue");
         }

@@ -162,7 +162,17 @@ fn workers_killed_mid_run_hand_it_on_with_every_epoch_once_and_the_same_losses()
             "a worker started after {before} epochs: {starts:?}"
         );
     }
-    // Two more workers finish it: the one that sees the dead worker's run puts it back.
+    // With no worker alive, the servers put the dead worker's run back in the queue and say so.
+    loop {
+        let (_, body) = http(b, "GET", "/api/runs/1", "");
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] == "queued" || run["status"] == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still shown running: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Two more workers finish it.
     let mut last: Vec<Child> = (0..2)
         .map(|_| worker(&store, &["--exit-when-idle"]))
         .collect();

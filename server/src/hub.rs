@@ -574,9 +574,28 @@ impl Hub {
 
     /// Restores a stopped or interrupted run from its newest checkpoint (see
     /// [`crate::resume`]) and trains its remaining epochs like a started run: at once when a
-    /// slot is free, else queued. Epochs stored after the checkpoint are dropped first (and
+    /// slot is free, else queued; on a hub for workers, puts it in their queue instead. Epochs stored after the checkpoint are dropped first (and
     /// their cached frames), so each epoch is stored and sent once.
     pub async fn resume_run(&self, run_id: i64) -> Result<i64, HubError> {
+        if self.for_workers {
+            // `serve --no-train`: checked here, resumed by the next worker that claims it.
+            return self
+                .blocking(move |hub| {
+                    let trained_here = hub
+                        .stops
+                        .lock()
+                        .map_err(|_| HubError::Poisoned)?
+                        .contains_key(&run_id);
+                    {
+                        let store = hub.store.lock().map_err(|_| HubError::Poisoned)?;
+                        crate::resume::check(&store, run_id, trained_here)?;
+                        store.queue_again_for_workers(run_id)?;
+                    }
+                    hub.run_changed(run_id);
+                    Ok(run_id)
+                })
+                .await;
+        }
         self.launch(move |hub| hub.prepare_resume(run_id)).await
     }
 

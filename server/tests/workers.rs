@@ -254,6 +254,66 @@ fn a_submitted_run_is_trained_by_a_worker_and_bad_submissions_exit_2() {
     let row = Store::open(&store).unwrap().run(1).unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.epochs_stored), ("completed", 3));
     assert_eq!(row.device.split_whitespace().next(), Some("flex"));
+    // A worker stopped with Ctrl-C leaves its run stopped; a server that trains nothing
+    // resumes it by queueing it for the next worker, which goes on from its checkpoint.
+    let out = Command::new(binary())
+        .args([
+            "submit",
+            "--dataset",
+            "moons",
+            "--hidden",
+            "8",
+            "--epochs",
+            "100000",
+        ])
+        .args(["--probe", "n=50", "--device", "flex", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut w = worker(&store, &[]);
+    while metrics(&store, 2).len() < 3 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &w.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert!(w.wait().unwrap().success(), "Ctrl-C stops a worker cleanly");
+    let stopped_at = metrics(&store, 2).len();
+    assert_eq!(
+        Store::open(&store).unwrap().run(2).unwrap().unwrap().status,
+        "stopped"
+    );
+    let (mut server, addr) = serve_with(&store, &["--no-train"]);
+    let (status, body) = http(addr, "POST", "/api/runs/2/resume", "");
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("\"queued\""), "{body}");
+    let log = dir.path().join("resumer.log");
+    let mut w = worker_logging(&store, &[], Some(&log));
+    while metrics(&store, 2).len() < stopped_at + 2 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    w.kill().unwrap();
+    w.wait().unwrap();
+    assert_eq!(started_from(&log).len(), 0, "the log names run 1 only");
+    let from: Vec<usize> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("run 2 ("))
+        .filter_map(|l| {
+            l.split(" from epoch ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(from, [stopped_at + 1], "resumed where it stopped");
+    server.kill().unwrap();
+    server.wait().unwrap();
     let out = Command::new(binary())
         .args(["submit", "--epochs", "0", "--store"])
         .arg(&store)

@@ -512,6 +512,16 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Puts a stopped or interrupted run in the workers' queue (status `queued`, no owner), so
+    /// the next worker resumes it from its checkpoint.
+    pub fn queue_again_for_workers(&self, run_id: i64) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE runs SET status = 'queued', owner = '', for_workers = 1 WHERE id = ?1",
+            [run_id],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// Claims the oldest run queued for workers for `owner`, in one statement (two workers
     /// never claim the same run): it becomes `running`, owned by `owner`, with a fresh
     /// heartbeat. `None` when none waits.

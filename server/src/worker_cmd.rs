@@ -108,11 +108,26 @@ fn serve_slot(
     let mut store =
         Store::open(path).with_context(|| format!("opening the run store {}", path.display()))?;
     while !stop.load(Ordering::SeqCst) {
-        let requeued = crate::owner::requeue_orphans(&mut store, owner)?;
-        for run_id in requeued {
-            eprintln!("slot {slot}: run {run_id}'s worker is gone; it goes back in the queue");
+        // A busy or failing store is waited out, not fatal: the slot tries again.
+        match crate::owner::requeue_orphans(&mut store, owner) {
+            Ok(requeued) => {
+                for run_id in requeued {
+                    eprintln!(
+                        "slot {slot}: run {run_id}'s worker is gone; it goes back in the queue"
+                    );
+                }
+            }
+            Err(err) => eprintln!("slot {slot}: cannot check for dead workers: {err}"),
         }
-        let Some(row) = store.claim_for_worker(owner)? else {
+        let claimed = match store.claim_for_worker(owner) {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                eprintln!("slot {slot}: cannot claim a run: {err}");
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
+        let Some(row) = claimed else {
             if exit_when_idle {
                 return Ok(());
             }

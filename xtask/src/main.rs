@@ -10,6 +10,7 @@ mod bench_mapper;
 mod bench_nmf;
 mod bench_report;
 mod bench_similarity;
+mod bench_workers;
 mod digits;
 mod paper;
 mod prereqs;
@@ -47,6 +48,8 @@ enum Command {
     BenchImport(bench_import::ImportBenchArgs),
     /// Time `actiscope report` of a 30-epoch run: every figure, SVG and PNG.
     BenchReport(bench_report::ReportBenchArgs),
+    /// A 12-run sweep trained by 1, 2 and 4 workers, and the cost of one queue claim.
+    BenchWorkers(bench_workers::WorkersBenchArgs),
     /// Train what a seed paper describes, draw its figures and check its claims
     /// (`apd` or `nmf`), into docs/papers/.
     Paper(paper::PaperArgs),
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchSimilarity(args) => bench_similarity::bench_similarity(&args),
         Command::BenchImport(args) => bench_import::bench_import(&args),
         Command::BenchReport(args) => bench_report::bench_report(&args),
+        Command::BenchWorkers(args) => bench_workers::bench_workers(&args),
         Command::Paper(args) => paper::paper(&args),
     }
 }

@@ -658,6 +658,15 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// The header's device: a queued worker run has none yet.
+fn device_text(device: &str, status: &str) -> String {
+    match (device.is_empty(), status) {
+        (false, _) => format!("device {device}"),
+        (true, "queued") => "waiting for a worker".to_owned(),
+        (true, _) => "device unknown".to_owned(),
+    }
+}
+
 /// "Resume" for a stopped or interrupted run: `POST /api/runs/{id}/resume`, then the run is
 /// taken afresh from the socket.
 #[component]
@@ -714,7 +723,7 @@ fn RunHeader(dash: Dashboard) -> impl IntoView {
                     <span id="run-dataset" title=format!("SHA-256 of the data: {}", run.dataset_sha256)>
                         {format!("data {} {}", run.dataset, run.dataset_sha256.get(..8).map(|h| format!("({h}…)")).unwrap_or_default())}
                     </span>
-                    <span id="run-device">{format!("device {}", run.device)}</span>
+                    <span id="run-device">{device_text(&run.device, &run.status)}</span>
                     <span id="run-status">{run.status.clone()}</span>
                     <ResumeButton dash=dash run_id=run.run_id status=run.status.clone() />
                 }.into_any(),
@@ -756,5 +765,17 @@ fn ServerFacts(
                 }}
             </span>
         </footer>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_worker_run_says_it_waits_for_a_worker() {
+        assert_eq!(device_text("flex (CPU)", "running"), "device flex (CPU)");
+        assert_eq!(device_text("", "queued"), "waiting for a worker");
+        assert_eq!(device_text("", "stopped"), "device unknown");
     }
 }

@@ -574,8 +574,9 @@ impl Hub {
 
     /// Restores a stopped or interrupted run from its newest checkpoint (see
     /// [`crate::resume`]) and trains its remaining epochs like a started run: at once when a
-    /// slot is free, else queued; on a hub for workers, puts it in their queue instead. Epochs stored after the checkpoint are dropped first (and
-    /// their cached frames), so each epoch is stored and sent once.
+    /// slot is free, else queued; on a hub for workers, puts it in their queue instead.
+    /// Epochs stored after the checkpoint are dropped first (and their cached frames), so
+    /// each epoch is stored and sent once.
     pub async fn resume_run(&self, run_id: i64) -> Result<i64, HubError> {
         if self.for_workers {
             // `serve --no-train`: checked here, resumed by the next worker that claims it.
@@ -829,20 +830,21 @@ impl Hub {
     /// data load and checkpoint run outside the store's lock.
     fn prepare_resume(&self, run_id: i64) -> Result<(i64, Trainer, Arc<AtomicBool>), HubError> {
         let stop = Arc::new(AtomicBool::new(false));
-        {
+        // Checked and claimed under one lock; the store is locked only after it is released.
+        let busy = {
             let mut stops = self.stops.lock().map_err(|_| HubError::Poisoned)?;
-            if stops.contains_key(&run_id) {
-                let plan = self
-                    .store
-                    .lock()
-                    .map_err(|_| HubError::Poisoned)
-                    .map(|store| crate::resume::check(&store, run_id, true));
-                return Err(match plan {
-                    Ok(Err(err)) => err.into(),
-                    Ok(Ok(_)) | Err(_) => HubError::Busy(run_id),
-                });
+            let busy = stops.contains_key(&run_id);
+            if !busy {
+                stops.insert(run_id, Arc::clone(&stop));
             }
-            stops.insert(run_id, Arc::clone(&stop));
+            busy
+        };
+        if busy {
+            let store = self.store.lock().map_err(|_| HubError::Poisoned)?;
+            return Err(match crate::resume::check(&store, run_id, true) {
+                Err(err) => err.into(),
+                Ok(_) => HubError::Busy(run_id),
+            });
         }
         let prepared = (|| {
             let plan = {

@@ -327,3 +327,50 @@ fn a_submitted_run_is_trained_by_a_worker_and_bad_submissions_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn slots_and_workers_share_one_store_without_losing_an_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("runs.db");
+    for seed in 0..6 {
+        let out = Command::new(binary())
+            .args([
+                "submit",
+                "--dataset",
+                "moons",
+                "--hidden",
+                "16",
+                "--epochs",
+                "8",
+            ])
+            .args(["--probe", "n=50", "--device", "flex", "--seed"])
+            .arg(seed.to_string())
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Three workers, one of them with two slots: four runs train at once on one file.
+    let mut workers = vec![
+        worker(&store, &["--exit-when-idle", "--slots", "2"]),
+        worker(&store, &["--exit-when-idle"]),
+        worker(&store, &["--exit-when-idle"]),
+    ];
+    for w in &mut workers {
+        assert!(w.wait().unwrap().success());
+    }
+    let runs = Store::open(&store).unwrap().runs().unwrap();
+    assert_eq!(runs.len(), 6);
+    let owners: std::collections::HashSet<String> = runs.iter().map(|r| r.owner.clone()).collect();
+    assert!(owners.len() >= 2, "the runs were shared out: {owners:?}");
+    for run in runs {
+        assert_eq!(run.status, "completed", "run {}", run.id);
+        let numbers: Vec<usize> = metrics(&store, run.id).iter().map(|m| m.epoch).collect();
+        assert_eq!(numbers, (1..=30).collect::<Vec<_>>(), "run {}", run.id);
+    }
+}

@@ -341,7 +341,7 @@ fn slots_and_workers_share_one_store_without_losing_an_epoch() {
                 "--hidden",
                 "16",
                 "--epochs",
-                "8",
+                "30",
             ])
             .args(["--probe", "n=50", "--device", "flex", "--seed"])
             .arg(seed.to_string())

@@ -51,7 +51,7 @@ pub struct LinkBand {
 
 impl LinkBand {
     /// The centre line at parameter `t` in `[0, 1]`.
-    fn at(&self, t: f64) -> (f64, f64) {
+    pub fn at(&self, t: f64) -> (f64, f64) {
         let mid = (self.x0 + self.x1) / 2.0;
         let u = 1.0 - t;
         let x = self.x0 * u * u * u + 3.0 * mid * u * t + self.x1 * t * t * t;

@@ -23,6 +23,38 @@ pub const MAX_SIDE: u32 = 8192;
 /// Most pixels of a picture (a PNG is drawn in a 3-byte-per-pixel buffer: 48 MiB at most).
 pub const MAX_PIXELS: u64 = 4096 * 4096;
 
+/// A panel that draws in the dashboard's own units (`width x height` of its SVG) below a
+/// caption line: the scale from those units to the panel's pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DashboardUnits {
+    /// Pixels per unit across.
+    pub sx: f64,
+    /// Pixels per unit down.
+    pub sy: f64,
+    /// Pixels above the drawing, for the caption.
+    pub top: f64,
+}
+
+impl DashboardUnits {
+    /// The scale for a panel of `pixels` (width, height) showing a `units` (width, height)
+    /// drawing under a caption of `top` pixels.
+    pub fn new(pixels: (u32, u32), units: (f64, f64), top: f64) -> Self {
+        Self {
+            sx: f64::from(pixels.0) / units.0,
+            sy: (f64::from(pixels.1) - top).max(1.0) / units.1,
+            top,
+        }
+    }
+
+    /// The pixel of the point `(x, y)` in dashboard units.
+    pub fn px(&self, (x, y): (f64, f64)) -> (i32, i32) {
+        (
+            (x * self.sx).round() as i32,
+            (self.top + y * self.sy).round() as i32,
+        )
+    }
+}
+
 /// Picture formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -10,7 +10,7 @@ use actiscope_protocol::mapper::MapperGraph;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::canvas::FONT;
+use crate::canvas::{DashboardUnits, FONT};
 use crate::grids::ramp_colour;
 
 /// What colours the nodes, as the dashboard's mapper panel offers it.
@@ -57,11 +57,8 @@ impl MapperFigure {
         &self,
         area: &DrawingArea<DB, Shift>,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        let (width, height) = area.dim_in_pixel();
-        let title_h = 26.0;
-        let sx = f64::from(width) / WIDTH;
-        let sy = (f64::from(height) - title_h).max(1.0) / HEIGHT;
-        let px = |(x, y): (f64, f64)| ((x * sx).round() as i32, (title_h + y * sy).round() as i32);
+        let units = DashboardUnits::new(area.dim_in_pixel(), (WIDTH, HEIGHT), 26.0);
+        let px = |p: (f64, f64)| units.px(p);
         area.draw(&Text::new(self.title.clone(), (10, 6), (FONT, 15)))?;
         let positions = layout(&self.graph, &HashMap::new());
         for edge in &self.graph.edges {
@@ -84,7 +81,7 @@ impl MapperFigure {
             .map(|n| n.members.len())
             .max()
             .unwrap_or(1);
-        let scale = sx.min(sy);
+        let scale = units.sx.min(units.sy);
         let max_norm = self
             .graph
             .nodes

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::canvas::FONT;
+use crate::canvas::{DashboardUnits, FONT};
 
 /// Samples along each edge of a band's outline.
 const BAND_SAMPLES: usize = 24;
@@ -27,25 +27,14 @@ pub struct SankeyFigure {
     pub apd: Apd,
 }
 
-/// The centre line of a band at parameter `t`, as the dashboard's Bezier has it.
-fn centre(x0: f64, y0: f64, x1: f64, y1: f64, t: f64) -> (f64, f64) {
-    let mid = (x0 + x1) / 2.0;
-    let u = 1.0 - t;
-    let x = x0 * u * u * u + 3.0 * mid * u * t + x1 * t * t * t;
-    (x, y0 + (y1 - y0) * t * t * (3.0 - 2.0 * t))
-}
-
 impl SankeyFigure {
     /// Draws the diagram on `area`, scaled from the dashboard's drawing units.
     pub fn draw<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, Shift>,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        let (width, height) = area.dim_in_pixel();
-        let title_h = 26.0;
-        let sx = f64::from(width) / WIDTH;
-        let sy = (f64::from(height) - title_h).max(1.0) / HEIGHT;
-        let px = |x: f64, y: f64| ((x * sx).round() as i32, (title_h + y * sy).round() as i32);
+        let units = DashboardUnits::new(area.dim_in_pixel(), (WIDTH, HEIGHT), 26.0);
+        let px = |x: f64, y: f64| units.px((x, y));
         area.draw(&Text::new(self.title.clone(), (10, 6), (FONT, 15)))?;
         let geometry = layout(&self.apd);
         let levels = self.apd.levels.len();
@@ -80,24 +69,13 @@ impl SankeyFigure {
             let [r, g, b] = error_rgb(shade, ERROR_SHADES);
             let half = band.width / 2.0;
             let mut outline = Vec::with_capacity(2 * (BAND_SAMPLES + 1));
+            // The band's top edge left to right, its bottom edge back.
             for i in 0..=BAND_SAMPLES {
-                let (x, y) = centre(
-                    band.x0,
-                    band.y0,
-                    band.x1,
-                    band.y1,
-                    i as f64 / BAND_SAMPLES as f64,
-                );
+                let (x, y) = band.at(i as f64 / BAND_SAMPLES as f64);
                 outline.push(px(x, y - half));
             }
             for i in (0..=BAND_SAMPLES).rev() {
-                let (x, y) = centre(
-                    band.x0,
-                    band.y0,
-                    band.x1,
-                    band.y1,
-                    i as f64 / BAND_SAMPLES as f64,
-                );
+                let (x, y) = band.at(i as f64 / BAND_SAMPLES as f64);
                 outline.push(px(x, y + half));
             }
             area.draw(&Polygon::new(outline, RGBColor(r, g, b).mix(0.45).filled()))?;
@@ -119,7 +97,7 @@ impl SankeyFigure {
             area.draw(&Rectangle::new(
                 [
                     px(b.x, b.y),
-                    px(b.x + NODE_WIDTH, b.y + b.height.max(1.0 / sy)),
+                    px(b.x + NODE_WIDTH, b.y + b.height.max(1.0 / units.sy)),
                 ],
                 NODE_FILL.mix(opacity).filled(),
             ))?;

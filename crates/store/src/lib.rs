@@ -455,30 +455,42 @@ impl Store {
         &mut self,
         is_gone: impl Fn(&str, i64) -> bool,
     ) -> Result<Vec<i64>, StoreError> {
+        self.update_runs_of_gone_owners(
+            "status IN ('running', 'queued') AND for_workers = 0",
+            "status = 'interrupted'",
+            is_gone,
+        )
+    }
+
+    /// In one transaction, applies `set` (an SQL `SET` list) to every run matching `filter`
+    /// (an SQL condition on `runs`) whose owner `is_gone` says is gone, given the owner and its
+    /// last heartbeat; returns their ids. Both arguments are constants of this file.
+    fn update_runs_of_gone_owners(
+        &mut self,
+        filter: &str,
+        set: &str,
+        is_gone: impl Fn(&str, i64) -> bool,
+    ) -> Result<Vec<i64>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let candidates: Vec<(i64, String, i64)> = {
-            let mut statement = tx.prepare(
-                "SELECT id, owner, heartbeat_unix_ms FROM runs \
-                 WHERE status IN ('running', 'queued') AND for_workers = 0",
-            )?;
+            let mut statement = tx.prepare(&format!(
+                "SELECT id, owner, heartbeat_unix_ms FROM runs WHERE {filter}"
+            ))?;
             let rows =
                 statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        let mut marked = Vec::new();
+        let mut updated = Vec::new();
         for (run_id, owner, heartbeat_unix_ms) in candidates {
             if is_gone(&owner, heartbeat_unix_ms) {
-                tx.execute(
-                    "UPDATE runs SET status = 'interrupted' WHERE id = ?1",
-                    [run_id],
-                )?;
-                marked.push(run_id);
+                tx.execute(&format!("UPDATE runs SET {set} WHERE id = ?1"), [run_id])?;
+                updated.push(run_id);
             }
         }
         tx.commit()?;
-        Ok(marked)
+        Ok(updated)
     }
 
     /// Every run, newest first.
@@ -548,30 +560,11 @@ impl Store {
         &mut self,
         is_gone: impl Fn(&str, i64) -> bool,
     ) -> Result<Vec<i64>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidates: Vec<(i64, String, i64)> = {
-            let mut statement = tx.prepare(
-                "SELECT id, owner, heartbeat_unix_ms FROM runs \
-                 WHERE status = 'running' AND for_workers = 1",
-            )?;
-            let rows =
-                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut requeued = Vec::new();
-        for (run_id, owner, heartbeat_unix_ms) in candidates {
-            if is_gone(&owner, heartbeat_unix_ms) {
-                tx.execute(
-                    "UPDATE runs SET status = 'queued', owner = '' WHERE id = ?1",
-                    [run_id],
-                )?;
-                requeued.push(run_id);
-            }
-        }
-        tx.commit()?;
-        Ok(requeued)
+        self.update_runs_of_gone_owners(
+            "status = 'running' AND for_workers = 1",
+            "status = 'queued', owner = ''",
+            is_gone,
+        )
     }
 
     /// Records what a run's worker found when it started: the device, the data's hash and the

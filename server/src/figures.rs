@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::answers::{AnswerCache, AnswerError};
 use crate::hub::Hub;
 use crate::lenses;
-use crate::query_params::{MapperQuery, NmfQuery, SimilarityQuery};
+use crate::query_params::{MapperQuery, NmfQuery, SimilarityQuery, numbers};
 
 /// Sankey nodes per hidden layer when `nodes` is not given (the dashboard's default).
 pub const DEFAULT_SANKEY_NODES: usize = 40;
@@ -312,7 +312,7 @@ pub async fn draw(
             let params = nmf_query.params().map_err(bad)?;
             let ranks = nmf_query.ranks().map_err(bad)?;
             let epochs = match query.get("epochs") {
-                Some(text) => numbers(text).map_err(bad)?,
+                Some(text) => numbers(text, "epochs").map_err(bad)?,
                 None => {
                     let stored: Vec<u32> = metrics(hub, run_id)
                         .await?
@@ -602,7 +602,7 @@ pub fn check_query(query: &FigureQuery) -> Result<(), String> {
     lenses::flows::parse_binning(query.get("binning").unwrap_or("even"))?;
     parse_colour(query.get("colour").unwrap_or("purity"))?;
     if let Some(text) = query.get("epochs") {
-        numbers(text)?;
+        numbers(text, "epochs")?;
     }
     Ok(())
 }
@@ -613,17 +613,6 @@ async fn hidden_layers(hub: &Hub, run_id: i64) -> Result<u32, AnswerError> {
         .await?
         .map(|run| run.hidden_layers)
         .ok_or_else(|| AnswerError::NotFound(format!("there is no run {run_id}")))
-}
-
-fn numbers(text: &str) -> Result<Vec<u32>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| format!("epochs must be comma-separated whole numbers, not {t:?}"))
-        })
-        .collect()
 }
 
 /// The epochs a report shows when none are asked for: the first, the middle and the last
@@ -659,7 +648,7 @@ mod tests {
         assert_eq!(default_epochs(&[1, 2, 3, 4, 5]), vec![1, 3, 5]);
         assert_eq!(default_epochs(&[4]), vec![4]);
         assert!(default_epochs(&[]).is_empty());
-        assert_eq!(numbers("1, 5,20").unwrap(), vec![1, 5, 20]);
+        assert_eq!(numbers("1, 5,20", "epochs").unwrap(), vec![1, 5, 20]);
         assert_eq!(parse_file("sankey.svg").unwrap().0, FigureName::Sankey);
         assert!(
             parse_file("sankey.gif")

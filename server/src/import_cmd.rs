@@ -11,7 +11,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::importer::{ImportFailure, Mode, check, import_epochs, record};
-use crate::train_cmd::BadInput;
+use crate::train_cmd::bad;
 
 /// Arguments of `actiscope import`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,10 +27,6 @@ pub struct ImportArgs {
     pub json: bool,
     /// The run directory (`run.toml`, `labels.npy`, `epoch-0001.safetensors`, …).
     pub dir: PathBuf,
-}
-
-fn bad(err: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(BadInput(err.to_string()))
 }
 
 /// Runs `actiscope import`.

@@ -123,7 +123,8 @@ pub struct NmfQuery {
     pub ranks: Option<String>,
 }
 
-fn numbers(text: &str, what: &str) -> Result<Vec<u32>, String> {
+/// Comma-separated whole numbers (`what` names them in the error); empty parts are skipped.
+pub(crate) fn numbers(text: &str, what: &str) -> Result<Vec<u32>, String> {
     text.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::answers::{AnswerCache, AnswerError};
 use crate::figures::{self, FigureQuery, Source};
 use crate::hub::Hub;
-use crate::train_cmd::BadInput;
+use crate::train_cmd::bad;
 
 /// Arguments of `actiscope report`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,10 +49,6 @@ pub struct ReportArgs {
     /// Extra figure parameters as a query string, e.g. `layer=1&method=cka&nodes=20`.
     #[arg(long, default_value = "")]
     pub params: String,
-}
-
-fn bad(message: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(BadInput(message.to_string()))
 }
 
 /// The NMF parameters of the factorization paper's objective: unweighted blocks and a fixed

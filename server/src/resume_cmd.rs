@@ -11,7 +11,7 @@ use actiscope_store::Store;
 use anyhow::Context;
 
 use crate::resume::{ResumeError, Resumed, restore};
-use crate::train_cmd::{BadInput, Driving, classify, train_into};
+use crate::train_cmd::{Driving, bad, classify, train_into};
 
 /// Arguments of `actiscope resume`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,10 +27,6 @@ pub struct ResumeArgs {
     pub capture_inline: bool,
     /// The run to resume.
     pub run: i64,
-}
-
-fn bad(message: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(BadInput(message.to_string()))
 }
 
 /// Runs `actiscope resume`.

@@ -89,8 +89,9 @@ pub struct TrainArgs {
     pub capture_inline: bool,
 }
 
-fn bad(message: impl Into<String>) -> anyhow::Error {
-    BadInput(message.into()).into()
+/// Bad input, for every command: the binary exits with status 2 and `message`.
+pub(crate) fn bad(message: impl std::fmt::Display) -> anyhow::Error {
+    BadInput(message.to_string()).into()
 }
 
 impl TrainArgs {

@@ -19,7 +19,7 @@ use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
 use crate::runner::{CHECKPOINT_KIND, CaptureMode, record_details, run_name, run_to_completion};
-use crate::train_cmd::{BadInput, TrainArgs, build_config};
+use crate::train_cmd::{TrainArgs, bad, build_config};
 
 /// How long an idle worker waits before it looks at the queue again.
 const POLL: Duration = Duration::from_millis(200);
@@ -63,9 +63,7 @@ pub fn submit(args: &TrainArgs) -> anyhow::Result<()> {
 /// Runs `actiscope worker`.
 pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     if args.slots == 0 {
-        return Err(anyhow::Error::new(BadInput(
-            "--slots must be at least 1".to_owned(),
-        )));
+        return Err(bad("--slots must be at least 1"));
     }
     let store = Store::open(&args.store)
         .with_context(|| format!("opening the run store {}", args.store.display()))?;

@@ -88,25 +88,37 @@ pub fn check(store: &Store, run_id: i64, trained_here: bool) -> Result<Plan, Res
             "run {run_id}'s stored configuration is unreadable: {e}"
         ))
     })?;
-    let Some((checkpoint_epoch, bytes)) = store.latest_snapshot(run_id, CHECKPOINT_KIND)? else {
+    let Some((checkpoint_epoch, checkpoint)) = newest_checkpoint(store, run_id)? else {
         return refuse(format!(
             "run {run_id} has no checkpoint (imported runs, runs trained with \
              --checkpoint-every 0 and runs stored by older versions have none)"
         ));
     };
-    let checkpoint = Checkpoint::from_bytes(&bytes).map_err(TrainError::from)?;
-    if checkpoint.epoch != checkpoint_epoch as usize {
-        return refuse(format!(
-            "run {run_id}'s checkpoint says epoch {} but is stored at epoch {checkpoint_epoch}",
-            checkpoint.epoch
-        ));
-    }
     Ok(Plan {
         row,
         config,
         checkpoint,
         checkpoint_epoch,
     })
+}
+
+/// Run `run_id`'s newest checkpoint, read and checked against the epoch it is stored at;
+/// `None` when it has none. What `actiscope resume`, the hub and a worker resume from.
+pub fn newest_checkpoint(
+    store: &Store,
+    run_id: i64,
+) -> Result<Option<(u32, Checkpoint)>, ResumeError> {
+    let Some((epoch, bytes)) = store.latest_snapshot(run_id, CHECKPOINT_KIND)? else {
+        return Ok(None);
+    };
+    let checkpoint = Checkpoint::from_bytes(&bytes).map_err(TrainError::from)?;
+    if checkpoint.epoch != epoch as usize {
+        return Err(ResumeError::Refused(format!(
+            "run {run_id}'s checkpoint says epoch {} but is stored at epoch {epoch}",
+            checkpoint.epoch
+        )));
+    }
+    Ok(Some((epoch, checkpoint)))
 }
 
 /// The trainer `plan` resumes: its data loaded, its device chosen, the checkpoint applied.

@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actiscope_store::{RunRow, RunStatus, Store};
-use actiscope_train::checkpoint::Checkpoint;
 use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
-use crate::runner::{CHECKPOINT_KIND, CaptureMode, record_details, run_name, run_to_completion};
+use crate::runner::{CaptureMode, record_details, run_name, run_to_completion};
 use crate::train_cmd::{TrainArgs, bad, build_config};
 
 /// How long an idle worker waits before it looks at the queue again.
@@ -159,10 +158,9 @@ fn train_claimed(
     let config: TrainConfig =
         serde_json::from_str(&row.config_json).context("reading the run's configuration")?;
     let mut trainer = Trainer::new(config).context("preparing the run")?;
-    let checkpoint = store.latest_snapshot(run_id, CHECKPOINT_KIND)?;
-    let from = match checkpoint {
-        Some((epoch, bytes)) => {
-            trainer.resume_from(&Checkpoint::from_bytes(&bytes)?)?;
+    let from = match crate::resume::newest_checkpoint(&store, run_id)? {
+        Some((epoch, checkpoint)) => {
+            trainer.resume_from(&checkpoint)?;
             epoch
         }
         None => {

@@ -496,7 +496,7 @@ async fn get_figure(
         .await
         .map_err(answer_error)?;
     let file_name = figures::file_name(run_id, &drawn, format);
-    let bytes = figures::render(&cache, drawn, format)
+    let bytes = figures::render(&cache, drawn.figure, drawn.size, format)
         .await
         .map_err(answer_error)?;
     Ok((

@@ -129,8 +129,8 @@ pub struct Source {
 /// A figure ready to render, with what it was drawn from.
 #[derive(Debug, Clone)]
 pub struct Drawn {
-    /// The drawing.
-    pub figure: Figure,
+    /// The drawing (shared, so rendering it in several formats copies none of it).
+    pub figure: Arc<Figure>,
     /// The epoch shown, for per-epoch figures.
     pub epoch: Option<u32>,
     /// The answers behind it.
@@ -489,7 +489,7 @@ pub async fn draw(
         }
     };
     Ok(Drawn {
-        figure: Figure { name, panels },
+        figure: Arc::new(Figure { name, panels }),
         epoch: name.per_epoch().then_some(epoch),
         sources,
         size,
@@ -526,24 +526,22 @@ pub fn file_name(run_id: i64, drawn: &Drawn, format: actiscope_report::Format) -
     }
 }
 
-/// Renders a drawn figure on the blocking pool.
+/// Renders `figure` at `(width, height)` on the blocking pool.
 pub async fn render(
     cache: &AnswerCache,
-    drawn: Drawn,
+    figure: Arc<Figure>,
+    (width, height): (u32, u32),
     format: actiscope_report::Format,
 ) -> Result<Vec<u8>, AnswerError> {
     crate::answers::blocking(cache, move || {
-        drawn
-            .figure
-            .render(format, drawn.size.0, drawn.size.1)
-            .map_err(|e| match e {
-                // What was asked cannot be drawn.
-                ReportError::Size { .. } | ReportError::Data(_) => {
-                    AnswerError::BadRequest(e.to_string())
-                }
-                // The drawing or encoding failed: the server's fault.
-                ReportError::Draw(_) | ReportError::Png(_) => AnswerError::Worker(e.to_string()),
-            })
+        figure.render(format, width, height).map_err(|e| match e {
+            // What was asked cannot be drawn.
+            ReportError::Size { .. } | ReportError::Data(_) => {
+                AnswerError::BadRequest(e.to_string())
+            }
+            // The drawing or encoding failed: the server's fault.
+            ReportError::Draw(_) | ReportError::Png(_) => AnswerError::Worker(e.to_string()),
+        })
     })
     .await
 }

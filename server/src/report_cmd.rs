@@ -426,7 +426,7 @@ async fn write_report(
         let mut files = Vec::new();
         for &format in &plan.formats {
             let file = format!("{stem}.{}", format.extension());
-            let bytes = figures::render(cache, drawn.clone(), format)
+            let bytes = figures::render(cache, Arc::clone(&drawn.figure), drawn.size, format)
                 .await
                 .with_context(|| format!("rendering {file}"))?;
             std::fs::write(dir.join(&file), bytes)

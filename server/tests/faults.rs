@@ -21,7 +21,7 @@ use actiscope_store::Store;
 
 mod common;
 
-use common::{binary, http, serve};
+use common::{binary, http, serve, wait_for_epochs};
 
 const ROUNDS: usize = 20;
 
@@ -29,22 +29,6 @@ fn get_json<T: serde::de::DeserializeOwned>(addr: SocketAddr, path: &str) -> T {
     let (status, body) = http(addr, "GET", path, "");
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
-
-/// Epochs stored for `run_id`, read through a connection of the test's own.
-fn stored_epochs(store: &Path, run_id: i64) -> usize {
-    Store::open(store)
-        .and_then(|s| s.epochs(run_id))
-        .map_or(0, |e| e.len())
-}
-
-/// Polls until run `run_id` has at least `count` epochs stored.
-fn wait_for_epochs(store: &Path, run_id: i64, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stored_epochs(store, run_id) < count {
-        assert!(Instant::now() < deadline, "run {run_id}: no epoch {count}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// A kill that lands anywhere in an epoch: a different pause each round.

@@ -14,12 +14,11 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use actiscope_protocol::EpochMetrics;
 use actiscope_store::Store;
 
 mod common;
 
-use common::{binary, http, serve};
+use common::{binary, http, metrics, serve, wait_for_epochs};
 
 /// A small run: a few milliseconds per epoch, so a kill lands mid-run.
 const RUN: [&str; 10] = [
@@ -35,16 +34,6 @@ const RUN: [&str; 10] = [
     "5",
 ];
 const EPOCHS: usize = 40;
-
-fn metrics(store: &Path, run_id: i64) -> Vec<EpochMetrics> {
-    Store::open(store)
-        .unwrap()
-        .epochs(run_id)
-        .unwrap()
-        .iter()
-        .map(|(_, json)| serde_json::from_str(json).unwrap())
-        .collect()
-}
 
 fn resume(store: &Path, run: &str) -> Output {
     Command::new(binary())
@@ -86,15 +75,7 @@ fn a_killed_run_resumes_from_its_checkpoint_with_every_epoch_once_and_the_same_l
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Store::open(&store)
-        .and_then(|s| s.epochs(1))
-        .map_or(0, |e| e.len())
-        < 3
-    {
-        assert!(Instant::now() < deadline, "no third epoch");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_epochs(&store, 1, 3);
     train.kill().unwrap(); // SIGKILL
     train.wait().unwrap();
     let before = metrics(&store, 1).len();
@@ -154,13 +135,7 @@ fn a_killed_run_resumes_from_its_checkpoint_with_every_epoch_once_and_the_same_l
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    while Store::open(&bare)
-        .and_then(|s| s.epochs(1))
-        .map_or(0, |e| e.len())
-        < 1
-    {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_epochs(&bare, 1, 1);
     train.kill().unwrap();
     train.wait().unwrap();
     let out = resume(&bare, "1");
@@ -183,14 +158,7 @@ fn a_checkpoint_every_few_epochs_drops_the_later_epochs_and_trains_them_again() 
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     // Past the first checkpoint (epoch 4), before the second is certain.
-    while Store::open(&store)
-        .and_then(|s| s.epochs(1))
-        .map_or(0, |e| e.len())
-        < 6
-    {
-        assert!(Instant::now() < deadline, "no sixth epoch");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_epochs(&store, 1, 6);
     train.kill().unwrap();
     train.wait().unwrap();
     let stored = metrics(&store, 1).len();
@@ -240,15 +208,7 @@ fn the_api_resumes_an_interrupted_run_and_refuses_what_cannot_resume() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Store::open(&store)
-        .and_then(|s| s.epochs(1))
-        .map_or(0, |e| e.len())
-        < 2
-    {
-        assert!(Instant::now() < deadline, "no second epoch");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_epochs(&store, 1, 2);
     train.kill().unwrap();
     train.wait().unwrap();
     assert!(

@@ -15,23 +15,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use actiscope_protocol::EpochMetrics;
 use actiscope_store::Store;
 
 mod common;
 
-use common::{binary, http, serve};
+use common::{binary, http, metrics, serve, serve_with, wait_for_epochs};
 
 const EPOCHS: usize = 120;
-
-fn metrics(store: &Path, run_id: i64) -> Vec<EpochMetrics> {
-    Store::open(store)
-        .and_then(|s| s.epochs(run_id))
-        .unwrap_or_default()
-        .iter()
-        .map(|(_, json)| serde_json::from_str(json).unwrap())
-        .collect()
-}
 
 fn worker(store: &Path, extra: &[&str]) -> Child {
     worker_logging(store, extra, None)
@@ -62,28 +52,6 @@ fn started_from(log: &Path) -> Vec<usize> {
             rest.split_whitespace().next()?.parse().ok()
         })
         .collect()
-}
-
-/// `serve` with extra flags on a free port.
-fn serve_with(store: &Path, extra: &[&str]) -> (Child, std::net::SocketAddr) {
-    use std::io::BufRead;
-    let mut child = Command::new(binary())
-        .args(["serve", "--port", "0", "--store"])
-        .arg(store)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server prints its URL").unwrap();
-        if let Some(url) = line.strip_prefix("actiscope listening on http://") {
-            break url.trim().trim_end_matches('/').parse().unwrap();
-        }
-    };
-    (child, addr)
 }
 
 #[test]
@@ -140,10 +108,8 @@ fn workers_killed_mid_run_hand_it_on_with_every_epoch_once_and_the_same_losses()
         let before = metrics(&store, 1).len();
         let log = dir.path().join(format!("worker-{kills}.log"));
         let mut w = worker_logging(&store, &[], Some(&log));
-        while metrics(&store, 1).len() < before + 3 {
-            assert!(Instant::now() < deadline, "no progress after {kills} kills");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_epochs(&store, 1, before + 3);
+        assert!(Instant::now() < deadline, "no progress after {kills} kills");
         w.kill().unwrap(); // SIGKILL
         w.wait().unwrap();
         // Resumed from the dead worker's last checkpoint (every epoch checkpoints), not
@@ -272,9 +238,7 @@ fn a_submitted_run_is_trained_by_a_worker_and_bad_submissions_exit_2() {
         .unwrap();
     assert!(out.status.success());
     let mut w = worker(&store, &[]);
-    while metrics(&store, 2).len() < 3 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_epochs(&store, 2, 3);
     let interrupted = Command::new("kill")
         .args(["-INT", &w.id().to_string()])
         .status()
@@ -292,9 +256,7 @@ fn a_submitted_run_is_trained_by_a_worker_and_bad_submissions_exit_2() {
     assert!(body.contains("\"queued\""), "{body}");
     let log = dir.path().join("resumer.log");
     let mut w = worker_logging(&store, &[], Some(&log));
-    while metrics(&store, 2).len() < stopped_at + 2 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_epochs(&store, 2, stopped_at + 2);
     w.kill().unwrap();
     w.wait().unwrap();
     assert_eq!(started_from(&log).len(), 0, "the log names run 1 only");

@@ -1,6 +1,9 @@
-//! What the tests of the real `actiscope` binary share: the binary, a blocking HTTP client
-//! and a server process on a free port.
+//! What the tests of the real `actiscope` binary share: the binary, a blocking HTTP client,
+//! a server process on a free port, and what a run has stored, read through a connection of
+//! the test's own.
 
+// Each test binary uses part of this module.
+#![allow(dead_code)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -59,9 +62,15 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Str
 
 /// `actiscope serve` on a free port over `store`; returns the process and its address.
 pub fn serve(store: &Path) -> (Child, SocketAddr) {
+    serve_with(store, &[])
+}
+
+/// [`serve`] with extra flags (`--no-train`, ...).
+pub fn serve_with(store: &Path, extra: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(binary())
         .args(["serve", "--port", "0", "--store"])
         .arg(store)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -79,7 +88,6 @@ pub fn serve(store: &Path) -> (Child, SocketAddr) {
 
 /// A blocking GET whose body is bytes (images): (status, head, body). The answer must carry a
 /// Content-Length, as whole bodies from axum do.
-#[allow(dead_code)] // Only the report tests fetch images.
 pub fn get_bytes(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -103,4 +111,34 @@ pub fn get_bytes(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, head, response[split + 4..].to_vec())
+}
+
+/// Every stored epoch's metrics of run `run_id`, in order (none while the file cannot be read).
+pub fn metrics(store: &Path, run_id: i64) -> Vec<actiscope_protocol::EpochMetrics> {
+    actiscope_store::Store::open(store)
+        .and_then(|s| s.epochs(run_id))
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, json)| serde_json::from_str(json).unwrap())
+        .collect()
+}
+
+/// Epochs stored for run `run_id`.
+pub fn stored_epochs(store: &Path, run_id: i64) -> usize {
+    actiscope_store::Store::open(store)
+        .and_then(|s| s.epochs(run_id))
+        .map_or(0, |e| e.len())
+}
+
+/// Polls every millisecond until run `run_id` has at least `count` epochs stored; fails after
+/// two minutes.
+pub fn wait_for_epochs(store: &Path, run_id: i64, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while stored_epochs(store, run_id) < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {run_id}: no epoch {count}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

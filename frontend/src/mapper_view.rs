@@ -461,38 +461,7 @@ fn MapperPanel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actiscope_protocol::mapper::{MapperEdge, MapperParams};
-
-    fn node(id: u32, parent: Option<u32>, members: Vec<u32>) -> MapperNode {
-        MapperNode {
-            id,
-            parent,
-            members,
-            cover_element: 0,
-            class_counts: vec![2, 1],
-            purity: 0.5,
-            error_rate: 0.25,
-            mean_norm: 1.0,
-            exemplars: vec![],
-        }
-    }
-
-    fn chain(n: u32) -> MapperGraph {
-        MapperGraph {
-            params: MapperParams::default(),
-            instance_count: n * 2,
-            nodes: (0..n)
-                .map(|i| node(i, None, vec![2 * i, 2 * i + 1]))
-                .collect(),
-            edges: (1..n)
-                .map(|i| MapperEdge {
-                    source: i - 1,
-                    target: i,
-                    jaccard: 0.5,
-                })
-                .collect(),
-        }
-    }
+    use actiscope_layout::fixtures::{chain, mapper_node as node};
 
     #[test]
     fn markup_marks_selected_nodes() {

@@ -7,5 +7,7 @@
 //! for the host and for wasm32.
 
 pub mod colour;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod mapper;
 pub mod sankey;

@@ -124,38 +124,8 @@ pub fn radius(size: usize, max_size: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actiscope_protocol::mapper::{MapperEdge, MapperNode, MapperParams};
-
-    fn node(id: u32, parent: Option<u32>, members: Vec<u32>) -> MapperNode {
-        MapperNode {
-            id,
-            parent,
-            members,
-            cover_element: 0,
-            class_counts: vec![2, 1],
-            purity: 0.5,
-            error_rate: 0.25,
-            mean_norm: 1.0,
-            exemplars: vec![],
-        }
-    }
-
-    fn chain(n: u32) -> MapperGraph {
-        MapperGraph {
-            params: MapperParams::default(),
-            instance_count: n * 2,
-            nodes: (0..n)
-                .map(|i| node(i, None, vec![2 * i, 2 * i + 1]))
-                .collect(),
-            edges: (1..n)
-                .map(|i| MapperEdge {
-                    source: i - 1,
-                    target: i,
-                    jaccard: 0.5,
-                })
-                .collect(),
-        }
-    }
+    use crate::fixtures::{chain, mapper_node as node};
+    use actiscope_protocol::mapper::MapperEdge;
 
     #[test]
     fn layout_stays_in_the_box_and_keeps_carried_nodes_near() {

@@ -349,49 +349,8 @@ pub fn strongest_flows(apd: &Apd, count: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actiscope_protocol::apd::{ApdEdge, ApdNode};
-
-    fn node(kind: ApdNodeKind, instances: u32) -> ApdNode {
-        ApdNode {
-            kind,
-            instances,
-            errors: 0,
-        }
-    }
-
-    /// Two patterns (3 and 1 instances) flowing into one label; instance 3 takes the second
-    /// pattern, whose link is all errors.
-    fn two_into_one() -> Apd {
-        let pattern = |l, p| ApdNodeKind::Pattern {
-            layer_idx: l,
-            pattern_id: p,
-            bits: "1".into(),
-        };
-        Apd {
-            levels: vec![
-                vec![node(pattern(0, 0), 3), node(pattern(0, 1), 1)],
-                vec![node(ApdNodeKind::Label { label: 0 }, 4)],
-            ],
-            edges: vec![
-                ApdEdge {
-                    from_level: 0,
-                    from_node: 0,
-                    to_node: 0,
-                    instances: 3,
-                    errors: 0,
-                },
-                ApdEdge {
-                    from_level: 0,
-                    from_node: 1,
-                    to_node: 0,
-                    instances: 1,
-                    errors: 1,
-                },
-            ],
-            paths: vec![0, 0, 0, 0, 0, 0, 1, 0],
-            instance_count: 4,
-        }
-    }
+    use crate::fixtures::{apd_node as node, two_into_one};
+    use actiscope_protocol::apd::ApdEdge;
 
     #[test]
     fn bands_and_nodes_share_one_scale() {

@@ -48,9 +48,10 @@ pub struct ServeArgs {
     /// Port to bind; 0 picks a free one.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// SQLite file holding the runs (created when missing).
+    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
-    pub store: PathBuf,
+    pub store: actiscope_store::StoreLocation,
     /// Trunk build of the dashboard to serve (the folder holding index.html). A release
     /// binary built after `trunk build --release` carries the dashboard and needs none.
     #[arg(long)]
@@ -126,8 +127,8 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Runs `actiscope serve` until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut store = actiscope_store::Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let mut store = actiscope_store::Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     // Runs another live process trains (an `actiscope train` beside this server) stay as
     // they are.
     let interrupted = crate::owner::mark_orphans(&mut store, &crate::owner::this_process())

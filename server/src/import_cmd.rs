@@ -16,9 +16,10 @@ use crate::train_cmd::bad;
 /// Arguments of `actiscope import`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
-    /// SQLite file to store the run in (created when missing).
+    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
-    pub store: PathBuf,
+    pub store: actiscope_store::StoreLocation,
     /// Keep importing epochs as the job writes them, until it writes `finished` (or Ctrl-C).
     #[arg(long)]
     pub follow: bool,
@@ -50,8 +51,8 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         run.spec().layers.join(", "),
         args.dir.display()
     );
-    let mut store = Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let mut store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     let owner = crate::owner::this_process();
     let run_id =
         record(&mut store, &run, &units, entries.len(), &owner).context("recording the run")?;
@@ -110,8 +111,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
                 .context("recording the run's status")?;
             eprintln!(
                 "run {run_id}: {} epochs imported into {}",
-                count,
-                args.store.display()
+                count, args.store
             );
             if args.json {
                 let summary = serde_json::json!({

@@ -70,7 +70,7 @@ pub fn is_gone(owner: &str, heartbeat_unix_ms: i64, now_unix_ms: i64) -> bool {
 /// Marks interrupted every run left running or queued by an owner that is gone (never one of
 /// `this_owner`'s); returns the ids marked.
 pub fn mark_orphans(store: &mut Store, this_owner: &str) -> Result<Vec<i64>, StoreError> {
-    let now = actiscope_store::now_unix_ms();
+    let now = store.clock_unix_ms()?;
     store.mark_orphans_interrupted(|owner, heartbeat_unix_ms| {
         owner != this_owner && is_gone(owner, heartbeat_unix_ms, now)
     })
@@ -79,7 +79,7 @@ pub fn mark_orphans(store: &mut Store, this_owner: &str) -> Result<Vec<i64>, Sto
 /// Puts back in the queue every run a worker was training when it died (its process gone, or
 /// silent for [`STALE_AFTER_MS`]), so the next worker resumes it; never `this_owner`'s.
 pub fn requeue_orphans(store: &mut Store, this_owner: &str) -> Result<Vec<i64>, StoreError> {
-    let now = actiscope_store::now_unix_ms();
+    let now = store.clock_unix_ms()?;
     store.requeue_gone_workers(|owner, heartbeat_unix_ms| {
         owner != this_owner && is_gone(owner, heartbeat_unix_ms, now)
     })

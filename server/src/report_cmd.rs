@@ -26,9 +26,10 @@ use crate::train_cmd::bad;
 /// Arguments of `actiscope report`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
-    /// SQLite file that holds the run.
+    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
-    pub store: PathBuf,
+    pub store: actiscope_store::StoreLocation,
     /// The run to draw.
     #[arg(long)]
     pub run: i64,
@@ -214,15 +215,14 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
 /// Runs `actiscope report`.
 pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let plan = plan(args)?;
-    if !args.store.is_file() {
-        return Err(bad(format!(
-            "there is no run store at {}",
-            args.store.display()
-        )));
+    if let Some(path) = args.store.file()
+        && !path.is_file()
+    {
+        return Err(bad(format!("there is no run store at {}", path.display())));
     }
     check_out(&args.out)?;
-    let store = Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,12 +235,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let summary = hub
         .run(run_id)
         .context("reading the run list")?
-        .ok_or_else(|| {
-            bad(format!(
-                "there is no run {run_id} in {}",
-                args.store.display()
-            ))
-        })?;
+        .ok_or_else(|| bad(format!("there is no run {run_id} in {}", args.store)))?;
     let stored: Vec<u32> = runtime
         .block_on(figures::metrics(&hub, run_id))
         .context("reading the run's epochs")?

@@ -5,8 +5,6 @@
 //! every epoch is stored exactly once. A run that completed, diverged, or is still trained by
 //! a live process, and a run without a checkpoint, are refused with status 2.
 
-use std::path::PathBuf;
-
 use actiscope_store::Store;
 use anyhow::Context;
 
@@ -16,9 +14,10 @@ use crate::train_cmd::{Driving, bad, classify, train_into};
 /// Arguments of `actiscope resume`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResumeArgs {
-    /// SQLite file that holds the run.
+    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
-    pub store: PathBuf,
+    pub store: actiscope_store::StoreLocation,
     /// Print one JSON object with the resumed epochs' metrics at the end.
     #[arg(long)]
     pub json: bool,
@@ -31,14 +30,13 @@ pub struct ResumeArgs {
 
 /// Runs `actiscope resume`.
 pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
-    if !args.store.is_file() {
-        return Err(bad(format!(
-            "there is no run store at {}",
-            args.store.display()
-        )));
+    if let Some(path) = args.store.file()
+        && !path.is_file()
+    {
+        return Err(bad(format!("there is no run store at {}", path.display())));
     }
-    let mut store = Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let mut store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     let owner = crate::owner::this_process();
     let Resumed {
         row,
@@ -46,10 +44,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
         checkpoint_epoch,
         dropped,
     } = restore(&mut store, args.run, &owner).map_err(|e| match e {
-        ResumeError::Unknown(run_id) => bad(format!(
-            "there is no run {run_id} in {}",
-            args.store.display()
-        )),
+        ResumeError::Unknown(run_id) => bad(format!("there is no run {run_id} in {}", args.store)),
         ResumeError::Refused(message) => bad(message),
         ResumeError::Train(err) => classify(err),
         ResumeError::Store(err) => anyhow::Error::new(err),
@@ -72,7 +67,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
         args.run,
         &mut trainer,
         &Driving {
-            store_path: &args.store,
+            store: &args.store,
             capture_inline: args.capture_inline,
             json: args.json,
         },

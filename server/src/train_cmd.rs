@@ -20,9 +20,10 @@ pub struct BadInput(pub String);
 /// Arguments of `actiscope train`; each overrides the same key of `--config`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// SQLite file to store the run in (created when missing).
+    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
-    pub store: PathBuf,
+    pub store: actiscope_store::StoreLocation,
     /// A TOML file with any of the keys below (preset, dataset, hidden, model, activation,
     /// optimizer, lr, batch, epochs, seed, probe, device).
     #[arg(long)]
@@ -172,8 +173,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         trainer.splits().validation.len(),
         trainer.splits().test.len(),
     );
-    let mut store = Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let mut store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     let owner = crate::owner::this_process();
     let run_id = record_run(&mut store, &trainer, &owner).context("recording the run")?;
     train_into(
@@ -182,7 +183,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         run_id,
         &mut trainer,
         &Driving {
-            store_path: &args.store,
+            store: &args.store,
             capture_inline: args.capture_inline,
             json: args.json,
         },
@@ -191,8 +192,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 /// How [`train_into`] reports and captures.
 pub(crate) struct Driving<'a> {
-    /// The store's file, for messages.
-    pub store_path: &'a std::path::Path,
+    /// Where the store lives, for messages.
+    pub store: &'a actiscope_store::StoreLocation,
     /// Capture each epoch before training the next.
     pub capture_inline: bool,
     /// Print the `--json` summary at the end.
@@ -270,7 +271,7 @@ pub(crate) fn train_into(
         "run {run_id}: {} after {} epochs, stored in {}",
         outcome.status.as_str(),
         outcome.epochs.len(),
-        driving.store_path.display()
+        driving.store
     );
     if driving.json {
         let summary = serde_json::json!({

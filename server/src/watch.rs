@@ -1,8 +1,10 @@
-//! Following what other processes write to the same store file: an `actiscope train` or
-//! `actiscope import` beside `actiscope serve` streams live too. A thread looks every
-//! [`WATCH_INTERVAL`] whether any other connection committed (SQLite's `data_version`, one
-//! cheap pragma); when one did, it compares the run list with what it saw last and announces
-//! new runs, changed statuses and the new epochs of runs this process does not train itself.
+//! Following what other processes write to the same store: an `actiscope train` or
+//! `actiscope import` beside `actiscope serve`, or workers and other servers on other machines
+//! sharing a PostgreSQL database, stream live too. A thread waits for another connection's
+//! commit ([`Store::wait_for_change`]: SQLite's `data_version` looked at every
+//! [`WATCH_INTERVAL`], PostgreSQL's `NOTIFY` as it lands); when one came, it compares the run
+//! list with what it saw last and announces new runs, changed statuses and the new epochs of
+//! runs this process does not train itself.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -16,7 +18,8 @@ use tokio::sync::broadcast;
 use crate::hub::{FrameCache, HubEvent, RunsCache, broadcast_epoch, decode_stored};
 use crate::runner::SNAPSHOT_KIND;
 
-/// How often the store is checked for other writers' commits.
+/// How often a SQLite store is checked for other writers' commits (and how long a PostgreSQL
+/// watcher waits for a notification before it looks whether the hub is still there).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// What the watcher needs of the hub, without keeping the hub alive.
@@ -32,18 +35,18 @@ pub(crate) struct Watched {
 
 /// Watches the store through `connection` (a connection of its own) until the hub is gone.
 pub(crate) fn watch(connection: Store, watched: Watched) {
-    let mut version = connection.data_version().unwrap_or(0);
     let mut known: HashMap<i64, (String, u32)> = seen(&connection).unwrap_or_default();
     loop {
-        std::thread::sleep(WATCH_INTERVAL);
         if watched.writer.upgrade().is_none() {
             return;
         }
-        match connection.data_version() {
-            Ok(now) if now == version => continue,
-            Ok(now) => version = now,
+        match connection.wait_for_change(WATCH_INTERVAL) {
+            Ok(false) => continue,
+            Ok(true) => {}
             Err(err) => {
-                tracing::warn!(%err, "cannot check the store for other writers");
+                // The next call opens a PostgreSQL connection again; a file is retried.
+                tracing::warn!(%err, "cannot follow the store's other writers");
+                std::thread::sleep(WATCH_INTERVAL);
                 continue;
             }
         }

@@ -5,15 +5,17 @@
 //! epoch is lost or stored twice. `actiscope serve --no-train` queues the runs started from
 //! the dashboard or the API the same way and streams what the workers store.
 //!
-//! The queue lives in the run store (SQLite here): a claim is one `UPDATE … RETURNING`
-//! statement, so two workers never take the same run.
+//! The queue lives in the run store, SQLite or PostgreSQL: a claim is one `UPDATE …
+//! RETURNING` statement (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), so two workers never
+//! take the same run, on one machine or many. On PostgreSQL an idle worker is woken by the
+//! `NOTIFY` of a newly queued run.
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actiscope_store::{RunRow, RunStatus, Store};
+use actiscope_train::device::DeviceChoice;
 use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
@@ -26,12 +28,18 @@ const POLL: Duration = Duration::from_millis(200);
 /// Arguments of `actiscope worker`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
-    /// SQLite file whose queue to serve (created when missing).
+    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
-    pub store: PathBuf,
+    pub store: actiscope_store::StoreLocation,
     /// Runs trained at the same time.
     #[arg(long, default_value_t = 1)]
     pub slots: usize,
+    /// Train every claimed run on this device (auto, wgpu, vulkan or flex) whatever its
+    /// configuration says: a GPU machine's worker says `--device wgpu`. A run resumed here
+    /// from another machine's checkpoint continues on this device.
+    #[arg(long)]
+    pub device: Option<String>,
     /// Exit once the queue is empty and no slot is training (instead of waiting for more).
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -40,15 +48,15 @@ pub struct WorkerArgs {
 /// Runs `actiscope submit`: the run's configuration is validated like `train`'s, then queued.
 pub fn submit(args: &TrainArgs) -> anyhow::Result<()> {
     let config = build_config(args)?;
-    let store = Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     let config_json = serde_json::to_string(&config).context("encoding the configuration")?;
     let run_id = store.queue_for_workers(&run_name(&config), &config_json)?;
     eprintln!(
         "queued run {run_id} ({}) in {}; `actiscope worker --store {}` trains it",
         run_name(&config),
-        args.store.display(),
-        args.store.display()
+        args.store,
+        args.store
     );
     if args.json {
         println!(
@@ -64,23 +72,25 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     if args.slots == 0 {
         return Err(bad("--slots must be at least 1"));
     }
-    let store = Store::open(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store.display()))?;
+    let device = args
+        .device
+        .as_deref()
+        .map(DeviceChoice::parse)
+        .transpose()
+        .map_err(|err| bad(err.to_string()))?;
+    let store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     let owner = crate::owner::this_process();
     let _heartbeat = crate::owner::Heartbeat::start(&store, owner.clone())
         .context("starting the worker's heartbeat")?;
     drop(store);
     let stop = crate::ctrl_c::stop_flag()?;
-    eprintln!(
-        "worker {owner}: {} slot(s) on {}",
-        args.slots,
-        args.store.display()
-    );
+    eprintln!("worker {owner}: {} slot(s) on {}", args.slots, args.store);
     let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let slots: Vec<_> = (0..args.slots)
             .map(|slot| {
                 let (owner, stop) = (owner.as_str(), stop.as_ref());
-                scope.spawn(move || serve_slot(&args.store, owner, slot, stop, args.exit_when_idle))
+                scope.spawn(move || serve_slot(args, device, owner, slot, stop))
             })
             .collect();
         slots
@@ -96,14 +106,14 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
 
 /// One slot: claim, train, repeat, until Ctrl-C (or an empty queue with `exit_when_idle`).
 fn serve_slot(
-    path: &Path,
+    args: &WorkerArgs,
+    device: Option<DeviceChoice>,
     owner: &str,
     slot: usize,
     stop: &AtomicBool,
-    exit_when_idle: bool,
 ) -> anyhow::Result<()> {
-    let mut store =
-        Store::open(path).with_context(|| format!("opening the run store {}", path.display()))?;
+    let mut store = Store::connect(&args.store)
+        .with_context(|| format!("opening the run store {}", args.store))?;
     while !stop.load(Ordering::SeqCst) {
         // A busy or failing store is waited out, not fatal: the slot tries again.
         match crate::owner::requeue_orphans(&mut store, owner) {
@@ -125,18 +135,23 @@ fn serve_slot(
             }
         };
         let Some(row) = claimed else {
-            if exit_when_idle {
+            if args.exit_when_idle {
                 return Ok(());
             }
-            std::thread::sleep(POLL);
+            // Woken at once by a run queued on PostgreSQL (NOTIFY); SQLite looks again after
+            // POLL. Either way, dead workers' runs are looked for at least that often.
+            if let Err(err) = store.wait_for_change(POLL) {
+                eprintln!("slot {slot}: cannot follow the queue: {err}");
+                std::thread::sleep(POLL);
+            }
             continue;
         };
         let run_id = row.id;
-        store = match train_claimed(store, row, slot, stop) {
+        store = match train_claimed(store, row, device, slot, stop) {
             Ok(store) => store,
             Err(err) => {
                 eprintln!("slot {slot}: run {run_id} failed: {err:#}");
-                let store = Store::open(path)?;
+                let store = Store::connect(&args.store)?;
                 let _ = store.set_status(run_id, RunStatus::Interrupted);
                 store
             }
@@ -151,12 +166,16 @@ fn serve_slot(
 fn train_claimed(
     mut store: Store,
     row: RunRow,
+    device: Option<DeviceChoice>,
     slot: usize,
     stop: &AtomicBool,
 ) -> anyhow::Result<Store> {
     let run_id = row.id;
-    let config: TrainConfig =
+    let mut config: TrainConfig =
         serde_json::from_str(&row.config_json).context("reading the run's configuration")?;
+    if let Some(device) = device {
+        config.device = device;
+    }
     let mut trainer = Trainer::new(config).context("preparing the run")?;
     let from = match crate::resume::newest_checkpoint(&store, run_id)? {
         Some((epoch, checkpoint)) => {

@@ -19,19 +19,19 @@ use actiscope_store::Store;
 
 mod common;
 
-use common::{binary, http, metrics, serve, serve_with, wait_for_epochs};
+use common::{StoreArg, binary, http, metrics, serve, serve_with, wait_for_epochs};
 
 const EPOCHS: usize = 120;
 
-fn worker(store: &Path, extra: &[&str]) -> Child {
+fn worker(store: &(impl StoreArg + ?Sized), extra: &[&str]) -> Child {
     worker_logging(store, extra, None)
 }
 
 /// A worker whose messages go to `log` (when given).
-fn worker_logging(store: &Path, extra: &[&str], log: Option<&Path>) -> Child {
+fn worker_logging(store: &(impl StoreArg + ?Sized), extra: &[&str], log: Option<&Path>) -> Child {
     Command::new(binary())
         .args(["worker", "--store"])
-        .arg(store)
+        .arg(store.arg())
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log.map_or_else(Stdio::null, |path| {
@@ -39,6 +39,57 @@ fn worker_logging(store: &Path, extra: &[&str], log: Option<&Path>) -> Child {
         }))
         .spawn()
         .unwrap()
+}
+
+/// The run as it trains uninterrupted: its stored metrics.
+fn uninterrupted(dir: &Path) -> Vec<actiscope_protocol::EpochMetrics> {
+    let straight = dir.join("straight.db");
+    let epochs = EPOCHS.to_string();
+    let out = Command::new(binary())
+        .args([
+            "train",
+            "--dataset",
+            "moons",
+            "--hidden",
+            "16,16",
+            "--probe",
+            "n=100",
+        ])
+        .args([
+            "--device", "flex", "--seed", "5", "--epochs", &epochs, "--store",
+        ])
+        .arg(&straight)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    metrics(&straight, 1)
+}
+
+/// Asserts that run 1 of `store` holds every epoch once, with the losses of `expected`.
+fn assert_resumed_exactly(
+    store: &(impl StoreArg + ?Sized),
+    expected: &[actiscope_protocol::EpochMetrics],
+) {
+    let resumed = metrics(store, 1);
+    let numbers: Vec<usize> = resumed.iter().map(|m| m.epoch).collect();
+    assert_eq!(
+        numbers,
+        (1..=EPOCHS).collect::<Vec<_>>(),
+        "every epoch once"
+    );
+    for (got, want) in resumed.iter().zip(expected) {
+        assert!(
+            (got.train_loss - want.train_loss).abs() <= 1e-5 * want.train_loss.max(1.0),
+            "epoch {}: {} vs {} uninterrupted (a restart, not a resume?)",
+            got.epoch,
+            got.train_loss,
+            want.train_loss
+        );
+    }
 }
 
 /// The epoch each claim of run 1 started from, as the worker logged it ("from epoch N of").
@@ -335,4 +386,183 @@ fn slots_and_workers_share_one_store_without_losing_an_epoch() {
         let numbers: Vec<usize> = metrics(&store, run.id).iter().map(|m| m.epoch).collect();
         assert_eq!(numbers, (1..=30).collect::<Vec<_>>(), "run {}", run.id);
     }
+}
+
+/// The issue's several-machines test, on loopback: one PostgreSQL server, two actiscope
+/// servers that train nothing, three workers at once. A run queued through server A is
+/// claimed by a worker; the worker training it is killed with SIGKILL ten times, and each
+/// time another worker resumes it from the checkpoint. Server B streams it live, and the run
+/// ends with every epoch once and the losses of an uninterrupted run.
+#[test]
+fn on_postgres_two_servers_and_three_workers_hand_a_run_on_through_ten_kills() {
+    let pg = actiscope_store::testing::TestPostgres::shared().unwrap();
+    let store = pg.url(&pg.fresh_database().unwrap());
+    let store = store.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let expected = uninterrupted(dir.path());
+    let (mut server_a, a) = serve_with(store, &["--no-train"]);
+    let (mut server_b, b) = serve_with(store, &["--no-train"]);
+    let body = format!(
+        r#"{{"dataset":"moons","hidden":"16,16","probe":"n=100","device":"flex","seed":5,"epochs":{EPOCHS}}}"#
+    );
+    let (status, answer) = http(a, "POST", "/api/runs", &body);
+    assert_eq!(status, 201, "{answer}");
+    // Server B lists the run queued on A (through NOTIFY), before any worker exists.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = http(b, "GET", "/api/runs/1", "");
+        if body.contains("\"queued\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server B does not list it: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs: Vec<std::path::PathBuf> = (0..13)
+        .map(|i| dir.path().join(format!("w{i}.log")))
+        .collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|i| worker_logging(store, &[], Some(&logs[i])))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut kills = 0;
+    while kills < 10 && metrics(store, 1).len() < EPOCHS - 5 {
+        let before = metrics(store, 1).len();
+        wait_for_epochs(store, 1, before + 3);
+        assert!(Instant::now() < deadline, "no progress after {kills} kills");
+        // The worker that trains the run now: its pid is in the run's owner.
+        let row = store.open().unwrap().run(1).unwrap().unwrap();
+        let pid: u32 = row.owner.rsplit('/').nth(1).unwrap().parse().unwrap();
+        let Some(index) = workers.iter().position(|w| w.id() == pid) else {
+            continue; // claimed by a worker that is already being replaced
+        };
+        workers[index].kill().unwrap(); // SIGKILL
+        workers[index].wait().unwrap();
+        kills += 1;
+        workers[index] = worker_logging(store, &[], Some(&logs[2 + kills]));
+    }
+    assert!(kills >= 10, "the run finished before ten kills: {kills}");
+    loop {
+        let (_, body) = http(b, "GET", "/api/runs/1", "");
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] == "completed" {
+            assert_eq!(
+                run["epochs_stored"], EPOCHS as u64,
+                "server B sees every epoch"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not finished: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for w in &mut workers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    assert_resumed_exactly(store, &expected);
+    // Every claim after the first resumed from a checkpoint; none started over.
+    let mut claims: Vec<usize> = logs.iter().flat_map(|log| started_from(log)).collect();
+    claims.sort_unstable();
+    assert_eq!(claims.first(), Some(&1), "{claims:?}");
+    assert!(
+        claims.len() > kills,
+        "each kill handed the run on: {claims:?}"
+    );
+    assert_eq!(
+        claims.iter().filter(|&&from| from == 1).count(),
+        1,
+        "{claims:?}"
+    );
+    let (_, body) = http(a, "GET", "/api/runs/1/epochs", "");
+    let via_a: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        via_a.len(),
+        EPOCHS,
+        "server A serves what the workers stored"
+    );
+    for server in [&mut server_a, &mut server_b] {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+/// `--store` takes a `postgres://` URL whose password may come from `PGPASSWORD` instead; the
+/// password is never printed, and a wrong one is a clear error (exit 1, not a panic).
+#[test]
+fn a_postgres_store_takes_its_password_from_pgpassword_and_never_prints_it() {
+    let pg = actiscope_store::testing::TestPostgres::shared().unwrap();
+    let database = pg.fresh_database().unwrap();
+    let without_password = format!(
+        "postgres://{}@127.0.0.1:{}/{database}",
+        actiscope_store::testing::USER,
+        pg.port()
+    );
+    let submit = |url: &str, password: Option<&str>| {
+        let mut command = Command::new(binary());
+        command
+            .args([
+                "submit",
+                "--dataset",
+                "moons",
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+            ])
+            .args([
+                "--probe", "n=50", "--device", "flex", "--json", "--store", url,
+            ])
+            .env_remove("PGPASSWORD")
+            .env("PGPASSFILE", "/nonexistent");
+        if let Some(password) = password {
+            command.env("PGPASSWORD", password);
+        }
+        command.output().unwrap()
+    };
+    let out = submit(&without_password, Some(pg.password()));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains(&without_password),
+        "names the store: {printed}"
+    );
+    assert!(!printed.contains(pg.password()), "{printed}");
+    let out = submit(&pg.url(&database), None);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(!printed.contains(pg.password()), "{printed}");
+    let out = submit(&without_password, Some("wrong"));
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("password authentication failed"),
+        "{printed}"
+    );
+    // Two queued runs; a worker on the GPU-less test machine trains both with --device flex.
+    let status = worker(
+        pg.url(&database).as_str(),
+        &["--exit-when-idle", "--device", "flex"],
+    )
+    .wait()
+    .unwrap();
+    assert!(status.success());
+    let store = pg.url(&database);
+    for run in store.as_str().open().unwrap().runs().unwrap() {
+        assert_eq!((run.status.as_str(), run.epochs_stored), ("completed", 2));
+    }
+    let out = Command::new(binary())
+        .args(["worker", "--device", "tpu", "--store", &store])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

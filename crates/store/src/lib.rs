@@ -1,47 +1,25 @@
 //! Run persistence for actiscope.
 //!
-//! Owns: the SQLite database file (WAL mode), its schema and migrations, and the typed reads
-//! and writes of runs. Does not own: training, analysis or any network code; it stores what the
-//! server and the `train` command hand it, as opaque but versioned blobs where needed.
+//! Owns: the one store interface the rest of actiscope uses ([`Store`]), over two engines with
+//! the same schema version and migrations: a SQLite file in WAL mode (the embedded default,
+//! `sqlite`) and a PostgreSQL database shared by several machines (`postgres`); where a store
+//! lives (`location`); typed reads and writes of runs, the workers' queue, and noticing other
+//! processes' commits. Does not own: training, analysis or any network code; it stores what the
+//! server and the commands hand it, as opaque but versioned blobs where needed.
 
 use std::path::Path;
+use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+mod location;
+mod postgres;
+mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
-/// Version of the schema this build writes. Each entry of [`MIGRATIONS`] raises it by one.
+pub use location::{LocationError, PostgresUrl, StoreLocation};
+
+/// Version of the schema this build writes. Each migration (of either engine) raises it by one.
 pub const SCHEMA_VERSION: i64 = 5;
-
-/// How long an opener waits for another connection's lock before giving up.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Schema migrations, applied in order; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        config_json TEXT NOT NULL,
-        status TEXT NOT NULL,
-        created_unix_secs INTEGER NOT NULL
-    );",
-    "ALTER TABLE runs ADD COLUMN device TEXT NOT NULL DEFAULT '';
-     CREATE TABLE epochs (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        epoch INTEGER NOT NULL,
-        metrics_json TEXT NOT NULL,
-        PRIMARY KEY (run_id, epoch)
-     );
-     CREATE TABLE snapshots (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        epoch INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        blob BLOB NOT NULL,
-        PRIMARY KEY (run_id, epoch, kind)
-     );",
-    "ALTER TABLE runs ADD COLUMN dataset_sha256 TEXT NOT NULL DEFAULT '';",
-    "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
-     ALTER TABLE runs ADD COLUMN heartbeat_unix_ms INTEGER NOT NULL DEFAULT 0;",
-    "ALTER TABLE runs ADD COLUMN for_workers INTEGER NOT NULL DEFAULT 0;",
-];
 
 /// Errors of the run store.
 #[derive(Debug, thiserror::Error)]
@@ -49,40 +27,48 @@ pub enum StoreError {
     /// SQLite refused an operation.
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
+    /// PostgreSQL refused an operation, or could not be reached.
+    #[error("PostgreSQL: {}", postgres_message(.0))]
+    Postgres(::postgres::Error),
     /// The store cannot grow: the disk, or the process's file size limit, is full. What was
     /// committed before is intact.
     #[error(
         "the run store cannot grow (disk or file size limit full: {0}); everything stored \
          before is intact, free some space and start again"
     )]
-    Full(rusqlite::Error),
-    /// The file was written by a newer actiscope whose schema this build does not know.
+    Full(String),
+    /// The store was written by a newer actiscope whose schema this build does not know.
     #[error("the store has schema version {found}, newer than this build's {SCHEMA_VERSION}")]
     NewerSchema {
-        /// Version found in the file.
+        /// Version found in the store.
         found: i64,
     },
+    /// A value the store holds, or a request of it, makes no sense here.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(err: rusqlite::Error) -> Self {
-        // SQLite reports ENOSPC as SQLITE_FULL, and a write refused for another reason (EFBIG
-        // past `ulimit -f`, EDQUOT) as an I/O error of the write or of the file's growth.
-        let full = match &err {
-            rusqlite::Error::SqliteFailure(failure, _) => {
-                failure.code == rusqlite::ErrorCode::DiskFull
-                    || [
-                        rusqlite::ffi::SQLITE_IOERR_WRITE,
-                        rusqlite::ffi::SQLITE_IOERR_TRUNCATE,
-                    ]
-                    .contains(&failure.extended_code)
+/// A PostgreSQL error with the server's detail and hint, which its `Display` leaves out.
+fn postgres_message(err: &::postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut message = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                message.push_str(&format!("; {detail}"));
             }
-            _ => false,
-        };
-        if full {
-            Self::Full(err)
-        } else {
-            Self::Sqlite(err)
+            if let Some(hint) = db.hint() {
+                message.push_str(&format!("; {hint}"));
+            }
+            message
+        }
+        None => {
+            let mut message = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            message
         }
     }
 }
@@ -144,54 +130,12 @@ pub struct RunRow {
     pub heartbeat_unix_ms: i64,
 }
 
-const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, r.dataset_sha256, \
-     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id), r.owner, r.heartbeat_unix_ms";
-
-fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        config_json: row.get(2)?,
-        status: row.get(3)?,
-        device: row.get(4)?,
-        created_unix_secs: row.get(5)?,
-        dataset_sha256: row.get(6)?,
-        epochs_stored: row.get(7)?,
-        owner: row.get(8)?,
-        heartbeat_unix_ms: row.get(9)?,
-    })
-}
-
-/// Switches `conn` to write-ahead logging. SQLite does not call the busy handler for a
-/// journal-mode change that races another connection's, so this retries by hand, within
-/// [`BUSY_TIMEOUT`].
-fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
-    let started = std::time::Instant::now();
-    loop {
-        match conn.pragma_update(None, "journal_mode", "WAL") {
-            Err(rusqlite::Error::SqliteFailure(failure, _))
-                if failure.code == rusqlite::ErrorCode::DatabaseBusy
-                    && started.elapsed() < BUSY_TIMEOUT =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
 /// Milliseconds since the Unix epoch, now.
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// A handle on one store file.
-pub struct Store {
-    conn: Connection,
-    path: Option<std::path::PathBuf>,
 }
 
 /// What [`Store::record_run`] records.
@@ -212,150 +156,182 @@ pub struct NewRun<'a> {
     pub snapshots: &'a [(&'a str, &'a [u8])],
 }
 
+/// What each engine implements; [`Store`] is this interface with its documentation.
+pub(crate) trait Backend: Send {
+    fn schema_version(&self) -> Result<i64, StoreError>;
+    fn limit_size(&self, max_bytes: u64) -> Result<(), StoreError>;
+    fn clock_unix_ms(&self) -> Result<i64, StoreError>;
+    fn create_run(&self, name: &str, config_json: &str) -> Result<i64, StoreError>;
+    fn record_run(&mut self, run: &NewRun<'_>) -> Result<i64, StoreError>;
+    fn set_status(&self, run_id: i64, status: RunStatus) -> Result<bool, StoreError>;
+    fn status(&self, run_id: i64) -> Result<Option<String>, StoreError>;
+    fn set_dataset_sha256(&self, run_id: i64, sha256: &str) -> Result<(), StoreError>;
+    fn put_epoch_keeping_latest(
+        &mut self,
+        run_id: i64,
+        epoch: u32,
+        metrics_json: &str,
+        snapshots: &[(&str, &[u8])],
+        latest_only: &[&str],
+    ) -> Result<(), StoreError>;
+    fn epochs(&self, run_id: i64) -> Result<Vec<(u32, String)>, StoreError>;
+    fn snapshot(&self, run_id: i64, epoch: u32, kind: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn delete_run(&mut self, run_id: i64) -> Result<bool, StoreError>;
+    fn heartbeat(&self, owner: &str) -> Result<usize, StoreError>;
+    /// In one transaction, applies `set` (an SQL `SET` list) to every run matching `filter`
+    /// (an SQL condition on `runs`) whose owner `is_gone` says is gone, given the owner and its
+    /// last heartbeat; returns their ids. Both SQL arguments are constants of this crate.
+    fn update_runs_of_gone_owners(
+        &mut self,
+        filter: &str,
+        set: &str,
+        is_gone: &(dyn Fn(&str, i64) -> bool + Sync),
+    ) -> Result<Vec<i64>, StoreError>;
+    fn runs(&self) -> Result<Vec<RunRow>, StoreError>;
+    fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError>;
+    fn queue_for_workers(&self, name: &str, config_json: &str) -> Result<i64, StoreError>;
+    fn queue_again_for_workers(&self, run_id: i64) -> Result<bool, StoreError>;
+    fn claim_for_worker(&self, owner: &str) -> Result<Option<RunRow>, StoreError>;
+    fn set_run_details(
+        &mut self,
+        run_id: i64,
+        device: &str,
+        dataset_sha256: &str,
+        snapshots: &[(&str, &[u8])],
+    ) -> Result<(), StoreError>;
+    fn latest_snapshot(
+        &self,
+        run_id: i64,
+        kind: &str,
+    ) -> Result<Option<(u32, Vec<u8>)>, StoreError>;
+    fn delete_epochs_after(&mut self, run_id: i64, epoch: u32) -> Result<usize, StoreError>;
+    fn take_over(&self, run_id: i64, owner: &str) -> Result<bool, StoreError>;
+    fn put_snapshot(
+        &self,
+        run_id: i64,
+        epoch: u32,
+        kind: &str,
+        blob: &[u8],
+    ) -> Result<(), StoreError>;
+    fn snapshots_from(
+        &self,
+        run_id: i64,
+        kind: &str,
+        from_epoch: u32,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError>;
+    fn wait_for_change(&self, timeout: Duration) -> Result<bool, StoreError>;
+    fn run_count(&self) -> Result<u64, StoreError>;
+    #[cfg(test)]
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError>;
+}
+
+/// A handle on one store: one connection to its file or database. Not shared between threads:
+/// each thread opens its own with [`reopen`](Self::reopen).
+pub struct Store {
+    backend: Box<dyn Backend>,
+    /// Where it lives; `None` when it is a private in-memory store.
+    location: Option<StoreLocation>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "Store({location})"),
+            None => write!(f, "Store(in memory)"),
+        }
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn, Some(path.to_path_buf()))
+        Ok(Self {
+            backend: Box::new(sqlite::Sqlite::open(path)?),
+            location: Some(StoreLocation::File(path.to_path_buf())),
+        })
     }
 
-    /// Opens a private in-memory store, for tests and throw-away runs.
+    /// Opens the store at `location` (a SQLite file, created if needed, or a PostgreSQL
+    /// database) and brings its schema up to date.
+    pub fn connect(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
+            StoreLocation::File(path) => Self::open(path),
+            StoreLocation::Postgres(url) => Ok(Self {
+                backend: Box::new(postgres::Postgres::connect(url.config())?),
+                location: Some(location.clone()),
+            }),
+        }
+    }
+
+    /// Opens a private in-memory SQLite store, for tests and throw-away runs.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?, None)
+        Ok(Self {
+            backend: Box::new(sqlite::Sqlite::open_in_memory()?),
+            location: None,
+        })
     }
 
-    /// Another connection to the same file, for reading beside this one's writes (WAL lets
-    /// readers go on while a writer holds its lock); `None` for an in-memory store, which
-    /// only its one connection can see.
+    /// Another connection to the same store, for reading beside this one's writes (SQLite's
+    /// WAL and PostgreSQL both let readers go on while a writer works); `None` for an
+    /// in-memory store, which only its one connection can see.
     pub fn reopen(&self) -> Option<Result<Self, StoreError>> {
-        self.path.as_deref().map(Self::open)
+        self.location.as_ref().map(Self::connect)
     }
 
-    /// The file this store lives in; `None` when it is in memory.
+    /// Where this store lives; `None` when it is in memory.
+    pub fn location(&self) -> Option<&StoreLocation> {
+        self.location.as_ref()
+    }
+
+    /// The SQLite file this store lives in; `None` when it is in memory or in PostgreSQL.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.location.as_ref().and_then(StoreLocation::file)
     }
 
-    /// Limits the file to about `max_bytes` (SQLite's `max_page_count`): a write past it fails
+    /// Limits a SQLite file to about `max_bytes` (`max_page_count`): a write past it fails
     /// with [`StoreError::Full`] as on a full disk. For tests of that path, and for users who
-    /// want a cap.
+    /// want a cap. PostgreSQL's limits are set on its server: there this is an error.
     pub fn limit_size(&self, max_bytes: u64) -> Result<(), StoreError> {
-        let page_size: i64 = self
-            .conn
-            .pragma_query_value(None, "page_size", |row| row.get(0))?;
-        let pages = max_bytes / u64::try_from(page_size.max(512)).unwrap_or(4096);
-        self.conn.pragma_update(
-            None,
-            "max_page_count",
-            i64::try_from(pages).unwrap_or(i64::MAX),
-        )?;
-        Ok(())
+        self.backend.limit_size(max_bytes)
     }
 
-    fn init(mut conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self, StoreError> {
-        // Another process (a trainer, a server, a test polling the file) may open the same
-        // file at the same moment: wait for its locks instead of failing.
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        enable_wal(&conn)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // IMMEDIATE takes the write lock before reading the version, so two openers of a
-        // fresh file never both decide to run the same migration.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { found });
-        }
-        for (version, migration) in (1..)
-            .zip(MIGRATIONS)
-            .skip(usize::try_from(found).unwrap_or(0))
-        {
-            tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", version)?;
-        }
-        tx.commit()?;
-        Ok(Self { conn, path })
-    }
-
-    /// Schema version of the open file.
+    /// Schema version of the open store.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+        self.backend.schema_version()
+    }
+
+    /// Now, in milliseconds since the Unix epoch, by the clock heartbeats are stamped with:
+    /// this machine's for SQLite, the database server's for PostgreSQL (so that machines
+    /// whose clocks disagree still agree on who has gone silent).
+    pub fn clock_unix_ms(&self) -> Result<i64, StoreError> {
+        self.backend.clock_unix_ms()
     }
 
     /// Records a new run and returns its id.
     pub fn create_run(&self, name: &str, config_json: &str) -> Result<i64, StoreError> {
-        let now_unix_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        self.conn.execute(
-            "INSERT INTO runs (name, config_json, status, created_unix_secs) VALUES (?1, ?2, ?3, ?4)",
-            params![name, config_json, RunStatus::Running.as_str(), now_unix_secs],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        self.backend.create_run(name, config_json)
     }
 
     /// Records a new run with everything known before its first epoch (its device, the
     /// SHA-256 of its data and its run-wide blobs, stored as epoch 0) in one transaction: a
     /// process killed meanwhile leaves no half-recorded run. Returns its id.
     pub fn record_run(&mut self, run: &NewRun<'_>) -> Result<i64, StoreError> {
-        let now_unix_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO runs (name, config_json, status, created_unix_secs, device, \
-             dataset_sha256, owner, heartbeat_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                run.name,
-                run.config_json,
-                RunStatus::Running.as_str(),
-                now_unix_secs,
-                run.device,
-                run.dataset_sha256,
-                run.owner,
-                now_unix_ms()
-            ],
-        )?;
-        let run_id = tx.last_insert_rowid();
-        for (kind, blob) in run.snapshots {
-            tx.execute(
-                "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, 0, ?2, ?3)",
-                params![run_id, kind, blob],
-            )?;
-        }
-        tx.commit()?;
-        Ok(run_id)
+        self.backend.record_run(run)
     }
 
     /// Sets the status of a run; returns whether the run exists.
     pub fn set_status(&self, run_id: i64, status: RunStatus) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
-            "UPDATE runs SET status = ?1 WHERE id = ?2",
-            params![status.as_str(), run_id],
-        )?;
-        Ok(changed == 1)
+        self.backend.set_status(run_id, status)
     }
 
     /// The status of a run, or `None` when no run has that id.
     pub fn status(&self, run_id: i64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
-            .query_row([run_id], |row| row.get(0))
-            .optional()?)
+        self.backend.status(run_id)
     }
 
     /// Records the SHA-256 of the data run `run_id` saw.
     pub fn set_dataset_sha256(&self, run_id: i64, sha256: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE runs SET dataset_sha256 = ?1 WHERE id = ?2",
-            params![sha256, run_id],
-        )?;
-        Ok(())
+        self.backend.set_dataset_sha256(run_id, sha256)
     }
 
     /// Stores one epoch: its metrics (JSON) and its snapshot blobs, all or nothing.
@@ -380,36 +356,13 @@ impl Store {
         snapshots: &[(&str, &[u8])],
         latest_only: &[&str],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        for kind in latest_only {
-            if snapshots.iter().any(|(k, _)| k == kind) {
-                tx.execute(
-                    "DELETE FROM snapshots WHERE run_id = ?1 AND kind = ?2 AND epoch < ?3",
-                    params![run_id, kind, epoch],
-                )?;
-            }
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO epochs (run_id, epoch, metrics_json) VALUES (?1, ?2, ?3)",
-            params![run_id, epoch, metrics_json],
-        )?;
-        for (kind, blob) in snapshots {
-            tx.execute(
-                "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, epoch, kind, blob],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.backend
+            .put_epoch_keeping_latest(run_id, epoch, metrics_json, snapshots, latest_only)
     }
 
     /// The metrics JSON of every stored epoch of a run, in epoch order.
     pub fn epochs(&self, run_id: i64) -> Result<Vec<(u32, String)>, StoreError> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT epoch, metrics_json FROM epochs WHERE run_id = ?1 ORDER BY epoch",
-        )?;
-        let rows = statement.query_map([run_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.backend.epochs(run_id)
     }
 
     /// One snapshot blob, or `None` when absent.
@@ -419,138 +372,63 @@ impl Store {
         epoch: u32,
         kind: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT blob FROM snapshots WHERE run_id = ?1 AND epoch = ?2 AND kind = ?3",
-            )?
-            .query_row(params![run_id, epoch, kind], |row| row.get(0))
-            .optional()?)
+        self.backend.snapshot(run_id, epoch, kind)
     }
 
     /// Deletes a run with its epochs and snapshots; returns whether it existed.
     pub fn delete_run(&mut self, run_id: i64) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM snapshots WHERE run_id = ?1", [run_id])?;
-        tx.execute("DELETE FROM epochs WHERE run_id = ?1", [run_id])?;
-        let deleted = tx.execute("DELETE FROM runs WHERE id = ?1", [run_id])?;
-        tx.commit()?;
-        Ok(deleted == 1)
+        self.backend.delete_run(run_id)
     }
 
     /// Says that `owner` is alive: the heartbeat of every run it trains or queued becomes
-    /// now. Returns how many runs it owns.
+    /// now (by [`clock_unix_ms`](Self::clock_unix_ms)'s clock). Returns how many runs it owns.
     pub fn heartbeat(&self, owner: &str) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE runs SET heartbeat_unix_ms = ?1 \
-             WHERE owner = ?2 AND status IN ('running', 'queued')",
-            params![now_unix_ms(), owner],
-        )?)
+        self.backend.heartbeat(owner)
     }
 
-    /// Marks `interrupted` every `running` or `queued` run whose owner `is_gone` says is gone,
-    /// given the owner and its last heartbeat (ms since the Unix epoch), in one transaction.
-    /// Returns the ids marked.
+    /// Marks `interrupted` every `running` or `queued` run (not one queued for workers) whose
+    /// owner `is_gone` says is gone, given the owner and its last heartbeat (ms since the Unix
+    /// epoch), in one transaction. Returns the ids marked.
     pub fn mark_orphans_interrupted(
         &mut self,
-        is_gone: impl Fn(&str, i64) -> bool,
+        is_gone: impl Fn(&str, i64) -> bool + Sync,
     ) -> Result<Vec<i64>, StoreError> {
-        self.update_runs_of_gone_owners(
+        self.backend.update_runs_of_gone_owners(
             "status IN ('running', 'queued') AND for_workers = 0",
             "status = 'interrupted'",
-            is_gone,
+            &is_gone,
         )
-    }
-
-    /// In one transaction, applies `set` (an SQL `SET` list) to every run matching `filter`
-    /// (an SQL condition on `runs`) whose owner `is_gone` says is gone, given the owner and its
-    /// last heartbeat; returns their ids. Both arguments are constants of this file.
-    fn update_runs_of_gone_owners(
-        &mut self,
-        filter: &str,
-        set: &str,
-        is_gone: impl Fn(&str, i64) -> bool,
-    ) -> Result<Vec<i64>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidates: Vec<(i64, String, i64)> = {
-            let mut statement = tx.prepare(&format!(
-                "SELECT id, owner, heartbeat_unix_ms FROM runs WHERE {filter}"
-            ))?;
-            let rows =
-                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut updated = Vec::new();
-        for (run_id, owner, heartbeat_unix_ms) in candidates {
-            if is_gone(&owner, heartbeat_unix_ms) {
-                tx.execute(&format!("UPDATE runs SET {set} WHERE id = ?1"), [run_id])?;
-                updated.push(run_id);
-            }
-        }
-        tx.commit()?;
-        Ok(updated)
     }
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.id DESC"
-        ))?;
-        let rows = statement.query_map([], run_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.backend.runs()
     }
 
     /// One run, or `None` for an unknown id.
     pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"))?
-            .query_row([run_id], run_row)
-            .optional()?)
+        self.backend.run(run_id)
     }
 
     /// Queues a run for any worker (`actiscope worker`) to claim: status `queued`, no owner,
     /// nothing stored yet (its worker stores the device, the data's hash and the probe images
     /// when it starts). Returns its id.
     pub fn queue_for_workers(&self, name: &str, config_json: &str) -> Result<i64, StoreError> {
-        let now_unix_secs = now_unix_ms() / 1000;
-        self.conn.execute(
-            "INSERT INTO runs (name, config_json, status, created_unix_secs, owner, \
-             heartbeat_unix_ms, for_workers) VALUES (?1, ?2, 'queued', ?3, '', 0, 1)",
-            params![name, config_json, now_unix_secs],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        self.backend.queue_for_workers(name, config_json)
     }
 
     /// Puts a stopped or interrupted run in the workers' queue (status `queued`, no owner), so
     /// the next worker resumes it from its checkpoint.
     pub fn queue_again_for_workers(&self, run_id: i64) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
-            "UPDATE runs SET status = 'queued', owner = '', for_workers = 1 WHERE id = ?1",
-            [run_id],
-        )?;
-        Ok(changed == 1)
+        self.backend.queue_again_for_workers(run_id)
     }
 
     /// Claims the oldest run queued for workers for `owner`, in one statement (two workers
-    /// never claim the same run): it becomes `running`, owned by `owner`, with a fresh
+    /// never claim the same run; on PostgreSQL, `FOR UPDATE SKIP LOCKED`, so they never wait
+    /// for each other either): it becomes `running`, owned by `owner`, with a fresh
     /// heartbeat. `None` when none waits.
     pub fn claim_for_worker(&self, owner: &str) -> Result<Option<RunRow>, StoreError> {
-        let claimed: Option<i64> = self
-            .conn
-            .prepare_cached(
-                "UPDATE runs SET status = 'running', owner = ?1, heartbeat_unix_ms = ?2 \
-                 WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND owner = '' \
-                 AND for_workers = 1 ORDER BY id LIMIT 1) RETURNING id",
-            )?
-            .query_row(params![owner, now_unix_ms()], |row| row.get(0))
-            .optional()?;
-        match claimed {
-            Some(run_id) => self.run(run_id),
-            None => Ok(None),
-        }
+        self.backend.claim_for_worker(owner)
     }
 
     /// Puts back in the queue every run a worker was training whose owner `is_gone` says is
@@ -558,12 +436,12 @@ impl Store {
     /// resumes it from its checkpoint. Returns their ids.
     pub fn requeue_gone_workers(
         &mut self,
-        is_gone: impl Fn(&str, i64) -> bool,
+        is_gone: impl Fn(&str, i64) -> bool + Sync,
     ) -> Result<Vec<i64>, StoreError> {
-        self.update_runs_of_gone_owners(
+        self.backend.update_runs_of_gone_owners(
             "status = 'running' AND for_workers = 1",
             "status = 'queued', owner = ''",
-            is_gone,
+            &is_gone,
         )
     }
 
@@ -576,19 +454,8 @@ impl Store {
         dataset_sha256: &str,
         snapshots: &[(&str, &[u8])],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE runs SET device = ?2, dataset_sha256 = ?3 WHERE id = ?1",
-            params![run_id, device, dataset_sha256],
-        )?;
-        for (kind, blob) in snapshots {
-            tx.execute(
-                "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, 0, ?2, ?3)",
-                params![run_id, kind, blob],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.backend
+            .set_run_details(run_id, device, dataset_sha256, snapshots)
     }
 
     /// The newest blob of `kind` of a run with its epoch, or `None` when it has none.
@@ -597,41 +464,20 @@ impl Store {
         run_id: i64,
         kind: &str,
     ) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT epoch, blob FROM snapshots WHERE run_id = ?1 AND kind = ?2 \
-                 ORDER BY epoch DESC LIMIT 1",
-            )?
-            .query_row(params![run_id, kind], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?)
+        self.backend.latest_snapshot(run_id, kind)
     }
 
     /// Deletes every epoch of a run after `epoch` (metrics and blobs) in one transaction, so a
     /// run resumed from a checkpoint at `epoch` stores each later epoch once; returns how many
     /// epochs went.
     pub fn delete_epochs_after(&mut self, run_id: i64, epoch: u32) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let gone = tx.execute(
-            "DELETE FROM epochs WHERE run_id = ?1 AND epoch > ?2",
-            params![run_id, epoch],
-        )?;
-        tx.execute(
-            "DELETE FROM snapshots WHERE run_id = ?1 AND epoch > ?2",
-            params![run_id, epoch],
-        )?;
-        tx.commit()?;
-        Ok(gone)
+        self.backend.delete_epochs_after(run_id, epoch)
     }
 
     /// Hands a run to `owner` (a process resuming it) with status `running` and a fresh
     /// heartbeat.
     pub fn take_over(&self, run_id: i64, owner: &str) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
-            "UPDATE runs SET owner = ?2, status = 'running', heartbeat_unix_ms = ?3 WHERE id = ?1",
-            params![run_id, owner, now_unix_ms()],
-        )?;
-        Ok(changed == 1)
+        self.backend.take_over(run_id, owner)
     }
 
     /// Stores one snapshot blob outside an epoch's metrics (e.g. a run's probe images).
@@ -642,11 +488,7 @@ impl Store {
         kind: &str,
         blob: &[u8],
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO snapshots (run_id, epoch, kind, blob) VALUES (?1, ?2, ?3, ?4)",
-            params![run_id, epoch, kind, blob],
-        )?;
-        Ok(())
+        self.backend.put_snapshot(run_id, epoch, kind, blob)
     }
 
     /// The blobs of `kind` for epochs `from_epoch..` of a run, in epoch order.
@@ -656,32 +498,21 @@ impl Store {
         kind: &str,
         from_epoch: u32,
     ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT epoch, blob FROM snapshots WHERE run_id = ?1 AND kind = ?2 AND epoch >= ?3 \
-             ORDER BY epoch",
-        )?;
-        let rows = statement.query_map(params![run_id, kind, from_epoch], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.backend.snapshots_from(run_id, kind, from_epoch)
     }
 
-    /// A number that changes whenever another connection (in this process or another) has
-    /// committed to the file since this connection last looked (SQLite's `data_version`): a
-    /// cheap way to notice other writers.
-    pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "data_version", |row| row.get(0))?)
+    /// Waits up to `timeout` for a change another connection (in this process or any other,
+    /// on any machine) commits, and says whether one came. The first call says `true` (what
+    /// came before it is unknown) and starts following. SQLite: `data_version`, looked at once
+    /// after `timeout` (a heartbeat counts); PostgreSQL: `LISTEN`, woken by the writer's
+    /// `NOTIFY` as it commits (a heartbeat does not notify).
+    pub fn wait_for_change(&self, timeout: Duration) -> Result<bool, StoreError> {
+        self.backend.wait_for_change(timeout)
     }
 
     /// Number of runs stored.
     pub fn run_count(&self) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .conn
-            .prepare_cached("SELECT COUNT(*) FROM runs")?
-            .query_row([], |row| row.get(0))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        self.backend.run_count()
     }
 }
 
@@ -689,22 +520,86 @@ impl Store {
 mod tests {
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// The engine a test of the shared suite runs on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Engine {
+        Sqlite,
+        Postgres,
+    }
+
+    /// A fresh, empty store of `engine`: a file in a temporary folder (kept alive by the
+    /// returned guard) or a new database on this process's test PostgreSQL server.
+    fn fresh(
+        engine: Engine,
+    ) -> Result<(StoreLocation, Option<tempfile::TempDir>), Box<dyn std::error::Error>> {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                Ok((StoreLocation::File(dir.path().join("runs.db")), Some(dir)))
+            }
+            Engine::Postgres => {
+                let server = testing::TestPostgres::shared()?;
+                Ok((server.location(&server.fresh_database()?), None))
+            }
+        }
+    }
+
+    /// Each named test of the suite below, once on SQLite and once on PostgreSQL.
+    macro_rules! on_both_engines {
+        ($($name:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[test]
+                fn $name() -> super::TestResult {
+                    super::$name(super::Engine::Sqlite)
+                })*
+            }
+            mod on_postgres {
+                $(#[test]
+                fn $name() -> super::TestResult {
+                    super::$name(super::Engine::Postgres)
+                })*
+            }
+        };
+    }
+
+    on_both_engines!(
+        many_openers_of_a_fresh_store_all_succeed,
+        runs_survive_reopening,
+        epochs_and_snapshots_round_trip_and_replace,
+        a_run_is_recorded_whole_or_not_at_all,
+        a_checkpoint_kind_keeps_only_the_newest_and_resuming_drops_later_epochs,
+        workers_claim_each_queued_run_once_and_runs_of_gone_workers_go_back,
+        only_runs_of_gone_owners_are_marked_interrupted,
+        another_connection_s_commits_are_noticed,
+        a_version_1_store_is_migrated,
+        refuses_a_newer_schema,
+    );
+
     #[test]
-    fn many_processes_opening_a_fresh_file_at_once_all_succeed()
-    -> Result<(), Box<dyn std::error::Error>> {
-        // A trainer creating the store while a watcher polls it: the schema migration and the
-        // switch to WAL must not fail with "database is locked" for either side.
-        for round in 0..20 {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("runs.db");
+    fn both_engines_have_the_same_migrations() {
+        assert_eq!(sqlite::MIGRATIONS.len(), postgres::MIGRATIONS.len());
+        assert_eq!(
+            i64::try_from(sqlite::MIGRATIONS.len()).ok(),
+            Some(SCHEMA_VERSION)
+        );
+    }
+
+    fn many_openers_of_a_fresh_store_all_succeed(engine: Engine) -> TestResult {
+        // A trainer creating the store while a watcher polls it: the schema migration (and on
+        // SQLite the switch to WAL) must not fail with "database is locked" for either side.
+        let rounds = if engine == Engine::Sqlite { 20 } else { 5 };
+        for round in 0..rounds {
+            let (location, _dir) = fresh(engine)?;
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
             let handles: Vec<_> = (0..4)
                 .map(|_| {
-                    let path = path.clone();
+                    let location = location.clone();
                     let barrier = barrier.clone();
                     std::thread::spawn(move || {
                         barrier.wait();
-                        Store::open(&path).and_then(|s| s.schema_version())
+                        Store::connect(&location).and_then(|s| s.schema_version())
                     })
                 })
                 .collect();
@@ -716,28 +611,31 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn runs_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("runs.db");
+    fn runs_survive_reopening(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
         let run_id = {
-            let store = Store::open(&path)?;
+            let store = Store::connect(&location)?;
             assert_eq!(store.schema_version()?, SCHEMA_VERSION);
             let run_id = store.create_run("first", "{}")?;
             assert!(store.set_status(run_id, RunStatus::Completed)?);
             run_id
         };
-        let store = Store::open(&path)?;
+        let store = Store::connect(&location)?;
         assert_eq!(store.run_count()?, 1);
         assert_eq!(store.status(run_id)?.as_deref(), Some("completed"));
         assert_eq!(store.status(run_id + 1)?, None);
         assert!(!store.set_status(run_id + 1, RunStatus::Running)?);
+        let row = store.run(run_id)?.ok_or("the run")?;
+        assert!(
+            (row.created_unix_secs - now_unix_ms() / 1000).abs() < 60,
+            "{row:?}"
+        );
         Ok(())
     }
 
-    #[test]
-    fn epochs_and_snapshots_round_trip_and_replace() -> Result<(), Box<dyn std::error::Error>> {
-        let mut store = Store::open_in_memory()?;
+    fn epochs_and_snapshots_round_trip_and_replace(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        let mut store = Store::connect(&location)?;
         let run = store.create_run("r", "{}")?;
         store.put_epoch(run, 1, "{\"loss\":1}", &[("apd", &[1, 2, 3])])?;
         store.put_epoch(run, 2, "{\"loss\":0.5}", &[("apd", &[4]), ("flows", &[5])])?;
@@ -753,6 +651,12 @@ mod tests {
         assert_eq!(store.snapshot(run, 2, "apd")?, Some(vec![6]));
         assert_eq!(store.snapshot(run, 2, "flows")?, Some(vec![5]));
         assert_eq!(store.snapshot(run, 3, "apd")?, None);
+        assert_eq!(store.runs()?.first().map(|r| r.epochs_stored), Some(2));
+        store.put_snapshot(run, 2, "extra", &[9; 70_000])?;
+        assert_eq!(
+            store.snapshots_from(run, "extra", 2)?,
+            vec![(2, vec![9; 70_000])]
+        );
         assert_eq!(store.mark_orphans_interrupted(|_, _| true)?, vec![run]);
         assert_eq!(store.status(run)?.as_deref(), Some("interrupted"));
         assert!(store.delete_run(run)?);
@@ -762,9 +666,9 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn a_run_is_recorded_whole_or_not_at_all() -> Result<(), Box<dyn std::error::Error>> {
-        let mut store = Store::open_in_memory()?;
+    fn a_run_is_recorded_whole_or_not_at_all(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        let mut store = Store::connect(&location)?;
         let new_run = NewRun {
             name: "mlp on digits",
             config_json: "{}",
@@ -785,19 +689,28 @@ mod tests {
         );
         assert_eq!(store.snapshot(run_id, 0, "images")?, Some(vec![7, 8, 9]));
         // The blob cannot be written (as on a full disk): nothing of the run stays.
-        store.conn.execute_batch(
-            "CREATE TEMP TRIGGER no_room BEFORE INSERT ON snapshots \
-             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-        )?;
+        store.backend.execute_batch(match engine {
+            Engine::Sqlite => {
+                "CREATE TEMP TRIGGER no_room BEFORE INSERT ON snapshots \
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+            }
+            Engine::Postgres => {
+                "CREATE FUNCTION no_room() RETURNS trigger AS \
+                 $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER no_room BEFORE INSERT ON snapshots \
+                 FOR EACH ROW EXECUTE FUNCTION no_room();"
+            }
+        })?;
         assert!(store.record_run(&new_run).is_err());
         assert_eq!(store.run_count()?, 1, "no half-recorded run");
         Ok(())
     }
 
-    #[test]
-    fn a_checkpoint_kind_keeps_only_the_newest_and_resuming_drops_later_epochs()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let mut store = Store::open_in_memory()?;
+    fn a_checkpoint_kind_keeps_only_the_newest_and_resuming_drops_later_epochs(
+        engine: Engine,
+    ) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        let mut store = Store::connect(&location)?;
         let run_id = store.record_run(&NewRun {
             name: "r",
             config_json: "{}",
@@ -842,25 +755,32 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn workers_claim_each_queued_run_once_and_runs_of_gone_workers_go_back()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("runs.db");
-        let mut store = Store::open(&path)?;
-        let first = store.queue_for_workers("a", "{}")?;
-        let second = store.queue_for_workers("b", "{}")?;
+    fn workers_claim_each_queued_run_once_and_runs_of_gone_workers_go_back(
+        engine: Engine,
+    ) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        let mut store = Store::connect(&location)?;
+        let queued: Vec<i64> = (0..12)
+            .map(|i| store.queue_for_workers(&format!("run {i}"), "{}"))
+            .collect::<Result<_, _>>()?;
         // Servers never mark a queued worker run interrupted: it has no owner yet.
         assert!(store.mark_orphans_interrupted(|_, _| true)?.is_empty());
-        // Two workers on their own connections claim at once: each run exactly once.
-        let claims: Vec<Option<i64>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
+        // Six workers on their own connections claim until the queue is empty, all at once:
+        // each run exactly once.
+        let barrier = std::sync::Barrier::new(6);
+        let claims: Vec<Vec<i64>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
                 .map(|w| {
-                    let path = path.clone();
-                    scope.spawn(move || {
-                        Store::open(&path)
-                            .and_then(|s| s.claim_for_worker(&format!("w{w}")))
-                            .map(|row| row.map(|r| r.id))
+                    let (location, barrier) = (&location, &barrier);
+                    scope.spawn(move || -> Result<Vec<i64>, StoreError> {
+                        let worker = Store::connect(location)?;
+                        barrier.wait();
+                        let mut mine = Vec::new();
+                        while let Some(row) = worker.claim_for_worker(&format!("w{w}"))? {
+                            assert_eq!(row.owner, format!("w{w}"));
+                            mine.push(row.id);
+                        }
+                        Ok(mine)
                     })
                 })
                 .collect();
@@ -875,17 +795,23 @@ mod tests {
         })?;
         let mut claimed: Vec<i64> = claims.into_iter().flatten().collect();
         claimed.sort_unstable();
-        assert_eq!(claimed, [first, second]);
+        assert_eq!(claimed, queued);
+        let first = queued.first().copied().ok_or("a run")?;
         let row = store.run(first)?.ok_or("run")?;
         assert_eq!(row.status, "running");
         assert!(row.owner.starts_with('w'));
+        let clock = store.clock_unix_ms()?;
+        assert!(
+            (row.heartbeat_unix_ms - clock).abs() < 60_000,
+            "{row:?} {clock}"
+        );
         // The owner of `first` is gone: back in the queue, claimable again.
         let gone = row.owner.clone();
-        assert_eq!(
-            store.requeue_gone_workers(|owner, _| owner == gone)?,
-            [first]
-        );
-        assert_eq!(store.claim_for_worker("w9")?.map(|r| r.id), Some(first));
+        let requeued = store.requeue_gone_workers(|owner, _| owner == gone)?;
+        assert!(requeued.contains(&first));
+        for _ in &requeued {
+            assert!(store.claim_for_worker("w9")?.is_some());
+        }
         assert_eq!(store.claim_for_worker("w9")?, None);
         store.set_run_details(first, "flex", "abc", &[("images", &[1, 2])])?;
         let row = store.run(first)?.ok_or("run")?;
@@ -894,12 +820,15 @@ mod tests {
             ("flex", "abc")
         );
         assert_eq!(store.snapshot(first, 0, "images")?, Some(vec![1, 2]));
+        assert!(store.set_status(first, RunStatus::Stopped)?);
+        assert!(store.queue_again_for_workers(first)?);
+        assert_eq!(store.claim_for_worker("w10")?.map(|r| r.id), Some(first));
         Ok(())
     }
 
-    #[test]
-    fn only_runs_of_gone_owners_are_marked_interrupted() -> Result<(), Box<dyn std::error::Error>> {
-        let mut store = Store::open_in_memory()?;
+    fn only_runs_of_gone_owners_are_marked_interrupted(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        let mut store = Store::connect(&location)?;
         let run = |owner| NewRun {
             name: "r",
             config_json: "{}",
@@ -913,20 +842,21 @@ mod tests {
         let finished = store.record_run(&run("dead"))?;
         store.set_status(finished, RunStatus::Completed)?;
         let before = store.run(alive)?.ok_or("run")?.heartbeat_unix_ms;
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5));
         assert_eq!(store.heartbeat("alive")?, 1);
         let after = store.run(alive)?.ok_or("run")?;
         assert!(after.heartbeat_unix_ms > before, "the heartbeat moved");
         assert_eq!(after.owner, "alive");
-        let seen = std::cell::RefCell::new(Vec::new());
+        let seen = std::sync::Mutex::new(Vec::new());
         let marked = store.mark_orphans_interrupted(|owner, heartbeat_unix_ms| {
-            seen.borrow_mut()
+            seen.lock()
+                .unwrap()
                 .push((owner.to_owned(), heartbeat_unix_ms > 0));
             owner == "dead"
         })?;
         assert_eq!(marked, vec![dead], "only the gone owner's live run");
         assert_eq!(
-            seen.borrow().len(),
+            seen.lock().unwrap().len(),
             2,
             "finished runs are not even looked at"
         );
@@ -936,9 +866,106 @@ mod tests {
         Ok(())
     }
 
+    fn another_connection_s_commits_are_noticed(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        let mut writer = Store::connect(&location)?;
+        let watcher = writer.reopen().ok_or("a stored store reopens")??;
+        let wait = Duration::from_millis(300);
+        assert!(watcher.wait_for_change(wait)?, "the first look says yes");
+        assert!(!watcher.wait_for_change(wait)?, "nothing new, no change");
+        let run = writer.create_run("r", "{}")?;
+        assert!(watcher.wait_for_change(wait)?, "a new run");
+        assert!(!watcher.wait_for_change(wait)?);
+        writer.put_epoch(run, 1, "{}", &[("apd", &[1])])?;
+        // Several commits before the next look are one change.
+        writer.set_status(run, RunStatus::Completed)?;
+        assert!(watcher.wait_for_change(wait)?, "an epoch and a status");
+        assert!(!watcher.wait_for_change(wait)?);
+        if engine == Engine::Postgres {
+            writer.heartbeat("nobody")?;
+            assert!(!watcher.wait_for_change(wait)?, "a heartbeat is not news");
+            // Woken as the commit lands, not at the end of the wait.
+            let started = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    writer.set_status(run, RunStatus::Stopped)
+                });
+                let changed = watcher.wait_for_change(Duration::from_secs(5));
+                assert!(matches!(changed, Ok(true)), "{changed:?}");
+            });
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+        assert!(Store::open_in_memory()?.reopen().is_none());
+        Ok(())
+    }
+
+    fn a_version_1_store_is_migrated(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        match &location {
+            StoreLocation::File(path) => {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.execute_batch(sqlite::MIGRATIONS.first().ok_or("migration 1")?)?;
+                conn.pragma_update(None, "user_version", 1)?;
+                conn.execute(
+                    "INSERT INTO runs (name, config_json, status, created_unix_secs) \
+                     VALUES ('old', '{}', 'completed', 0)",
+                    [],
+                )?;
+            }
+            StoreLocation::Postgres(url) => {
+                let mut client = url.config().connect(::postgres::NoTls)?;
+                client.batch_execute(postgres::MIGRATIONS.first().ok_or("migration 1")?)?;
+                client.batch_execute(
+                    "CREATE TABLE actiscope_schema (version BIGINT NOT NULL); \
+                     INSERT INTO actiscope_schema VALUES (1); \
+                     INSERT INTO runs (name, config_json, status, created_unix_secs) \
+                     VALUES ('old', '{}', 'completed', 0);",
+                )?;
+            }
+        }
+        let store = Store::connect(&location)?;
+        assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+        assert_eq!(store.run_count()?, 1);
+        assert_eq!(store.epochs(1)?, vec![]);
+        // Columns added later read as empty for old runs and can be filled in.
+        let old = store.run(1)?.ok_or("run 1")?;
+        assert_eq!((old.device.as_str(), old.dataset_sha256.as_str()), ("", ""));
+        store.set_dataset_sha256(1, "abc")?;
+        assert_eq!(store.run(1)?.ok_or("run 1")?.dataset_sha256, "abc");
+        Ok(())
+    }
+
+    fn refuses_a_newer_schema(engine: Engine) -> TestResult {
+        let (location, _dir) = fresh(engine)?;
+        match &location {
+            StoreLocation::File(path) => {
+                rusqlite::Connection::open(path)?.pragma_update(
+                    None,
+                    "user_version",
+                    SCHEMA_VERSION + 1,
+                )?;
+            }
+            StoreLocation::Postgres(url) => {
+                url.config()
+                    .connect(::postgres::NoTls)?
+                    .batch_execute(&format!(
+                        "CREATE TABLE actiscope_schema (version BIGINT NOT NULL); \
+                     INSERT INTO actiscope_schema VALUES ({});",
+                        SCHEMA_VERSION + 1
+                    ))?;
+            }
+        }
+        match Store::connect(&location) {
+            Err(StoreError::NewerSchema { found }) => assert_eq!(found, SCHEMA_VERSION + 1),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a newer schema must be refused"),
+        }
+        Ok(())
+    }
+
     #[test]
-    fn a_full_store_is_a_clear_error_and_keeps_what_was_stored()
-    -> Result<(), Box<dyn std::error::Error>> {
+    fn a_full_sqlite_store_is_a_clear_error_and_keeps_what_was_stored() -> TestResult {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("runs.db");
         let mut store = Store::open(&path)?;
@@ -969,80 +996,98 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_sees_commits_and_reads_while_a_writer_holds_its_lock()
-    -> Result<(), Box<dyn std::error::Error>> {
+    fn a_sqlite_reader_reads_while_a_writer_holds_its_lock() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut writer = Store::open(&dir.path().join("runs.db"))?;
-        let reader = writer.reopen().ok_or("a file store reopens")??;
+        let path = dir.path().join("runs.db");
+        let mut writer = sqlite::Sqlite::open(&path)?;
+        let reader = Store::open(&path)?;
         let run = writer.create_run("r", "{}")?;
         assert_eq!(reader.run_count()?, 1);
         let tx = writer
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM runs WHERE id = ?1", [run])?;
         // The delete is not committed and holds the write lock; the reader is not blocked.
         assert_eq!(reader.run_count()?, 1);
-        let version = reader.data_version()?;
         tx.commit()?;
         assert_eq!(reader.run_count()?, 0);
-        assert_ne!(
-            reader.data_version()?,
-            version,
-            "another connection's commit shows"
-        );
-        let version = reader.data_version()?;
-        assert_eq!(reader.data_version()?, version, "nothing new, no change");
-        assert!(Store::open_in_memory()?.reopen().is_none());
         Ok(())
     }
 
     #[test]
-    fn a_version_1_file_is_migrated() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("runs.db");
-        {
-            let conn = Connection::open(&path)?;
-            conn.execute_batch(MIGRATIONS[0])?;
-            conn.pragma_update(None, "user_version", 1)?;
-            conn.execute(
-                "INSERT INTO runs (name, config_json, status, created_unix_secs) VALUES ('old', '{}', 'completed', 0)",
-                [],
-            )?;
-        }
-        let store = Store::open(&path)?;
-        assert_eq!(store.schema_version()?, SCHEMA_VERSION);
-        assert_eq!(store.run_count()?, 1);
-        assert_eq!(store.epochs(1)?, vec![]);
-        // Columns added later read as empty for old runs and can be filled in.
-        let old = store.run(1)?.ok_or("run 1")?;
-        assert_eq!((old.device.as_str(), old.dataset_sha256.as_str()), ("", ""));
-        store.set_dataset_sha256(1, "abc")?;
-        assert_eq!(store.run(1)?.ok_or("run 1")?.dataset_sha256, "abc");
-        Ok(())
-    }
-
-    #[test]
-    fn refuses_a_newer_schema() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("runs.db");
-        {
-            let conn = Connection::open(&path)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
-        }
-        match Store::open(&path) {
-            Err(StoreError::NewerSchema { found }) => assert_eq!(found, SCHEMA_VERSION + 1),
-            Err(other) => panic!("unexpected error {other}"),
-            Ok(_) => panic!("a newer schema must be refused"),
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn corrupt_file_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
+    fn a_corrupt_sqlite_file_is_a_clear_error() -> TestResult {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("runs.db");
         std::fs::write(&path, b"this is not a sqlite database, just some bytes....")?;
         assert!(Store::open(&path).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_wrong_postgres_password_is_a_clear_error_that_does_not_show_it() -> TestResult {
+        let server = testing::TestPostgres::shared()?;
+        let url = format!(
+            "postgres://{}:not-the-password@127.0.0.1:{}/postgres",
+            testing::USER,
+            server.port()
+        );
+        let err = Store::connect(&url.parse()?)
+            .err()
+            .ok_or("a wrong password connected")?;
+        let message = err.to_string();
+        assert!(
+            message.contains("password authentication failed"),
+            "{message}"
+        );
+        assert!(!message.contains("not-the-password"), "{message}");
+        // Nobody listens on port 1: a clear error, quickly.
+        let started = std::time::Instant::now();
+        let err = Store::connect(&"postgres://x@127.0.0.1:1/db".parse()?)
+            .err()
+            .ok_or("port 1 answered")?;
+        assert!(err.to_string().contains("PostgreSQL"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(11));
+        Ok(())
+    }
+
+    #[test]
+    fn a_postgres_store_opens_works_and_closes_on_threads_that_drive_a_runtime() -> TestResult {
+        // The server's handlers run on tokio's threads; the synchronous client must not try
+        // to start its own runtime there (tokio panics at that).
+        let (location, _dir) = fresh(Engine::Postgres)?;
+        for runtime in [
+            tokio::runtime::Builder::new_current_thread().build()?,
+            tokio::runtime::Builder::new_multi_thread().build()?,
+        ] {
+            let count = runtime.block_on(async {
+                let store = Store::connect(&location)?;
+                store.create_run("r", "{}")?;
+                let count = store.run_count()?;
+                drop(store);
+                Ok::<_, StoreError>(count)
+            })?;
+            assert!(count >= 1);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_postgres_connection_the_server_closed_is_opened_again() -> TestResult {
+        let (location, _dir) = fresh(Engine::Postgres)?;
+        let store = Store::connect(&location)?;
+        let run = store.create_run("r", "{}")?;
+        let StoreLocation::Postgres(url) = &location else {
+            return Err("not PostgreSQL".into());
+        };
+        // An administrator (or a server restart) ends every other session of the database.
+        let mut admin = url.config().connect(::postgres::NoTls)?;
+        admin.batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )?;
+        // The first call may fail as it finds the connection gone; the next one reconnects.
+        let status = store.status(run).or_else(|_| store.status(run))?;
+        assert_eq!(status.as_deref(), Some("running"));
         Ok(())
     }
 }

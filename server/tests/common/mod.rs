@@ -11,11 +11,59 @@
     clippy::panic
 )]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// A store as tests name it: a SQLite file's path, or a PostgreSQL URL (with its password,
+/// which a parsed `StoreLocation` would hide).
+pub trait StoreArg {
+    /// What `--store` gets.
+    fn arg(&self) -> OsString;
+    /// A connection of the test's own.
+    fn open(&self) -> Result<actiscope_store::Store, actiscope_store::StoreError>;
+    /// How long to wait between two looks at what is stored.
+    fn poll(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+}
+
+impl StoreArg for Path {
+    fn arg(&self) -> OsString {
+        self.as_os_str().to_owned()
+    }
+    fn open(&self) -> Result<actiscope_store::Store, actiscope_store::StoreError> {
+        actiscope_store::Store::open(self)
+    }
+}
+
+impl StoreArg for PathBuf {
+    fn arg(&self) -> OsString {
+        self.as_os_str().to_owned()
+    }
+    fn open(&self) -> Result<actiscope_store::Store, actiscope_store::StoreError> {
+        actiscope_store::Store::open(self)
+    }
+}
+
+impl StoreArg for str {
+    fn arg(&self) -> OsString {
+        self.into()
+    }
+    fn open(&self) -> Result<actiscope_store::Store, actiscope_store::StoreError> {
+        let location = self.parse().map_err(|e: actiscope_store::LocationError| {
+            actiscope_store::StoreError::Invalid(e.to_string())
+        })?;
+        actiscope_store::Store::connect(&location)
+    }
+    fn poll(&self) -> Duration {
+        // Each look opens a connection (a password login) to the server.
+        Duration::from_millis(20)
+    }
+}
 
 /// The `actiscope` binary Cargo built for these tests.
 pub fn binary() -> &'static str {
@@ -61,15 +109,15 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Str
 }
 
 /// `actiscope serve` on a free port over `store`; returns the process and its address.
-pub fn serve(store: &Path) -> (Child, SocketAddr) {
+pub fn serve(store: &(impl StoreArg + ?Sized)) -> (Child, SocketAddr) {
     serve_with(store, &[])
 }
 
 /// [`serve`] with extra flags (`--no-train`, ...).
-pub fn serve_with(store: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+pub fn serve_with(store: &(impl StoreArg + ?Sized), extra: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(binary())
         .args(["serve", "--port", "0", "--store"])
-        .arg(store)
+        .arg(store.arg())
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -114,8 +162,12 @@ pub fn get_bytes(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
 }
 
 /// Every stored epoch's metrics of run `run_id`, in order (none while the file cannot be read).
-pub fn metrics(store: &Path, run_id: i64) -> Vec<actiscope_protocol::EpochMetrics> {
-    actiscope_store::Store::open(store)
+pub fn metrics(
+    store: &(impl StoreArg + ?Sized),
+    run_id: i64,
+) -> Vec<actiscope_protocol::EpochMetrics> {
+    store
+        .open()
         .and_then(|s| s.epochs(run_id))
         .unwrap_or_default()
         .iter()
@@ -124,21 +176,22 @@ pub fn metrics(store: &Path, run_id: i64) -> Vec<actiscope_protocol::EpochMetric
 }
 
 /// Epochs stored for run `run_id`.
-pub fn stored_epochs(store: &Path, run_id: i64) -> usize {
-    actiscope_store::Store::open(store)
+pub fn stored_epochs(store: &(impl StoreArg + ?Sized), run_id: i64) -> usize {
+    store
+        .open()
         .and_then(|s| s.epochs(run_id))
         .map_or(0, |e| e.len())
 }
 
 /// Polls every millisecond until run `run_id` has at least `count` epochs stored; fails after
 /// two minutes.
-pub fn wait_for_epochs(store: &Path, run_id: i64, count: usize) {
+pub fn wait_for_epochs(store: &(impl StoreArg + ?Sized), run_id: i64, count: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while stored_epochs(store, run_id) < count {
         assert!(
             std::time::Instant::now() < deadline,
             "run {run_id}: no epoch {count}"
         );
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(store.poll());
     }
 }

@@ -551,6 +551,27 @@ async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_another_process_writes_to_the_store_streams_live() {
     let server = TestServer::start(None).await.expect("server starts");
+    let location = actiscope_store::StoreLocation::File(server.store_path());
+    another_writer_streams_live(&server, location).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_another_machine_writes_to_a_postgres_store_streams_live() {
+    let pg = actiscope_store::testing::TestPostgres::shared().expect("a test PostgreSQL");
+    let location = pg.location(&pg.fresh_database().expect("a database"));
+    let store = actiscope_store::Store::connect(&location).expect("the store");
+    let server = TestServer::start_on(store, None)
+        .await
+        .expect("server starts");
+    another_writer_streams_live(&server, location).await;
+}
+
+/// A websocket client of `server` sees every epoch another connection to its store (at
+/// `location`) commits, once, in order, each within 1 s of its commit.
+async fn another_writer_streams_live(
+    server: &TestServer,
+    location: actiscope_store::StoreLocation,
+) {
     let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("connects");
@@ -562,11 +583,10 @@ async fn a_run_another_process_writes_to_the_store_streams_live() {
 
     // Another writer of the same file (as `actiscope train --store` beside the server): a
     // connection of its own, an epoch every 300 ms; each commit's instant is reported.
-    let path = server.store_path();
     let (committed, commits) = std::sync::mpsc::channel::<(usize, std::time::Instant)>();
     let epochs = 5;
     let writer = std::thread::spawn(move || {
-        let mut store = actiscope_store::Store::open(&path).expect("store");
+        let mut store = actiscope_store::Store::connect(&location).expect("store");
         let mut trainer = actiscope_train::Trainer::new(quick_run(epochs)).expect("trainer");
         let run_id = actiscope_server::runner::record_run(&mut store, &trainer, "another process")
             .expect("record");

@@ -26,6 +26,28 @@ impl TestServer {
             .map(|(server, _)| server)
     }
 
+    /// [`start`](Self::start) over `store` (e.g. a PostgreSQL database) instead of a file of
+    /// its own; [`store_path`](Self::store_path) then names nothing.
+    pub async fn start_on(
+        store: actiscope_store::Store,
+        dist: Option<PathBuf>,
+    ) -> std::io::Result<Self> {
+        let store_dir = tempfile::tempdir()?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (state, _) = state_with_run(store, dist, None).await?;
+        let router = app(state);
+        let task = tokio::spawn(async move {
+            // The test that owns the server fails on its own if serving stops early.
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self {
+            addr,
+            task,
+            store_dir,
+        })
+    }
+
     /// As [`start`](Self::start), then starts a run of `config` when given; returns its id.
     pub async fn start_with_run(
         dist: Option<PathBuf>,

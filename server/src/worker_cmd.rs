@@ -14,12 +14,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actiscope_store::{RunRow, RunStatus, Store};
+use actiscope_store::{RunRow, RunStatus, Store, StoreError};
 use actiscope_train::device::DeviceChoice;
 use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
-use crate::runner::{CaptureMode, record_details, run_name, run_to_completion};
+use crate::runner::{CaptureMode, RunError, record_details, run_name, run_to_completion};
 use crate::train_cmd::{TrainArgs, bad, build_config};
 
 /// How long an idle worker waits before it looks at the queue again.
@@ -151,13 +151,40 @@ fn serve_slot(
             Ok(store) => store,
             Err(err) => {
                 eprintln!("slot {slot}: run {run_id} failed: {err:#}");
-                let store = Store::connect(&args.store)?;
-                let _ = store.set_status(run_id, RunStatus::Interrupted);
+                // The store failing (a database restart, a network cut) is not the run's
+                // fault: once the store answers again the run goes back in the queue and is
+                // resumed from its checkpoint. Any other failure leaves it interrupted.
+                let store_failed = err.chain().any(|cause| {
+                    cause.is::<StoreError>()
+                        || matches!(cause.downcast_ref::<RunError>(), Some(RunError::Store(_)))
+                });
+                let store = reconnect(args, slot, stop)?;
+                let _ = if store_failed {
+                    store.queue_again_for_workers(run_id)
+                } else {
+                    store.set_status(run_id, RunStatus::Interrupted)
+                };
                 store
             }
         };
     }
     Ok(())
+}
+
+/// A connection to the store, tried every second until it opens (or Ctrl-C).
+fn reconnect(args: &WorkerArgs, slot: usize, stop: &AtomicBool) -> anyhow::Result<Store> {
+    loop {
+        match Store::connect(&args.store) {
+            Ok(store) => return Ok(store),
+            Err(err) if !stop.load(Ordering::SeqCst) => {
+                eprintln!("slot {slot}: waiting for the store {}: {err}", args.store);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("opening the run store {}", args.store));
+            }
+        }
+    }
 }
 
 /// Trains a claimed run to its end: from its newest checkpoint when it has one (dropping the

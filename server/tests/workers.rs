@@ -566,3 +566,61 @@ fn a_postgres_store_takes_its_password_from_pgpassword_and_never_prints_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The database connection of every process is cut mid-run (as a database restart would): the
+/// worker's epoch write fails, it puts the run back in the queue once the database answers,
+/// and the run resumes from its checkpoint, every epoch once, the same losses.
+#[test]
+fn on_postgres_a_cut_connection_mid_run_puts_the_run_back_and_it_resumes() {
+    let pg = actiscope_store::testing::TestPostgres::shared().unwrap();
+    let database = pg.fresh_database().unwrap();
+    let store = pg.url(&database);
+    let store = store.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let expected = uninterrupted(dir.path());
+    let epochs = EPOCHS.to_string();
+    let out = Command::new(binary())
+        .args([
+            "submit",
+            "--dataset",
+            "moons",
+            "--hidden",
+            "16,16",
+            "--probe",
+            "n=100",
+        ])
+        .args([
+            "--device", "flex", "--seed", "5", "--epochs", &epochs, "--store", store,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut server, addr) = serve_with(store, &["--no-train"]);
+    let log = dir.path().join("worker.log");
+    let mut w = worker_logging(store, &[], Some(&log));
+    wait_for_epochs(store, 1, 10);
+    let cut = pg.cut_connections(&database).unwrap();
+    assert!(cut >= 2, "the worker's and the server's sessions: {cut}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = http(addr, "GET", "/api/runs/1", "");
+        if body.contains("\"completed\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not finished: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.kill().unwrap();
+    w.wait().unwrap();
+    assert_resumed_exactly(store, &expected);
+    let claims = started_from(&log);
+    assert_eq!(claims.len(), 2, "claimed again after the cut: {claims:?}");
+    assert_eq!(claims.first(), Some(&1));
+    assert!(claims[1] > 10, "resumed from a checkpoint: {claims:?}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -156,14 +156,28 @@ pub fn release_dir() -> PathBuf {
 /// Builds `package`'s example `example` in release and returns the path of its binary
 /// (`<target>/release/examples/<example>`).
 pub fn build_release_example(package: &str, example: &str) -> anyhow::Result<PathBuf> {
-    run(cargo().args([
+    build_release_example_with(package, example, &[])
+}
+
+/// [`build_release_example`] with the package's `features` on.
+pub fn build_release_example_with(
+    package: &str,
+    example: &str,
+    features: &[&str],
+) -> anyhow::Result<PathBuf> {
+    let mut command = cargo();
+    command.args([
         "build",
         "--release",
         "--package",
         package,
         "--example",
         example,
-    ]))?;
+    ]);
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    run(&mut command)?;
     Ok(release_dir().join("examples").join(example))
 }
 

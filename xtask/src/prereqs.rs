@@ -136,8 +136,8 @@ pub fn ensure_for_run() -> anyhow::Result<()> {
 }
 
 /// Everything `cargo xtask test` needs: what `run` needs, the browser and its driver, Mesa's
-/// Vulkan software driver so the wgpu path can be tested without a GPU, and a Python that
-/// makes venvs (for the Python writer's round trip).
+/// Vulkan software driver so the wgpu path can be tested without a GPU, a Python that makes
+/// venvs (for the Python writer's round trip) and PostgreSQL (the store's second engine).
 pub fn ensure_for_test() -> anyhow::Result<()> {
     ensure_for_run()?;
     ensure_debian(&[
@@ -149,5 +149,22 @@ pub fn ensure_for_test() -> anyhow::Result<()> {
         ),
         ("/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "libvulkan1"),
     ])?;
-    ensure_python_venv()
+    ensure_python_venv()?;
+    ensure_postgresql()
+}
+
+/// Debian's PostgreSQL server binaries (`/usr/lib/postgresql/<version>/bin/initdb`, the
+/// version depending on the release), for the tests that start a throw-away server.
+pub fn ensure_postgresql() -> anyhow::Result<()> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|versions| {
+            versions
+                .filter_map(Result::ok)
+                .any(|version| version.path().join("bin/initdb").exists())
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    install_debian(&["postgresql"])
 }

@@ -243,6 +243,26 @@ impl TestPostgres {
     }
 }
 
+impl TestPostgres {
+    /// Ends every session on `database` (as a database restart or a network cut would, seen
+    /// from the clients); returns how many it ended.
+    pub fn cut_connections(&self, database: &str) -> Result<usize, TestPostgresError> {
+        let location = self.location("postgres");
+        let StoreLocation::Postgres(url) = &location else {
+            return Err(fail("not a PostgreSQL location"));
+        };
+        let mut client = url.config().connect(postgres::NoTls).map_err(fail)?;
+        let rows = client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .map_err(fail)?;
+        Ok(rows.len())
+    }
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         drop(self.keeper.take());

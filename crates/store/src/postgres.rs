@@ -96,7 +96,7 @@ fn run_row(row: &postgres::Row) -> Result<RunRow, StoreError> {
 /// runtime of its own, which tokio refuses (with a panic) on a thread that drives another, as
 /// the server's request handlers do: there `f` runs on a scoped thread of its own (tens of
 /// microseconds, small beside a round trip to the database).
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }

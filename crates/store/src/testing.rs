@@ -177,7 +177,7 @@ impl TestPostgres {
             return Err(fail("not a PostgreSQL location"));
         };
         loop {
-            match url.config().connect(postgres::NoTls) {
+            match crate::postgres::off_runtime(|| url.config().connect(postgres::NoTls).map(drop)) {
                 Ok(_) => return Ok(()),
                 Err(err) if started.elapsed() > START_TIMEOUT => {
                     let mut log = String::new();
@@ -235,10 +235,11 @@ impl TestPostgres {
         let StoreLocation::Postgres(url) = &location else {
             return Err(fail("not a PostgreSQL location"));
         };
-        let mut client = url.config().connect(postgres::NoTls).map_err(fail)?;
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .map_err(fail)?;
+        crate::postgres::off_runtime(|| {
+            let mut client = url.config().connect(postgres::NoTls)?;
+            client.batch_execute(&format!("CREATE DATABASE {name}"))
+        })
+        .map_err(fail)?;
         Ok(name)
     }
 }
@@ -251,14 +252,15 @@ impl TestPostgres {
         let StoreLocation::Postgres(url) = &location else {
             return Err(fail("not a PostgreSQL location"));
         };
-        let mut client = url.config().connect(postgres::NoTls).map_err(fail)?;
-        let rows = client
-            .query(
+        let rows = crate::postgres::off_runtime(|| {
+            let mut client = url.config().connect(postgres::NoTls)?;
+            client.query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                  WHERE datname = $1 AND pid <> pg_backend_pid()",
                 &[&database],
             )
-            .map_err(fail)?;
+        })
+        .map_err(fail)?;
         Ok(rows.len())
     }
 }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+use crate::train_cmd::open_store;
 use clap::{Parser, Subcommand};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -127,8 +129,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Runs `actiscope serve` until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut store = actiscope_store::Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let mut store = open_store(&args.store)?;
     // Runs another live process trains (an `actiscope train` beside this server) stay as
     // they are.
     let interrupted = crate::owner::mark_orphans(&mut store, &crate::owner::this_process())

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use actiscope_import::RunDir;
-use actiscope_store::{RunStatus, Store};
+use actiscope_store::RunStatus;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::importer::{ImportFailure, Mode, check, import_epochs, record};
-use crate::train_cmd::bad;
+use crate::train_cmd::{bad, open_store};
 
 /// Arguments of `actiscope import`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,8 +51,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         run.spec().layers.join(", "),
         args.dir.display()
     );
-    let mut store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let mut store = open_store(&args.store)?;
     let owner = crate::owner::this_process();
     let run_id =
         record(&mut store, &run, &units, entries.len(), &owner).context("recording the run")?;

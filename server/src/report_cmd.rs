@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use actiscope_protocol::RunSummary;
 use actiscope_report::{FigureName, Format};
-use actiscope_store::Store;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -21,12 +20,12 @@ use serde::Serialize;
 use crate::answers::{AnswerCache, AnswerError};
 use crate::figures::{self, FigureQuery, Source};
 use crate::hub::Hub;
-use crate::train_cmd::bad;
+use crate::train_cmd::{bad, open_store};
 
 /// Arguments of `actiscope report`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
-    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// The run store that holds the run: a SQLite file or a PostgreSQL database,
     /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
     pub store: actiscope_store::StoreLocation,
@@ -221,8 +220,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
         return Err(bad(format!("there is no run store at {}", path.display())));
     }
     check_out(&args.out)?;
-    let store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let store = open_store(&args.store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,16 +5,13 @@
 //! every epoch is stored exactly once. A run that completed, diverged, or is still trained by
 //! a live process, and a run without a checkpoint, are refused with status 2.
 
-use actiscope_store::Store;
-use anyhow::Context;
-
 use crate::resume::{ResumeError, Resumed, restore};
-use crate::train_cmd::{Driving, bad, classify, train_into};
+use crate::train_cmd::{Driving, bad, classify, open_store, train_into};
 
 /// Arguments of `actiscope resume`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResumeArgs {
-    /// The run store: a SQLite file (created when missing) or a PostgreSQL database,
+    /// The run store that holds the run: a SQLite file or a PostgreSQL database,
     /// `postgres://user@host:port/database` (password in the URL, `PGPASSWORD` or `~/.pgpass`).
     #[arg(long, default_value = "runs.db")]
     pub store: actiscope_store::StoreLocation,
@@ -35,8 +32,7 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<()> {
     {
         return Err(bad(format!("there is no run store at {}", path.display())));
     }
-    let mut store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let mut store = open_store(&args.store)?;
     let owner = crate::owner::this_process();
     let Resumed {
         row,

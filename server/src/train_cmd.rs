@@ -173,8 +173,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         trainer.splits().validation.len(),
         trainer.splits().test.len(),
     );
-    let mut store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let mut store = open_store(&args.store)?;
     let owner = crate::owner::this_process();
     let run_id = record_run(&mut store, &trainer, &owner).context("recording the run")?;
     train_into(
@@ -188,6 +187,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             json: args.json,
         },
     )
+}
+
+/// Opens the run store at `location` for a command, saying which store failed.
+pub(crate) fn open_store(location: &actiscope_store::StoreLocation) -> anyhow::Result<Store> {
+    Store::connect(location).with_context(|| format!("opening the run store {location}"))
 }
 
 /// How [`train_into`] reports and captures.

@@ -20,7 +20,7 @@ use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
 use crate::runner::{CaptureMode, RunError, record_details, run_name, run_to_completion};
-use crate::train_cmd::{TrainArgs, bad, build_config};
+use crate::train_cmd::{TrainArgs, bad, build_config, open_store};
 
 /// How long an idle worker waits before it looks at the queue again.
 const POLL: Duration = Duration::from_millis(200);
@@ -48,8 +48,7 @@ pub struct WorkerArgs {
 /// Runs `actiscope submit`: the run's configuration is validated like `train`'s, then queued.
 pub fn submit(args: &TrainArgs) -> anyhow::Result<()> {
     let config = build_config(args)?;
-    let store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let store = open_store(&args.store)?;
     let config_json = serde_json::to_string(&config).context("encoding the configuration")?;
     let run_id = store.queue_for_workers(&run_name(&config), &config_json)?;
     eprintln!(
@@ -78,8 +77,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         .map(DeviceChoice::parse)
         .transpose()
         .map_err(|err| bad(err.to_string()))?;
-    let store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let store = open_store(&args.store)?;
     let owner = crate::owner::this_process();
     let _heartbeat = crate::owner::Heartbeat::start(&store, owner.clone())
         .context("starting the worker's heartbeat")?;
@@ -112,8 +110,7 @@ fn serve_slot(
     slot: usize,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let mut store = Store::connect(&args.store)
-        .with_context(|| format!("opening the run store {}", args.store))?;
+    let mut store = open_store(&args.store)?;
     while !stop.load(Ordering::SeqCst) {
         // A busy or failing store is waited out, not fatal: the slot tries again.
         match crate::owner::requeue_orphans(&mut store, owner) {

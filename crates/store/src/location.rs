@@ -138,16 +138,16 @@ impl PostgresUrl {
         }
         config
     }
+}
 
-    /// The user the connection logs in as (the URL's, else the login name, as libpq does).
-    fn user(&self) -> String {
-        self.config
-            .get_user()
-            .map(str::to_owned)
-            .or_else(|| std::env::var("PGUSER").ok())
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_default()
-    }
+/// The user a connection of `config` logs in as: the URL's, else this process's login name
+/// (which the client uses when the URL names none).
+fn login_user(config: &postgres::Config) -> String {
+    config
+        .get_user()
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default()
 }
 
 impl fmt::Display for PostgresUrl {
@@ -171,7 +171,7 @@ impl fmt::Display for PostgresUrl {
         write!(
             f,
             "postgres://{}@{}/{}",
-            self.user(),
+            login_user(&self.config),
             hosts.join(","),
             self.config.get_dbname().unwrap_or("")
         )
@@ -199,11 +199,7 @@ fn password_from_environment(config: &postgres::Config) -> Option<String> {
         Host::Unix(_) => "localhost".to_owned(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config
-        .get_user()
-        .map(str::to_owned)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_default();
+    let user = login_user(config);
     let database = config.get_dbname().unwrap_or(&user).to_owned();
     pgpass_lookup(&contents, [&host, &port.to_string(), &database, &user])
 }

@@ -172,12 +172,9 @@ impl TestPostgres {
 
     fn wait_until_ready(&self) -> Result<(), TestPostgresError> {
         let started = Instant::now();
-        let location = self.location("postgres");
-        let StoreLocation::Postgres(url) = &location else {
-            return Err(fail("not a PostgreSQL location"));
-        };
+        let admin = self.admin_config()?;
         loop {
-            match crate::postgres::off_runtime(|| url.config().connect(postgres::NoTls).map(drop)) {
+            match crate::postgres::off_runtime(|| admin.connect(postgres::NoTls).map(drop)) {
                 Ok(_) => return Ok(()),
                 Err(err) if started.elapsed() > START_TIMEOUT => {
                     let mut log = String::new();
@@ -189,6 +186,14 @@ impl TestPostgres {
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
+        }
+    }
+
+    /// Settings of a connection to its `postgres` database, to create and end things.
+    fn admin_config(&self) -> Result<postgres::Config, TestPostgresError> {
+        match self.location("postgres") {
+            StoreLocation::Postgres(url) => Ok(url.config()),
+            StoreLocation::File(_) => Err(fail("not a PostgreSQL location")),
         }
     }
 
@@ -231,12 +236,9 @@ impl TestPostgres {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let location = self.location("postgres");
-        let StoreLocation::Postgres(url) = &location else {
-            return Err(fail("not a PostgreSQL location"));
-        };
+        let admin = self.admin_config()?;
         crate::postgres::off_runtime(|| {
-            let mut client = url.config().connect(postgres::NoTls)?;
+            let mut client = admin.connect(postgres::NoTls)?;
             client.batch_execute(&format!("CREATE DATABASE {name}"))
         })
         .map_err(fail)?;
@@ -248,12 +250,9 @@ impl TestPostgres {
     /// Ends every session on `database` (as a database restart or a network cut would, seen
     /// from the clients); returns how many it ended.
     pub fn cut_connections(&self, database: &str) -> Result<usize, TestPostgresError> {
-        let location = self.location("postgres");
-        let StoreLocation::Postgres(url) = &location else {
-            return Err(fail("not a PostgreSQL location"));
-        };
+        let admin = self.admin_config()?;
         let rows = crate::postgres::off_runtime(|| {
-            let mut client = url.config().connect(postgres::NoTls)?;
+            let mut client = admin.connect(postgres::NoTls)?;
             client.query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                  WHERE datname = $1 AND pid <> pg_backend_pid()",

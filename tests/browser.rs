@@ -1369,3 +1369,173 @@ async fn an_imported_run_opens_from_the_form_and_its_flows_click() {
     .await;
     assert!(message.contains("nothing-here"), "{message}");
 }
+
+/// The `actiscope` binary of this build (`<target>/debug/actiscope`, beside `deps/` where
+/// this test runs), built by the workspace's tests before this one.
+fn actiscope_binary() -> PathBuf {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("actiscope")))
+        .expect("the test's own path");
+    assert!(
+        binary.is_file(),
+        "{} is missing; run `cargo xtask test` (it builds it first)",
+        binary.display()
+    );
+    binary
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `actiscope serve --no-train` on a free port over `store`, serving the dashboard.
+fn serve_no_train(store: &str) -> (Process, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(actiscope_binary())
+        .args([
+            "serve",
+            "--no-train",
+            "--port",
+            "0",
+            "--store",
+            store,
+            "--dist",
+        ])
+        .arg(dist_dir())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("actiscope serve starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its URL")
+            .expect("a line");
+        if let Some(url) = line.strip_prefix("actiscope listening on ") {
+            break url.trim().trim_end_matches('/').to_owned();
+        }
+    };
+    (Process(child), url)
+}
+
+fn start_worker(store: &str) -> Process {
+    Process(
+        Command::new(actiscope_binary())
+            .args(["worker", "--store", store])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("actiscope worker starts"),
+    )
+}
+
+/// The several-machines set-up on loopback: one PostgreSQL, two servers that train nothing,
+/// three workers. A run queued through server A's API is trained by the workers and streams
+/// live into a dashboard open on server B; the worker training it is killed with SIGKILL, and
+/// the dashboard goes on to the last epoch as another worker resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, PostgreSQL and the Trunk build; run by `cargo xtask test`"]
+async fn a_run_queued_on_one_server_streams_live_from_another_through_a_killed_worker() {
+    let pg = actiscope_store::testing::TestPostgres::shared().expect("a test PostgreSQL");
+    let store = pg.url(&pg.fresh_database().expect("a database"));
+    let (_server_a, url_a) = serve_no_train(&store);
+    let (_server_b, url_b) = serve_no_train(&store);
+    let epochs = 400;
+    let addr: std::net::SocketAddr = url_a
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server A's address");
+    let body = format!(
+        r#"{{"dataset":"moons","hidden":"16,16","probe":"n=100","device":"flex","seed":3,"epochs":{epochs}}}"#
+    );
+    let (status, answer) = actiscope_e2e::http_post_json(addr, "/api/runs", &body)
+        .await
+        .expect("POST to server A");
+    assert_eq!(status, 201, "{answer}");
+    // Server B's dashboard opens the run queued on A, before any worker trains it.
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client
+        .goto(&format!("{url_b}/?run=1"))
+        .await
+        .expect("page loads");
+    wait_for_text(&client, "#link-state", Duration::from_secs(30), |t| {
+        t == "connected"
+    })
+    .await;
+    wait_for_text(&client, "#run-status", Duration::from_secs(10), |t| {
+        t == "queued"
+    })
+    .await;
+    let mut workers: Vec<Process> = (0..3).map(|_| start_worker(&store)).collect();
+
+    let epoch_shown = |label: &str| -> Option<usize> {
+        label
+            .strip_prefix("epoch ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    // Live: the dashboard on B shows the run part-way, then further on.
+    let first = wait_for_text(&client, "#epoch-label", Duration::from_secs(120), |t| {
+        epoch_shown(t).is_some_and(|e| e >= 5 && e < epochs / 4)
+    })
+    .await;
+    let first = epoch_shown(&first).unwrap_or(0);
+
+    // Kill the worker that trains it (its pid is in the run's owner), mid-run.
+    let row = actiscope_store::Store::connect(&store.parse().expect("the URL"))
+        .and_then(|s| s.run(1))
+        .expect("the run")
+        .expect("run 1");
+    assert_eq!(row.status, "running", "killed mid-run");
+    assert!((row.epochs_stored as usize) < epochs, "killed mid-run");
+    let owner = row.owner;
+    let pid: u32 = owner
+        .rsplit('/')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("a pid in the owner");
+    let index = workers
+        .iter()
+        .position(|w| w.0.id() == pid)
+        .expect("one of ours trains it");
+    let mut killed = workers.swap_remove(index);
+    killed.0.kill().expect("SIGKILL");
+    killed.0.wait().expect("reaped");
+
+    let label = format!("epoch {epochs} of {epochs}");
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(180), |t| {
+        epoch_shown(t).is_some_and(|e| e > first)
+    })
+    .await;
+    wait_for_text(&client, "#epoch-label", Duration::from_secs(300), |t| {
+        t == label
+    })
+    .await;
+    wait_for_text(&client, "#run-status", Duration::from_secs(60), |t| {
+        t == "completed"
+    })
+    .await;
+    let stored = actiscope_store::Store::connect(&store.parse().expect("the URL"))
+        .and_then(|s| s.epochs(1))
+        .expect("the epochs");
+    let numbers: Vec<u32> = stored.iter().map(|(epoch, _)| *epoch).collect();
+    assert_eq!(
+        numbers,
+        (1..=epochs as u32).collect::<Vec<_>>(),
+        "every epoch once"
+    );
+    let _ = client.close().await;
+}

@@ -41,23 +41,35 @@ fn worker_logging(store: &(impl StoreArg + ?Sized), extra: &[&str], log: Option<
         .unwrap()
 }
 
+/// The run of these tests, as `train` and `submit` take it (with `--epochs` [`EPOCHS`]).
+const RUN_FLAGS: [&str; 10] = [
+    "--dataset",
+    "moons",
+    "--hidden",
+    "16,16",
+    "--probe",
+    "n=100",
+    "--device",
+    "flex",
+    "--seed",
+    "5",
+];
+
+/// The run of these tests as `POST /api/runs` takes it: the same as [`RUN_FLAGS`].
+fn run_body() -> String {
+    format!(
+        r#"{{"dataset":"moons","hidden":"16,16","probe":"n=100","device":"flex","seed":5,"epochs":{EPOCHS}}}"#
+    )
+}
+
 /// The run as it trains uninterrupted: its stored metrics.
 fn uninterrupted(dir: &Path) -> Vec<actiscope_protocol::EpochMetrics> {
     let straight = dir.join("straight.db");
     let epochs = EPOCHS.to_string();
     let out = Command::new(binary())
-        .args([
-            "train",
-            "--dataset",
-            "moons",
-            "--hidden",
-            "16,16",
-            "--probe",
-            "n=100",
-        ])
-        .args([
-            "--device", "flex", "--seed", "5", "--epochs", &epochs, "--store",
-        ])
+        .arg("train")
+        .args(RUN_FLAGS)
+        .args(["--epochs", &epochs, "--store"])
         .arg(&straight)
         .output()
         .unwrap();
@@ -108,39 +120,13 @@ fn started_from(log: &Path) -> Vec<usize> {
 #[test]
 fn workers_killed_mid_run_hand_it_on_with_every_epoch_once_and_the_same_losses() {
     let dir = tempfile::tempdir().unwrap();
-    // The run as it trains uninterrupted.
-    let straight = dir.path().join("straight.db");
-    let epochs = EPOCHS.to_string();
-    let out = Command::new(binary())
-        .args([
-            "train",
-            "--dataset",
-            "moons",
-            "--hidden",
-            "16,16",
-            "--probe",
-            "n=100",
-        ])
-        .args([
-            "--device", "flex", "--seed", "5", "--epochs", &epochs, "--store",
-        ])
-        .arg(&straight)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected = metrics(&straight, 1);
+    let expected = uninterrupted(dir.path());
 
     let store = dir.path().join("runs.db");
     drop(Store::open(&store).unwrap());
     let (mut server_a, a) = serve_with(&store, &["--no-train"]);
     let (mut server_b, b) = serve(&store);
-    let body = format!(
-        r#"{{"dataset":"moons","hidden":"16,16","probe":"n=100","device":"flex","seed":5,"epochs":{EPOCHS}}}"#
-    );
+    let body = run_body();
     let (status, answer) = http(a, "POST", "/api/runs", &body);
     assert_eq!(status, 201, "{answer}");
     let run: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -210,22 +196,7 @@ fn workers_killed_mid_run_hand_it_on_with_every_epoch_once_and_the_same_losses()
         let status = w.wait().unwrap();
         assert!(status.success(), "an idle worker exits cleanly");
     }
-    let resumed = metrics(&store, 1);
-    let numbers: Vec<usize> = resumed.iter().map(|m| m.epoch).collect();
-    assert_eq!(
-        numbers,
-        (1..=EPOCHS).collect::<Vec<_>>(),
-        "every epoch once"
-    );
-    for (got, want) in resumed.iter().zip(&expected) {
-        assert!(
-            (got.train_loss - want.train_loss).abs() <= 1e-5 * want.train_loss.max(1.0),
-            "epoch {}: {} vs {} uninterrupted (a restart, not a resume?)",
-            got.epoch,
-            got.train_loss,
-            want.train_loss
-        );
-    }
+    assert_resumed_exactly(&store, &expected);
     let (_, body) = http(a, "GET", "/api/runs/1/epochs", "");
     let via_a: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -402,9 +373,7 @@ fn on_postgres_two_servers_and_three_workers_hand_a_run_on_through_ten_kills() {
     let expected = uninterrupted(dir.path());
     let (mut server_a, a) = serve_with(store, &["--no-train"]);
     let (mut server_b, b) = serve_with(store, &["--no-train"]);
-    let body = format!(
-        r#"{{"dataset":"moons","hidden":"16,16","probe":"n=100","device":"flex","seed":5,"epochs":{EPOCHS}}}"#
-    );
+    let body = run_body();
     let (status, answer) = http(a, "POST", "/api/runs", &body);
     assert_eq!(status, 201, "{answer}");
     // Server B lists the run queued on A (through NOTIFY), before any worker exists.
@@ -565,4 +534,52 @@ fn a_postgres_store_takes_its_password_from_pgpassword_and_never_prints_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+/// The database connection of every process is cut mid-run (as a database restart would): the
+/// worker's epoch write fails, it puts the run back in the queue once the database answers,
+/// and the run resumes from its checkpoint, every epoch once, the same losses.
+#[test]
+fn on_postgres_a_cut_connection_mid_run_puts_the_run_back_and_it_resumes() {
+    let pg = actiscope_store::testing::TestPostgres::shared().unwrap();
+    let database = pg.fresh_database().unwrap();
+    let store = pg.url(&database);
+    let store = store.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let expected = uninterrupted(dir.path());
+    let epochs = EPOCHS.to_string();
+    let out = Command::new(binary())
+        .arg("submit")
+        .args(RUN_FLAGS)
+        .args(["--epochs", &epochs, "--store", store])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut server, addr) = serve_with(store, &["--no-train"]);
+    let log = dir.path().join("worker.log");
+    let mut w = worker_logging(store, &[], Some(&log));
+    wait_for_epochs(store, 1, 10);
+    let cut = pg.cut_connections(&database).unwrap();
+    assert!(cut >= 2, "the worker's and the server's sessions: {cut}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = http(addr, "GET", "/api/runs/1", "");
+        if body.contains("\"completed\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not finished: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.kill().unwrap();
+    w.wait().unwrap();
+    assert_resumed_exactly(store, &expected);
+    let claims = started_from(&log);
+    assert_eq!(claims.len(), 2, "claimed again after the cut: {claims:?}");
+    assert_eq!(claims.first(), Some(&1));
+    assert!(claims[1] > 10, "resumed from a checkpoint: {claims:?}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

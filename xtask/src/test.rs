@@ -102,6 +102,15 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     })?;
     if !args.no_browser {
         step("browser tests (headless Chromium)", &mut || {
+            // The several-machines test starts the `actiscope` binary itself: build it first
+            // (the tests above usually have).
+            run(cargo().args([
+                "build",
+                "--package",
+                "actiscope-server",
+                "--bin",
+                "actiscope",
+            ]))?;
             run(cargo()
                 // Same package set as the step above, so Cargo unifies the same features and
                 // reuses its build instead of compiling burn a second time.

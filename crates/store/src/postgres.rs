@@ -116,6 +116,38 @@ pub(crate) struct Postgres {
     client: RefCell<Option<Client>>,
     /// Whether this connection has said `LISTEN` (a fresh connection has not).
     listening: Cell<bool>,
+    /// Whether the last call failed because the connection was lost. The client may not
+    /// have noticed the closed socket yet (the server's goodbye arrives before its FIN), so
+    /// the next call opens a new connection rather than trusting `is_closed`.
+    lost: Cell<bool>,
+}
+
+/// Whether `error` means the connection itself is gone (closed, reset, or ended by the
+/// server with a FATAL error such as an administrator's `pg_terminate_backend`), rather than
+/// one statement failing on a working connection.
+fn connection_lost(error: &StoreError) -> bool {
+    let StoreError::Postgres(error) = error else {
+        return false;
+    };
+    error.is_closed()
+        || error
+            .as_db_error()
+            .is_some_and(|db| db.severity() == "FATAL" || db.severity() == "PANIC")
+        || std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+}
+
+/// How durably a write transaction commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Waits until the commit is on disk (PostgreSQL's default): claims, statuses, runs.
+    Durable,
+    /// Returns once the commit is in the WAL buffers (`synchronous_commit = off` for this
+    /// transaction only); the WAL writer flushes it within a few hundred milliseconds. A
+    /// database crash can lose the last such commits, never part of one, and never one that
+    /// precedes a durable commit (WAL is flushed in order). Used for epochs: an epoch and
+    /// the checkpoint it carries are written together, so a lost epoch is one the run's
+    /// resume trains again from the last checkpoint that survived.
+    Lazy,
 }
 
 impl Postgres {
@@ -126,6 +158,7 @@ impl Postgres {
             config,
             client: RefCell::new(Some(client)),
             listening: Cell::new(false),
+            lost: Cell::new(false),
         })
     }
 
@@ -167,23 +200,42 @@ impl Postgres {
         let client = slot
             .as_mut()
             .ok_or_else(|| StoreError::Invalid("the connection is closed".to_owned()))?;
-        if client.is_closed() {
+        if client.is_closed() || self.lost.get() {
             let config = &self.config;
             *client = off_runtime(|| config.connect(NoTls))?;
             self.listening.set(false);
+            self.lost.set(false);
         }
-        off_runtime(|| f(client))
+        let result = off_runtime(|| f(client));
+        if let Err(error) = &result {
+            self.lost.set(connection_lost(error));
+        }
+        result
     }
 
-    /// Runs `f` in a transaction that announces a change to every listener when it commits.
+    /// Runs `f` in a transaction that announces a change to every listener when it commits
+    /// durably.
     fn write<T: Send>(
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
+        self.write_with(Commit::Durable, f)
+    }
+
+    /// [`write`](Self::write) with a chosen durability.
+    fn write_with<T: Send>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        let finish = match commit {
+            Commit::Durable => format!("NOTIFY {CHANNEL}"),
+            Commit::Lazy => format!("SET LOCAL synchronous_commit = off; NOTIFY {CHANNEL}"),
+        };
         self.with(|client| {
             let mut tx = client.transaction()?;
             let out = f(&mut tx)?;
-            tx.batch_execute(&format!("NOTIFY {CHANNEL}"))?;
+            tx.batch_execute(&finish)?;
             tx.commit()?;
             Ok(out)
         })
@@ -309,7 +361,7 @@ impl Backend for Postgres {
         latest_only: &[&str],
     ) -> Result<(), StoreError> {
         let epoch_i64 = i64::from(epoch);
-        self.write(|tx| {
+        self.write_with(Commit::Lazy, |tx| {
             for kind in latest_only {
                 if snapshots.iter().any(|(k, _)| k == kind) {
                     tx.execute(

@@ -69,6 +69,24 @@ impl PatternMatrix {
         }
     }
 
+    /// Appends patterns already packed in this layout (`words_per_pattern` words per
+    /// instance, bit `i % 64` of word `i / 64` = neuron `i`, unused high bits clear), as a
+    /// device packs them; a trailing partial pattern is ignored.
+    pub fn append_packed(&mut self, words: &[u64]) {
+        if self.neurons == 0 {
+            return;
+        }
+        let whole = words.len() / self.words_per_pattern * self.words_per_pattern;
+        self.words
+            .extend_from_slice(words.get(..whole).unwrap_or(&[]));
+        self.instances += whole / self.words_per_pattern;
+    }
+
+    /// Words per instance: `ceil(neurons / 64)`, at least 1.
+    pub fn words_per_pattern(&self) -> usize {
+        self.words_per_pattern
+    }
+
     /// Builds patterns from explicit bits, one `Vec<bool>` per instance; `None` when the
     /// instances do not all have the same number of neurons.
     pub fn from_bits(bits: &[Vec<bool>]) -> Option<Self> {

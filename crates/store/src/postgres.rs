@@ -624,16 +624,13 @@ impl Backend for Postgres {
         self.with(|client| {
             let mut notifications = client.notifications();
             let changed = notifications.timeout_iter(timeout).next()?.is_some();
-            // What else arrives within a moment is the same news (a burst of commits is one
-            // change), read for no longer than DRAIN so a steady stream still wakes the caller.
+            // What has already arrived is the same news (a burst of commits is one change):
+            // read it without waiting for more, so the caller hears of a commit at once, and
+            // for no longer than DRAIN so a steady stream still wakes the caller.
             if changed {
                 let drain_until = std::time::Instant::now() + DRAIN;
-                while std::time::Instant::now() < drain_until
-                    && notifications
-                        .timeout_iter(Duration::from_millis(2))
-                        .next()?
-                        .is_some()
-                {}
+                let mut pending = notifications.iter();
+                while std::time::Instant::now() < drain_until && pending.next()?.is_some() {}
             }
             drop(notifications);
             if !changed && client.is_closed() {

@@ -3,7 +3,8 @@
 
 use actiscope_analysis::{Matrix, PatternMatrix};
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn::tensor::ops::PadMode;
+use burn::tensor::{Int, TensorData};
 
 use crate::data::Dataset;
 use crate::model::Network;
@@ -73,6 +74,54 @@ pub fn to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ReadbackErr
         .map_err(|e| ReadbackError(format!("{e:?}")))
 }
 
+/// Activation patterns of `pre_activations` (`[rows, width]`), computed and bit-packed on
+/// the tensor's device: bit set iff the value is `> 0` (NaN inactive), exactly as
+/// [`PatternMatrix::append_preactivations`] does on the host. Only `rows * ceil(width / 32)`
+/// 32-bit words come back from the device instead of `rows * width` floats. Returns
+/// [`PatternMatrix`]'s layout: `ceil(width / 64)` words per row, neuron `i` at bit `i % 64`
+/// of word `i / 64`.
+///
+/// Each row is padded with zeros to whole 64-bit words, viewed as `[rows, words * 2, 32]`
+/// bits, and each group of 32 bits is summed against the weights `2^0 .. 2^30, -2^31`: every
+/// subset sum of those fits an `i32` (the two's-complement word), so no backend overflows.
+pub fn pack_patterns(pre_activations: Tensor<2>) -> Result<Vec<u64>, ReadbackError> {
+    let [rows, width] = pre_activations.dims();
+    if rows == 0 || width == 0 {
+        return Ok(Vec::new());
+    }
+    let words_per_row = width.div_ceil(64);
+    let padded_width = words_per_row * 64;
+    let device = pre_activations.device();
+    let padded = if padded_width > width {
+        pre_activations.pad([(0, padded_width - width)], PadMode::Constant(0.0))
+    } else {
+        pre_activations
+    };
+    let weights: Vec<i32> = (0..32u32).map(|bit| 1i32.wrapping_shl(bit)).collect();
+    let weights =
+        Tensor::<1, Int>::from_data(TensorData::new(weights, [32]), &device).reshape([1, 1, 32]);
+    let halves = padded
+        .greater_elem(0.0)
+        .int()
+        .reshape([rows, words_per_row * 2, 32])
+        .mul(weights)
+        .sum_dim(2);
+    let halves = halves
+        .try_into_data()
+        .map_err(|e| ReadbackError(format!("{e:?}")))?
+        .try_into_vec_as::<i64>()
+        .map_err(|e| ReadbackError(format!("{e:?}")))?;
+    // Each value is a 32-bit word in two's complement; its low 32 bits are the word.
+    let word = |value: i64| value.cast_unsigned() & u64::from(u32::MAX);
+    Ok(halves
+        .chunks_exact(2)
+        .map(|pair| match pair {
+            [low, high] => word(*low) | (word(*high) << 32),
+            _ => 0,
+        })
+        .collect())
+}
+
 /// Runs `network` (a validation snapshot) over `data` on `device` in batches of
 /// [`EVAL_BATCH`], keeping what `keep` asks for.
 pub fn evaluate(
@@ -88,6 +137,10 @@ pub fn evaluate(
         patterns: Vec::new(),
         pre_activations: Vec::new(),
     };
+    // A GPU packs the patterns itself and sends back only bits. On the CPU (flex) reading
+    // the floats is a copy in the same memory, and one pass of the host's packing is cheaper
+    // than the tensor operations of packing them there.
+    let pack_on_device = *device != Device::flex();
     let mut activation_values: Vec<Vec<f32>> = Vec::new();
     let mut widths: Vec<usize> = Vec::new();
     for start in (0..data.len()).step_by(EVAL_BATCH) {
@@ -121,16 +174,23 @@ pub fn evaluate(
             if !(keep.patterns || keep.activations) {
                 continue;
             }
-            let values = to_vec(pre)?;
-            if keep.patterns
+            if keep.activations || !pack_on_device {
+                let values = to_vec(pre)?;
+                if keep.patterns
+                    && let Some(p) = out.patterns.get_mut(layer_idx)
+                {
+                    p.append_preactivations(&values);
+                }
+                if keep.activations
+                    && let Some(v) = activation_values.get_mut(layer_idx)
+                {
+                    v.extend_from_slice(&values);
+                }
+            } else if keep.patterns
                 && let Some(p) = out.patterns.get_mut(layer_idx)
             {
-                p.append_preactivations(&values);
-            }
-            if keep.activations
-                && let Some(v) = activation_values.get_mut(layer_idx)
-            {
-                v.extend_from_slice(&values);
+                // Only bits come back from the device, 32 times less than the floats.
+                p.append_packed(&pack_patterns(pre)?);
             }
         }
     }

@@ -25,6 +25,11 @@ fn capture_matches_a_hand_computed_network_on_flex() {
 }
 
 #[test]
+fn patterns_packed_on_flex_equal_the_host_packing_bit_for_bit() {
+    common::check_device_packing(&Device::flex());
+}
+
+#[test]
 fn forward_shapes_of_both_models() {
     let device = Device::flex();
     let mlp = Network::init(&ModelSpec::paper_mlp(), 784, 10, &device);

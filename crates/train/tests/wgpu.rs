@@ -27,6 +27,7 @@ fn wgpu_captures_the_hand_computed_network_and_trains() {
     let chosen = choose(DeviceChoice::Wgpu).expect("a wgpu device");
     eprintln!("testing wgpu on {}", chosen.description);
     common::check_tiny_capture(&chosen.device);
+    common::check_device_packing(&chosen.device);
 
     let config = TrainConfig {
         dataset: DatasetSpec::Planar(Planar::Blobs),

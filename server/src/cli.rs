@@ -39,6 +39,8 @@ pub enum Command {
     Report(crate::report_cmd::ReportArgs),
     /// Go on with a stopped or interrupted run from its newest checkpoint.
     Resume(crate::resume_cmd::ResumeArgs),
+    /// List the graphics adapters wgpu sees and say what `--device auto` does here.
+    Devices(crate::devices_cmd::DevicesArgs),
 }
 
 /// Arguments of `actiscope serve`.

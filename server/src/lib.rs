@@ -9,6 +9,7 @@ pub mod answers;
 pub mod app;
 pub mod cli;
 pub mod ctrl_c;
+pub mod devices_cmd;
 pub mod figures;
 pub mod frontend;
 pub mod guard;

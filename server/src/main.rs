@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use actiscope_server::cli::{Cli, Command, serve};
+use actiscope_server::devices_cmd::devices;
 use actiscope_server::import_cmd::import;
 use actiscope_server::report_cmd::report;
 use actiscope_server::resume_cmd::resume;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => resume(&args),
         Command::Submit(args) => submit(&args),
         Command::Worker(args) => worker(&args),
+        Command::Devices(args) => devices(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

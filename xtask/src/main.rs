@@ -5,6 +5,7 @@
 //! whole test suite, and converting the built-in data. Does not own: any product code.
 
 mod bench;
+mod bench_gpu;
 mod bench_import;
 mod bench_mapper;
 mod bench_nmf;
@@ -50,6 +51,9 @@ enum Command {
     BenchReport(bench_report::ReportBenchArgs),
     /// A 12-run sweep trained by 1, 2 and 4 workers, and the cost of one queue claim.
     BenchWorkers(bench_workers::WorkersBenchArgs),
+    /// The GPU table: actiscope on wgpu and flex against PyTorch on CUDA and the CPU
+    /// (exits 0 with a message where there is no GPU).
+    BenchGpu(bench_gpu::GpuBenchArgs),
     /// Train what a seed paper describes, draw its figures and check its claims
     /// (`apd` or `nmf`), into docs/papers/.
     Paper(paper::PaperArgs),
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchImport(args) => bench_import::bench_import(&args),
         Command::BenchReport(args) => bench_report::bench_report(&args),
         Command::BenchWorkers(args) => bench_workers::bench_workers(&args),
+        Command::BenchGpu(args) => bench_gpu::bench_gpu(&args),
         Command::Paper(args) => paper::paper(&args),
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! Owns: datasets (the built-in digits, IDX files, synthetic 2-D sets), burn models, the
 //! training loop, devices, and the capture of per-layer activations after each epoch, handed
-//! to `actiscope-analysis` as plain matrices; run requests and their presets (`request`).
+//! to `actiscope-analysis` as plain matrices; run requests and their presets (`request`);
+//! `--device auto`'s timing of a model's steps on the CPU and the GPU (`auto`).
 //! Does not own: the analyses themselves, storage, networking or anything the browser shows.
 //! (The NMF updates on a burn device are a benchmark: `examples/nmf_device.rs`.)
 
+pub mod auto;
 pub mod capture;
 pub mod checkpoint;
 pub mod config;

@@ -15,11 +15,12 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 
+use crate::auto::{MeasuredSteps, choose_for_model};
 use crate::capture::{Evaluation, Keep, ReadbackError, evaluate};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{ConfigError, OptimizerKind, ProbeSource, TrainConfig};
 use crate::data::{DataError, Dataset, Splits, load_splits};
-use crate::device::{ChosenDevice, DeviceError, choose};
+use crate::device::{ChosenDevice, DeviceChoice, DeviceError, choose};
 use crate::model::{ModelSpec, Network};
 pub use actiscope_protocol::EpochMetrics;
 
@@ -53,7 +54,7 @@ pub enum TrainError {
 }
 
 /// A fresh optimizer of `kind`.
-fn new_optimizer(kind: OptimizerKind) -> ModuleOptimizer {
+pub(crate) fn new_optimizer(kind: OptimizerKind) -> ModuleOptimizer {
     match kind {
         OptimizerKind::Sgd => SgdConfig::new().init(),
         OptimizerKind::Adam => AdamConfig::new().init(),
@@ -62,6 +63,16 @@ fn new_optimizer(kind: OptimizerKind) -> ModuleOptimizer {
 
 /// Held while a network is seeded and initialised.
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` (seeding and initialising a network) holding [`INIT_LOCK`]: backends may seed
+/// one process-wide generator, so two networks initialised together must not interleave
+/// their random draws.
+pub(crate) fn with_init_lock<T>(f: impl FnOnce() -> T) -> T {
+    let _only_us = INIT_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f()
+}
 
 /// Seed of the order in which probe instances are drawn: fixed, so every run of a dataset
 /// probes the same instances.
@@ -119,6 +130,31 @@ pub struct Trainer {
     /// Where captures run: all cores but one, so the next epoch's training (one thread at the
     /// paper's batch sizes) keeps a core to itself.
     capture_pool: Arc<rayon::ThreadPool>,
+    /// The training instances on the training device, uploaded before the first epoch.
+    staged: Option<Staged>,
+}
+
+/// The training instances on the training device, uploaded once: each batch is gathered
+/// there through a slice of the epoch's order (one index tensor per epoch), so a training
+/// step sends nothing from the host and waits for nothing.
+struct Staged {
+    /// `[instances, features]`.
+    features: Tensor<2>,
+    /// `[instances]`, class indices.
+    labels: Tensor<1, Int>,
+}
+
+impl Staged {
+    fn upload(train: &Dataset, device: &Device) -> Self {
+        let labels: Vec<i64> = train.labels.iter().map(|&l| i64::from(l)).collect();
+        Self {
+            features: Tensor::<2>::from_data(
+                TensorData::new(train.features.clone(), [train.len(), train.dim]),
+                device,
+            ),
+            labels: Tensor::<1, Int>::from_data(TensorData::new(labels, [train.len()]), device),
+        }
+    }
 }
 
 /// An epoch whose training is done and whose capture (evaluation of the training,
@@ -255,7 +291,15 @@ impl Trainer {
     pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
         config.validate()?;
         let splits = load_splits(&config.dataset, config.seed)?;
-        let chosen = choose(config.device)?;
+        let chosen = match config.device {
+            DeviceChoice::Auto => choose_for_model(
+                &config,
+                splits.train.dim,
+                splits.classes,
+                &MeasuredSteps::default(),
+            )?,
+            other => choose(other)?,
+        };
         Self::with_device(config, splits, chosen)
     }
 
@@ -309,12 +353,7 @@ impl Trainer {
             kept.len() == splits.train.len() && kept.iter().enumerate().all(|(i, &k)| i == k);
         let train = (!whole).then(|| Arc::new(splits.train.subset(&kept)));
         let train_device = chosen.device.clone().autodiff();
-        let network = {
-            // Backends may seed one process-wide generator, so initialise one network at a
-            // time: two runs starting together must not interleave their random draws.
-            let _only_us = INIT_LOCK
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let network = with_init_lock(|| {
             train_device.seed(config.seed);
             let network = Network::init(
                 &config.model,
@@ -325,7 +364,7 @@ impl Trainer {
             // Parameters are initialised lazily, on first use: use them all now, under the lock.
             let _ = network.forward(Tensor::<2>::zeros([1, splits.train.dim], &train_device));
             network
-        };
+        });
         let optimizer = new_optimizer(config.optimizer);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let capture_pool = rayon::ThreadPoolBuilder::new()
@@ -346,6 +385,7 @@ impl Trainer {
             probe: Arc::new(probe),
             epochs_done: 0,
             capture_pool: Arc::new(capture_pool),
+            staged: None,
         })
     }
 
@@ -489,27 +529,27 @@ impl Trainer {
         }
         let batch = self.config.batch_size;
         let total = order.len().div_ceil(batch);
+        let staged = self
+            .staged
+            .get_or_insert_with(|| Staged::upload(train, &self.train_device));
+        let order = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                order.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
+                [order.len()],
+            ),
+            &self.train_device,
+        );
         let loss_fn = CrossEntropyLossConfig::new().init(&self.train_device);
         let mut network = self
             .network
             .take()
             .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?;
         let mut loss_sum: Option<Tensor<1>> = None;
-        for (done, indices) in order.chunks(batch).enumerate() {
-            let mut features = Vec::with_capacity(indices.len() * train.dim);
-            let mut labels = Vec::with_capacity(indices.len());
-            for &i in indices {
-                features.extend_from_slice(train.row(i).unwrap_or(&[]));
-                labels.push(i64::from(train.labels.get(i).copied().unwrap_or(0)));
-            }
-            let input = Tensor::<2>::from_data(
-                TensorData::new(features, [indices.len(), train.dim]),
-                &self.train_device,
-            );
-            let targets = Tensor::<1, Int>::from_data(
-                TensorData::new(labels, [indices.len()]),
-                &self.train_device,
-            );
+        let [instances] = order.dims();
+        for (done, start) in (0..instances).step_by(batch).enumerate() {
+            let indices = order.clone().narrow(0, start, batch.min(instances - start));
+            let input = staged.features.clone().select(0, indices.clone());
+            let targets = staged.labels.clone().select(0, indices);
             let output = network.forward(input);
             let loss = loss_fn.forward(output.logits, targets);
             loss_sum = Some(match loss_sum {

@@ -9,6 +9,7 @@
     clippy::panic
 )]
 
+use actiscope_train::auto::{MeasuredSteps, StepTimer};
 use actiscope_train::data::DatasetSpec;
 use actiscope_train::data::synthetic::Planar;
 use actiscope_train::device::{DeviceChoice, adapters, choose};
@@ -45,6 +46,15 @@ fn wgpu_captures_the_hand_computed_network_and_trains() {
         training: Default::default(),
         checkpoint_every: 1,
     };
+    // `--device auto` times real steps on the GPU it considers: they run here too.
+    let timer = MeasuredSteps {
+        warmup: 1,
+        timed: 2,
+    };
+    let secs = timer
+        .secs_per_step(&chosen, &config, 2, 3)
+        .expect("timing steps on wgpu");
+    assert!(secs.is_finite() && secs > 0.0, "{secs}");
     let mut trainer = Trainer::new(config).expect("trainer on wgpu");
     // Epoch 1's capture runs while epoch 2 trains on the same device.
     let first = trainer

@@ -179,7 +179,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("probing for a GPU")?
     .context("choosing a training device")?;
-    tracing::info!("--device auto trains on {}", device.description);
+    if device.backend == actiscope_train::device::DeviceChoice::Flex {
+        tracing::info!("--device auto trains on {}", device.description);
+    } else {
+        tracing::info!(
+            "--device auto times each run's model on {} and on flex (CPU), and trains on the faster",
+            device.description
+        );
+    }
     let state = AppState::with_frontend(
         store,
         frontend,

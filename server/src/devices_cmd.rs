@@ -26,6 +26,22 @@ fn auto_plan(gpu: Option<&Adapter>) -> String {
     }
 }
 
+/// Where the GPU's autotune results persist, for people.
+fn cache_line() -> String {
+    let dir = actiscope_train::gpu_cache::cache_dir();
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| actiscope_train::gpu_cache::user_config_file(&cwd))
+    {
+        Some(file) => format!("GPU autotune cache: as {} says", file.display()),
+        None => format!(
+            "GPU autotune cache: {} (set {} to move it)",
+            dir.display(),
+            actiscope_train::gpu_cache::CACHE_ENV
+        ),
+    }
+}
+
 /// Runs `actiscope devices`.
 pub fn devices(args: &DevicesArgs) -> anyhow::Result<()> {
     // Without a GPU device node, loading the Vulkan drivers only prints window-system
@@ -52,6 +68,7 @@ pub fn devices(args: &DevicesArgs) -> anyhow::Result<()> {
                 "adapters": listed,
                 "gpu": gpu.is_some(),
                 "auto": auto_plan(gpu),
+                "gpu_cache": cache_line(),
             })
         );
         return Ok(());
@@ -70,6 +87,7 @@ pub fn devices(args: &DevicesArgs) -> anyhow::Result<()> {
         );
     }
     println!("{}", auto_plan(gpu));
+    println!("{}", cache_line());
     Ok(())
 }
 

@@ -159,6 +159,8 @@ fn vulkan_devices() -> &'static Mutex<HashMap<bool, Device>> {
 }
 
 fn wgpu_device(adapter: &Adapter, pin_vulkan: bool) -> Result<ChosenDevice, DeviceError> {
+    // Before the first GPU device starts: autotune results persist between processes.
+    crate::gpu_cache::configure();
     // A CPU rasteriser is only picked by wgpu's default selection when nothing else exists,
     // so ask for it explicitly.
     let kind = if adapter.is_gpu {

@@ -3,7 +3,8 @@
 //! Owns: datasets (the built-in digits, IDX files, synthetic 2-D sets), burn models, the
 //! training loop, devices, and the capture of per-layer activations after each epoch, handed
 //! to `actiscope-analysis` as plain matrices; run requests and their presets (`request`);
-//! `--device auto`'s timing of a model's steps on the CPU and the GPU (`auto`).
+//! `--device auto`'s timing of a model's steps on the CPU and the GPU (`auto`); where the
+//! GPU's autotune results persist between processes (`gpu_cache`).
 //! Does not own: the analyses themselves, storage, networking or anything the browser shows.
 //! (The NMF updates on a burn device are a benchmark: `examples/nmf_device.rs`.)
 
@@ -13,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod gpu_cache;
 pub mod model;
 pub mod request;
 pub mod training;

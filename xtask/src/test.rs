@@ -102,15 +102,14 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     })?;
     if !args.no_browser {
         step("browser tests (headless Chromium)", &mut || {
-            // The several-machines test starts the `actiscope` binary itself: build it first
-            // (the tests above usually have).
-            run(cargo().args([
-                "build",
-                "--package",
-                "actiscope-server",
-                "--bin",
-                "actiscope",
-            ]))?;
+            // The several-machines test starts the `actiscope` binary itself. The test step
+            // above built it (Cargo builds a package's binaries for its integration tests);
+            // `--no-run` makes sure, with the same package set, so the binary's features unify
+            // as the tests' do. (`cargo build -p actiscope-server` would unify them differently
+            // and compile burn a second time: 10 minutes of a cold run.)
+            run(cargo()
+                .args(["test", "--workspace", "--exclude", "actiscope-frontend"])
+                .arg("--no-run"))?;
             run(cargo()
                 // Same package set as the step above, so Cargo unifies the same features and
                 // reuses its build instead of compiling burn a second time.

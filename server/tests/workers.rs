@@ -11,6 +11,7 @@
     clippy::panic
 )]
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -104,6 +105,39 @@ fn assert_resumed_exactly(
     }
 }
 
+/// Waits until server `b` shows run 1 completed, and checks that it counts every epoch.
+fn wait_until_completed_with_every_epoch(b: SocketAddr, deadline: Instant) {
+    loop {
+        let (_, body) = http(b, "GET", "/api/runs/1", "");
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] == "completed" {
+            assert_eq!(
+                run["epochs_stored"], EPOCHS as u64,
+                "server B sees every epoch"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not finished: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks that server `a` serves every epoch the workers stored of run 1, then stops both
+/// servers.
+fn serves_every_epoch_then_stop(a: SocketAddr, servers: [&mut Child; 2]) {
+    let (_, body) = http(a, "GET", "/api/runs/1/epochs", "");
+    let via_a: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        via_a.len(),
+        EPOCHS,
+        "server A serves what the workers stored"
+    );
+    for server in servers {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
 /// The epoch each claim of run 1 started from, as the worker logged it ("from epoch N of").
 fn started_from(log: &Path) -> Vec<usize> {
     std::fs::read_to_string(log)
@@ -179,35 +213,13 @@ fn workers_killed_mid_run_hand_it_on_with_every_epoch_once_and_the_same_losses()
     let mut last: Vec<Child> = (0..2)
         .map(|_| worker(&store, &["--exit-when-idle"]))
         .collect();
-    loop {
-        let (_, body) = http(b, "GET", "/api/runs/1", "");
-        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if run["status"] == "completed" {
-            assert_eq!(
-                run["epochs_stored"], EPOCHS as u64,
-                "server B sees every epoch"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "not finished: {body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_completed_with_every_epoch(b, deadline);
     for w in &mut last {
         let status = w.wait().unwrap();
         assert!(status.success(), "an idle worker exits cleanly");
     }
     assert_resumed_exactly(&store, &expected);
-    let (_, body) = http(a, "GET", "/api/runs/1/epochs", "");
-    let via_a: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        via_a.len(),
-        EPOCHS,
-        "server A serves what the workers stored"
-    );
-    for server in [&mut server_a, &mut server_b] {
-        server.kill().unwrap();
-        server.wait().unwrap();
-    }
+    serves_every_epoch_then_stop(a, [&mut server_a, &mut server_b]);
 }
 
 #[test]
@@ -413,19 +425,7 @@ fn on_postgres_two_servers_and_three_workers_hand_a_run_on_through_ten_kills() {
         workers[index] = worker_logging(store, &[], Some(&logs[2 + kills]));
     }
     assert!(kills >= 10, "the run finished before ten kills: {kills}");
-    loop {
-        let (_, body) = http(b, "GET", "/api/runs/1", "");
-        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if run["status"] == "completed" {
-            assert_eq!(
-                run["epochs_stored"], EPOCHS as u64,
-                "server B sees every epoch"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "not finished: {body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_completed_with_every_epoch(b, deadline);
     for w in &mut workers {
         w.kill().unwrap();
         w.wait().unwrap();
@@ -444,17 +444,7 @@ fn on_postgres_two_servers_and_three_workers_hand_a_run_on_through_ten_kills() {
         1,
         "{claims:?}"
     );
-    let (_, body) = http(a, "GET", "/api/runs/1/epochs", "");
-    let via_a: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        via_a.len(),
-        EPOCHS,
-        "server A serves what the workers stored"
-    );
-    for server in [&mut server_a, &mut server_b] {
-        server.kill().unwrap();
-        server.wait().unwrap();
-    }
+    serves_every_epoch_then_stop(a, [&mut server_a, &mut server_b]);
 }
 
 /// `--store` takes a `postgres://` URL whose password may come from `PGPASSWORD` instead; the

@@ -28,17 +28,14 @@ fn auto_plan(gpu: Option<&Adapter>) -> String {
 
 /// Where the GPU's autotune results persist, for people.
 fn cache_line() -> String {
-    let dir = actiscope_train::gpu_cache::cache_dir();
-    match std::env::current_dir()
-        .ok()
-        .and_then(|cwd| actiscope_train::gpu_cache::user_config_file(&cwd))
-    {
-        Some(file) => format!("GPU autotune cache: as {} says", file.display()),
-        None => format!(
-            "GPU autotune cache: {} (set {} to move it)",
-            dir.display(),
-            actiscope_train::gpu_cache::CACHE_ENV
+    use actiscope_train::gpu_cache::{CACHE_ENV, CacheSetting, planned};
+    match planned() {
+        CacheSetting::UserConfig(file) => format!("GPU autotune cache: as {} says", file.display()),
+        CacheSetting::Folder(dir) => format!(
+            "GPU autotune cache: {} (set {CACHE_ENV} to move it)",
+            dir.display()
         ),
+        CacheSetting::AlreadyConfigured => "GPU autotune cache: as CubeCL was told".to_owned(),
     }
 }
 

@@ -136,31 +136,22 @@ pub fn pick(
         }
     };
     let flex_secs = timer.secs_per_step(&flex, config, dim, classes)?;
-    let ms = |secs: f64| secs * 1e3;
-    let batch = config.batch_size;
-    Ok(if gpu_secs < flex_secs {
-        ChosenDevice {
-            description: format!(
-                "{}; auto: a training step at batch {batch} takes {:.2} ms here against \
-                 {:.2} ms on flex (CPU)",
-                gpu.description,
-                ms(gpu_secs),
-                ms(flex_secs)
-            ),
-            ..gpu
-        }
+    // The faster device, its time, the other's time and the other's name.
+    let (chosen, chosen_secs, other_secs, other) = if gpu_secs < flex_secs {
+        (gpu, gpu_secs, flex_secs, flex.description)
     } else {
-        ChosenDevice {
-            description: format!(
-                "{}; auto: a training step at batch {batch} takes {:.2} ms here against \
-                 {:.2} ms on {}",
-                flex.description,
-                ms(flex_secs),
-                ms(gpu_secs),
-                gpu.description
-            ),
-            ..flex
-        }
+        (flex, flex_secs, gpu_secs, gpu.description)
+    };
+    Ok(ChosenDevice {
+        description: format!(
+            "{}; auto: a training step at batch {} takes {:.2} ms here against {:.2} ms on \
+             {other}",
+            chosen.description,
+            config.batch_size,
+            chosen_secs * 1e3,
+            other_secs * 1e3
+        ),
+        ..chosen
     })
 }
 

@@ -65,18 +65,27 @@ pub enum CacheSetting {
     AlreadyConfigured,
 }
 
+/// What [`configure`] would choose here, without configuring anything: the user's CubeCL
+/// file when there is one above the current folder, else [`cache_dir`].
+pub fn planned() -> CacheSetting {
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| user_config_file(&cwd))
+    {
+        Some(file) => CacheSetting::UserConfig(file),
+        None => CacheSetting::Folder(cache_dir()),
+    }
+}
+
 /// Points CubeCL's persistent cache at [`cache_dir`], once per process, before the first GPU
 /// device starts; later calls return the first answer.
 pub fn configure() -> &'static CacheSetting {
     static SETTING: OnceLock<CacheSetting> = OnceLock::new();
     SETTING.get_or_init(|| {
-        if let Some(file) = std::env::current_dir()
-            .ok()
-            .and_then(|cwd| user_config_file(&cwd))
-        {
-            return CacheSetting::UserConfig(file);
-        }
-        let dir = cache_dir();
+        let dir = match planned() {
+            CacheSetting::Folder(dir) => dir,
+            user_or_earlier => return user_or_earlier,
+        };
         // CubeCL creates its database there; a folder it cannot create costs the cache only.
         let _ = std::fs::create_dir_all(&dir);
         let mut config = CubeClRuntimeConfig::default();

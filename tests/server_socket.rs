@@ -22,9 +22,14 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_message(socket: &mut Socket) -> ServerMessage {
-    let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+    next_message_within(socket, Duration::from_secs(10)).await
+}
+
+/// The next frame, within `limit`, decoded.
+async fn next_message_within(socket: &mut Socket, limit: Duration) -> ServerMessage {
+    let frame = tokio::time::timeout(limit, socket.next())
         .await
-        .expect("a frame within 10 s")
+        .unwrap_or_else(|_| panic!("a frame within {limit:?}"))
         .expect("the socket stays open")
         .expect("a valid frame");
     match frame {
@@ -482,6 +487,89 @@ async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
+    // wgpu on whatever adapter the machine has: lavapipe where there is no GPU.
+    let config = actiscope_train::TrainConfig {
+        device: actiscope_train::device::DeviceChoice::Wgpu,
+        ..quick_run(10)
+    };
+    let (server, run_id) = TestServer::start_with_run(None, Some(config))
+        .await
+        .expect("server and run start");
+    let run_id = run_id.expect("a run id");
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    let subscribe = encode(&ClientMessage::Subscribe {
+        run_id,
+        from_epoch: 1,
+    })
+    .expect("encode");
+    socket
+        .send(Message::Binary(subscribe.clone().into()))
+        .await
+        .expect("subscribe");
+    // However late this session subscribes, it hears of the preparation before epoch 1.
+    // A step may take a minute where lavapipe tunes kernels its cache has not seen.
+    let mut steps = Vec::new();
+    loop {
+        match next_message_within(&mut socket, Duration::from_secs(300)).await {
+            ServerMessage::Preparing {
+                run_id: id,
+                steps_done,
+                steps_total,
+                step,
+            } => {
+                assert_eq!(id, run_id);
+                steps.push((steps_done, steps_total, step));
+            }
+            ServerMessage::Epoch { snapshot, .. } => {
+                assert_eq!(snapshot.metrics.epoch, 1);
+                break;
+            }
+            ServerMessage::Error { reason } => panic!("server error: {reason}"),
+            _ => {}
+        }
+    }
+    let last = steps
+        .last()
+        .expect("the preparation is told before the first epoch");
+    assert_eq!(
+        (last.0, last.1, last.2.as_str()),
+        (5, 5, ""),
+        "all five steps done: {steps:?}"
+    );
+    for (done, total, step) in &steps {
+        assert_eq!(*total, 5, "{steps:?}");
+        assert_eq!(step.is_empty(), done == total, "{steps:?}");
+    }
+
+    // A session that subscribes once epochs are stored, while the run goes on, is told how
+    // the preparation ended before the stored epochs.
+    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    late.send(Message::Binary(subscribe.into()))
+        .await
+        .expect("subscribe");
+    loop {
+        match next_message(&mut late).await {
+            ServerMessage::Preparing {
+                steps_done,
+                steps_total,
+                ..
+            } => {
+                assert_eq!((steps_done, steps_total), (5, 5));
+                break;
+            }
+            ServerMessage::Epoch { .. } => panic!("an epoch came before the preparation"),
+            ServerMessage::Error { reason } => panic!("server error: {reason}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() {
     let store_dir = tempfile::tempdir().unwrap();
     let store = actiscope_store::Store::open(&store_dir.path().join("runs.db")).unwrap();
@@ -599,7 +687,7 @@ async fn another_writer_streams_live(
             run_id,
             &std::sync::atomic::AtomicBool::new(false),
             actiscope_server::runner::CaptureMode::Inline,
-            &mut |_, _, _| {},
+            &mut |_| {},
             &mut |snapshot| {
                 let _ = committed.send((snapshot.metrics.epoch, std::time::Instant::now()));
                 std::thread::sleep(Duration::from_millis(300));

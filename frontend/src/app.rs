@@ -82,6 +82,8 @@ struct Dashboard {
     compare_with: RwSignal<Option<i64>>,
     selection_label: RwSignal<String>,
     progress: RwSignal<Option<(u32, u32, u32)>>,
+    /// The subscribed run's GPU preparation: steps done, steps in all, the step running.
+    preparing: RwSignal<Option<(u32, u32, String)>>,
     playing: RwSignal<bool>,
     last_error: RwSignal<Option<String>>,
     round_trip_ms: RwSignal<Option<f64>>,
@@ -115,6 +117,7 @@ impl Dashboard {
                 "shared selection".to_owned()
             }),
             progress: RwSignal::new(None),
+            preparing: RwSignal::new(None),
             playing: RwSignal::new(false),
             last_error: RwSignal::new(None),
             round_trip_ms: RwSignal::new(None),
@@ -136,6 +139,7 @@ impl Dashboard {
         self.epochs.set(Vec::new());
         self.images.set(None);
         self.progress.set(None);
+        self.preparing.set(None);
         self.socket.with_value(|socket| {
             if let Some(socket) = socket {
                 let _ = send(
@@ -189,6 +193,12 @@ impl Dashboard {
                     }
                 });
             }
+            ServerMessage::Preparing {
+                steps_done,
+                steps_total,
+                step,
+                ..
+            } => self.preparing.set(Some((steps_done, steps_total, step))),
             ServerMessage::Progress {
                 epoch,
                 batches_done,
@@ -667,6 +677,11 @@ fn device_text(device: &str, status: &str) -> String {
     }
 }
 
+/// The header's line while the run's GPU is prepared (`None` once it is ready).
+fn preparing_text(done: u32, total: u32, step: &str) -> Option<String> {
+    (done < total).then(|| format!("preparing the GPU: step {} of {total}, {step}", done + 1))
+}
+
 /// "Resume" for a stopped or interrupted run: `POST /api/runs/{id}/resume`, then the run is
 /// taken afresh from the socket.
 #[component]
@@ -734,6 +749,10 @@ fn RunHeader(dash: Dashboard) -> impl IntoView {
                     m.epoch, m.train_loss, m.val_loss, 100.0 * m.train_accuracy, 100.0 * m.val_accuracy
                 ))}
             </span>
+            // Until the first batch: a stale step never outlives the training it preceded.
+            {move || dash.preparing.get().filter(|_| dash.progress.with(Option::is_none) && dash.epochs.with(Vec::is_empty)).and_then(|(done, total, step)| preparing_text(done, total, &step)).map(|text| view! {
+                <span id="run-preparing" title="kernels are compiled and tuned once per process, before the first epoch">{text}</span>
+            })}
             <progress id="run-progress" max="1" value=move || progress_value().unwrap_or(0.0).to_string()></progress>
         </div>
     }

@@ -14,7 +14,7 @@ use actiscope_train::{TrainConfig, TrainError, Trainer};
 use tokio::sync::broadcast;
 
 use crate::runner::{
-    CaptureMode, IMAGES_KIND, RunError, SNAPSHOT_KIND, record_run, run_to_completion,
+    CaptureMode, IMAGES_KIND, RunError, RunProgress, SNAPSHOT_KIND, record_run, run_to_completion,
 };
 
 /// Shortest time between two progress events of a run.
@@ -35,17 +35,13 @@ pub enum HubEvent {
         /// once for every session (cloning `Bytes` shares the buffer).
         frame: bytes::Bytes,
     },
-    /// Progress inside the epoch in flight.
+    /// Progress of a run before its next epoch is stored: its GPU being prepared, or the
+    /// batches of the epoch in flight.
     Progress {
         /// The run.
         run_id: i64,
-        /// 1-based epoch.
-        epoch: u32,
-        /// Batches done.
-        batches_done: u32,
-        /// Batches in the epoch.
-        batches_total: u32,
-        /// The [`ServerMessage::Progress`](actiscope_protocol::ServerMessage::Progress) frame,
+        /// The [`ServerMessage::Preparing`](actiscope_protocol::ServerMessage::Preparing) or
+        /// [`ServerMessage::Progress`](actiscope_protocol::ServerMessage::Progress) frame,
         /// encoded once for every session.
         frame: bytes::Bytes,
     },
@@ -122,6 +118,10 @@ pub struct Hub {
     owner: Arc<str>,
     events: broadcast::Sender<HubEvent>,
     stops: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
+    /// The latest [`ServerMessage::Preparing`](actiscope_protocol::ServerMessage::Preparing)
+    /// frame of each run training here, kept until the run ends, so a session that
+    /// subscribes late still learns how the GPU's preparation went.
+    preparations: Arc<Mutex<HashMap<i64, bytes::Bytes>>>,
     slots: Arc<tokio::sync::Semaphore>,
     queued: Arc<AtomicUsize>,
     max_queued: usize,
@@ -268,6 +268,7 @@ impl Hub {
             owner: crate::owner::this_process().into(),
             events,
             stops: Arc::new(Mutex::new(HashMap::new())),
+            preparations: Arc::new(Mutex::new(HashMap::new())),
             slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
             queued: Arc::new(AtomicUsize::new(0)),
             max_queued,
@@ -685,39 +686,63 @@ impl Hub {
             run_id,
             stop,
             CaptureMode::Beside,
-            &mut |epoch, done, total| {
-                // Progress is best effort, at most every PROGRESS_INTERVAL: the epoch's own
-                // frame says when it ended, so short epochs cost every session one frame each.
-                if last_progress.elapsed() >= PROGRESS_INTERVAL {
-                    last_progress = std::time::Instant::now();
-                    let (epoch, batches_done, batches_total) = (
-                        u32::try_from(epoch).unwrap_or(u32::MAX),
-                        u32::try_from(done).unwrap_or(u32::MAX),
-                        u32::try_from(total).unwrap_or(u32::MAX),
-                    );
-                    let message = actiscope_protocol::ServerMessage::Progress {
-                        run_id,
-                        epoch,
-                        batches_done,
-                        batches_total,
-                    };
-                    if let Ok(frame) = actiscope_protocol::encode(&message) {
-                        let _ = events.send(HubEvent::Progress {
+            &mut |progress| {
+                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                let message = match progress {
+                    // A handful of steps, each worth telling, and the latest kept.
+                    RunProgress::Preparing(step) => {
+                        let message = actiscope_protocol::ServerMessage::Preparing {
                             run_id,
-                            epoch,
-                            batches_done,
-                            batches_total,
-                            frame: frame.into(),
-                        });
+                            steps_done: count(step.done),
+                            steps_total: count(step.total),
+                            step: step.step.clone(),
+                        };
+                        if let (Ok(frame), Ok(mut kept)) = (
+                            actiscope_protocol::encode(&message),
+                            self.preparations.lock(),
+                        ) {
+                            kept.insert(run_id, frame.into());
+                        }
+                        message
                     }
+                    // Batches are best effort, at most every PROGRESS_INTERVAL: the epoch's
+                    // own frame says when it ended, so short epochs cost every session one
+                    // frame each.
+                    RunProgress::Batches { epoch, done, total } => {
+                        if last_progress.elapsed() < PROGRESS_INTERVAL {
+                            return;
+                        }
+                        last_progress = std::time::Instant::now();
+                        actiscope_protocol::ServerMessage::Progress {
+                            run_id,
+                            epoch: count(epoch),
+                            batches_done: count(done),
+                            batches_total: count(total),
+                        }
+                    }
+                };
+                if let Ok(frame) = actiscope_protocol::encode(&message) {
+                    let _ = events.send(HubEvent::Progress {
+                        run_id,
+                        frame: frame.into(),
+                    });
                 }
             },
             &mut |snapshot| frames.announce_epoch(run_id, snapshot),
         );
+        if let Ok(mut kept) = self.preparations.lock() {
+            kept.remove(&run_id);
+        }
         if let Err(err) = result {
             tracing::error!(run_id, %err, "run failed");
             self.set_status(run_id, RunStatus::Interrupted);
         }
+    }
+
+    /// The latest [`ServerMessage::Preparing`](actiscope_protocol::ServerMessage::Preparing)
+    /// frame of run `run_id`, while it trains here after preparing (or preparing) a GPU.
+    pub fn preparing_frame(&self, run_id: i64) -> Option<bytes::Bytes> {
+        self.preparations.lock().ok()?.get(&run_id).cloned()
     }
 
     /// Tells every session that run `run_id` stored `snapshot`: the epoch's frame is encoded

@@ -16,7 +16,7 @@ use actiscope_analysis::flows::flow_table;
 use actiscope_protocol::{EpochMetrics, EpochSnapshot, ProbeImages, ProbeInstances, WireMatrix};
 use actiscope_store::{RunStatus, Store};
 use actiscope_train::checkpoint::Checkpoint;
-use actiscope_train::{EpochReport, PendingEpoch, TrainConfig, TrainError, Trainer};
+use actiscope_train::{EpochReport, PendingEpoch, Preparation, TrainConfig, TrainError, Trainer};
 
 /// Kind under which the epoch snapshot blob is stored.
 pub const SNAPSHOT_KIND: &str = "epoch";
@@ -346,6 +346,23 @@ fn record_epoch(
     Ok(report.metrics.clone())
 }
 
+/// What [`run_to_completion`] reports while it works.
+#[derive(Debug, Clone, Copy)]
+pub enum RunProgress<'a> {
+    /// The GPU is being prepared ([`Trainer::prepare_device`]) before the first epoch this
+    /// process trains.
+    Preparing(&'a Preparation),
+    /// Batches done in the epoch in flight.
+    Batches {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Batches done.
+        done: usize,
+        /// Batches in the epoch.
+        total: usize,
+    },
+}
+
 /// Trains the remaining epochs of `trainer` into run `run_id` of `store`. Each epoch is stored
 /// in one transaction, in order; a killed process loses only the epochs not yet stored (with
 /// [`CaptureMode::Beside`], the one in training and the one being captured). `stop` is
@@ -357,10 +374,21 @@ pub fn run_to_completion(
     run_id: i64,
     stop: &AtomicBool,
     mode: CaptureMode,
-    on_batch: &mut dyn FnMut(usize, usize, usize),
+    on_progress: &mut dyn FnMut(RunProgress<'_>),
     on_epoch: &mut (dyn FnMut(&EpochSnapshot) + Send),
 ) -> Result<RunOutcome, RunError> {
     let total_epochs = trainer.config().epochs;
+    if trainer.device_needs_preparing()
+        && trainer.epochs_done() < total_epochs
+        && !stop.load(Ordering::SeqCst)
+    {
+        let took = trainer.prepare_device(&mut |step| on_progress(RunProgress::Preparing(step)))?;
+        tracing::info!(
+            run_id,
+            secs = took.as_secs_f64(),
+            "device prepared: kernels compiled and tuned"
+        );
+    }
     let train_labels = trainer.train_set().labels.clone();
     // Capacity 0: handing an epoch over waits until the recorder has finished the one before.
     let (hand_over, epochs_to_record) = sync_channel::<PendingEpoch>(0);
@@ -391,8 +419,9 @@ pub fn run_to_completion(
                     break;
                 }
                 let epoch = trainer.epochs_done() + 1;
-                let pending =
-                    trainer.train_epoch(&mut |done, total| on_batch(epoch, done, total))?;
+                let pending = trainer.train_epoch(&mut |done, total| {
+                    on_progress(RunProgress::Batches { epoch, done, total });
+                })?;
                 let waiting = Instant::now();
                 if hand_over.send(pending).is_err() {
                     // The recorder stopped: a diverged epoch, or an error it reports.
@@ -486,7 +515,7 @@ mod tests {
             run_id,
             &stop,
             mode,
-            &mut |_, _, _| {},
+            &mut |_| {},
             &mut |snapshot| {
                 if stop_after == Some(snapshot.metrics.epoch) {
                     stop.store(true, Ordering::SeqCst);

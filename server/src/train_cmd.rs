@@ -10,7 +10,7 @@ use actiscope_train::{TrainConfig, TrainError, Trainer};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::runner::{CaptureMode, RunOutcome, record_run, run_to_completion};
+use crate::runner::{CaptureMode, RunOutcome, RunProgress, record_run, run_to_completion};
 
 /// Bad input from the user: the binary exits with status 2 and this message.
 #[derive(Debug, thiserror::Error)]
@@ -243,9 +243,18 @@ pub(crate) fn train_into(
         run_id,
         &stop,
         mode,
-        &mut |epoch, done, total| {
-            if done == 1 || done == total || done % 32 == 0 {
-                bar.set_message(format!("epoch {epoch}: batch {done}/{total}"));
+        &mut |progress| match progress {
+            RunProgress::Preparing(step) if step.done < step.total => bar.set_message(format!(
+                "preparing the GPU: {} of {}, {}",
+                step.done + 1,
+                step.total,
+                step.step
+            )),
+            RunProgress::Preparing(_) => bar.set_message("GPU ready"),
+            RunProgress::Batches { epoch, done, total } => {
+                if done == 1 || done == total || done % 32 == 0 {
+                    bar.set_message(format!("epoch {epoch}: batch {done}/{total}"));
+                }
             }
         },
         &mut |snapshot| {

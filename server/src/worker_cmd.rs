@@ -226,7 +226,7 @@ fn train_claimed(
         run_id,
         stop,
         CaptureMode::Beside,
-        &mut |_, _, _| {},
+        &mut |_| {},
         &mut |_| {},
     )?;
     eprintln!(

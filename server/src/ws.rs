@@ -130,6 +130,9 @@ impl<S: Sink<Message> + Unpin> Session<S> {
                     .await?;
             }
         }
+        if let Some(frame) = self.hub.preparing_frame(run_id) {
+            self.send_frame(frame).await?;
+        }
         self.subscription = Some(Subscription {
             run_id,
             last_sent: from_epoch.max(1) - 1,

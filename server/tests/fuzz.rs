@@ -56,7 +56,7 @@ fn real_blobs() -> &'static [Vec<u8>; 4] {
             run_id,
             &AtomicBool::new(false),
             CaptureMode::Inline,
-            &mut |_, _, _| {},
+            &mut |_| {},
             &mut |_| {},
         )
         .unwrap();

@@ -15,7 +15,8 @@ then runs in float64 numpy:
   correlation weighted by sum_j |corr(x_j, h_i)| over the first argument's neurons x_j (h_i
   the canonical variates in x's space), weights normalised to sum 1.
 `pair` times each measure once to warm up and then best of three and prints one JSON line
-with the times and values; `grid` does the same for the whole layers x epochs grid against
+with the times and values, and the rate of numpy's float32 X^T Y (OpenBLAS's sgemm, the
+largest of CKA's products) in GFLOP/s; `grid` does the same for the whole layers x epochs grid against
 the last epoch (SVCCA and CKA).
 """
 import json
@@ -109,6 +110,9 @@ def pair(x_path, y_path, rows, cols):
         ("pwcca", lambda: pwcca(x, y)),
     ]:
         report[name + "_secs"], report[name] = best_of(f)
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    gemm_secs, _ = best_of(lambda: x32.T @ y32)
+    report["gemm_f32_gflops"] = 2.0 * rows * cols * cols / gemm_secs / 1e9
     return report
 
 

@@ -136,6 +136,33 @@ fn best_of<T>(
     Ok((best, value))
 }
 
+/// Best wall time of faer's `f32` product `Xᵀ Y` (the largest of CKA's three products,
+/// `2 n p q` flops) on one thread after a warm-up: the fastest rate at which this machine's
+/// `f32` kernels multiply these matrices, the ceiling `cargo xtask bench-similarity` puts
+/// on any exact CKA.
+fn gemm_f32_secs(x: &Matrix, y: &Matrix, repeats: usize) -> f64 {
+    let a = faer::MatRef::from_row_major_slice(x.as_slice(), x.rows(), x.cols());
+    let b = faer::MatRef::from_row_major_slice(y.as_slice(), y.rows(), y.cols());
+    let mut product = faer::Mat::<f32>::zeros(x.cols(), y.cols());
+    let mut best = f64::INFINITY;
+    for round in 0..=repeats.max(1) {
+        let start = Instant::now();
+        faer::linalg::matmul::matmul(
+            product.as_mut(),
+            faer::Accum::Replace,
+            a.transpose(),
+            b,
+            1.0f32,
+            faer::Par::Seq,
+        );
+        if round > 0 {
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&product);
+    best
+}
+
 fn pair(x_path: &str, y_path: &str, args: &[String]) -> Result<(), String> {
     let rows = flag(args, "--rows", 5_000usize)?;
     let cols = flag(args, "--cols", 512usize)?;
@@ -147,15 +174,19 @@ fn pair(x_path: &str, y_path: &str, args: &[String]) -> Result<(), String> {
     let (debiased_secs, debiased) = best_of(repeats, || linear_cka_debiased(&x, &y))?;
     let (svcca_secs, sv) = best_of(repeats, || svcca(&x, &y, &SvccaOptions::default()))?;
     let (pwcca_secs, pw) = best_of(repeats, || pwcca(&x, &y, &SvccaOptions::CCA))?;
+    let gemm_secs = gemm_f32_secs(&x, &y, repeats);
+    let cross_flops = 2.0 * (rows * cols * cols) as f64;
     println!(
         "{{\"cka_secs\": {cka_secs:.6}, \"cka\": {cka:.10}, \
          \"cka_debiased_secs\": {debiased_secs:.6}, \"cka_debiased\": {debiased:.10}, \
          \"svcca_secs\": {svcca_secs:.6}, \"svcca\": {:.10}, \"svcca_kept\": [{}, {}], \
-         \"pwcca_secs\": {pwcca_secs:.6}, \"pwcca\": {:.10}, \"threads\": {}}}",
+         \"pwcca_secs\": {pwcca_secs:.6}, \"pwcca\": {:.10}, \
+         \"gemm_f32_gflops\": {:.3}, \"threads\": {}}}",
         sv.mean,
         sv.kept.0,
         sv.kept.1,
         pw.pwcca.unwrap_or(f64::NAN),
+        cross_flops / gemm_secs / 1e9,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
     Ok(())

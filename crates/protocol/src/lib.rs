@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Version of the websocket envelope. Bump it whenever a message changes shape; a peer that
 /// receives another version refuses the frame instead of misreading it.
 ///
-/// Version 3 added [`ServerMessage::Deflated`] and changed nothing else, so every version-2
-/// frame (and every blob a version-2 server stored) still reads as version 3: see
+/// Version 3 added [`ServerMessage::Deflated`] and version 4 [`ServerMessage::Preparing`],
+/// each as a new last variant, changing nothing else, so every version-2 frame (and every
+/// blob a version-2 server stored) still reads as version 4: see
 /// [`OLDEST_READABLE_VERSION`].
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest envelope version [`decode`] accepts: versions from this one to
 /// [`PROTOCOL_VERSION`] encode every message they share identically.
@@ -315,6 +316,18 @@ pub enum ServerMessage {
     Deflated {
         /// The deflated bytes.
         deflated: Vec<u8>,
+    },
+    /// The run's GPU is being prepared before the first epoch its process trains: each kind
+    /// of work the epochs do, run once so kernels compile and tune up front.
+    Preparing {
+        /// The run.
+        run_id: i64,
+        /// Steps finished.
+        steps_done: u32,
+        /// Steps in all; `steps_done == steps_total` once the GPU is ready.
+        steps_total: u32,
+        /// The step now running, for people; empty once done.
+        step: String,
     },
 }
 

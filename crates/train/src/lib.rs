@@ -21,4 +21,4 @@ pub mod training;
 
 pub use config::{OptimizerKind, ProbeSource, ProbeSpec, TrainConfig};
 pub use request::{Preset, RunRequest};
-pub use training::{EpochMetrics, EpochReport, PendingEpoch, TrainError, Trainer};
+pub use training::{EpochMetrics, EpochReport, PendingEpoch, Preparation, TrainError, Trainer};

@@ -1,6 +1,10 @@
 //! The training loop: [`Trainer::train_epoch`] trains an epoch and starts capturing what
 //! every layer does to the data afterwards; the capture runs beside the next epoch's
-//! training (see [`PendingEpoch`]). [`Trainer::run_epoch`] does both and waits.
+//! training (see [`PendingEpoch`]). [`Trainer::run_epoch`] does both and waits. Before a
+//! process's first epoch on a GPU, [`Trainer::prepare_device`] (`prepare`) runs each kind of
+//! work once, so kernels compile and tune up front, with progress.
+
+mod prepare;
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -23,6 +27,7 @@ use crate::data::{DataError, Dataset, Splits, load_splits};
 use crate::device::{ChosenDevice, DeviceChoice, DeviceError, choose};
 use crate::model::{ModelSpec, Network};
 pub use actiscope_protocol::EpochMetrics;
+pub use prepare::Preparation;
 
 /// Errors that stop a run from starting or going on.
 #[derive(Debug, thiserror::Error)]

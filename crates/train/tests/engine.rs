@@ -142,6 +142,56 @@ fn same_seed_same_run_and_it_learns() {
 }
 
 #[test]
+fn preparing_the_device_reports_each_step_and_changes_nothing_the_run_trains() {
+    let epochs = |trainer: &mut Trainer| -> Vec<_> {
+        (0..3)
+            .map(|_| trainer.run_epoch(&mut |_, _| {}).unwrap())
+            .collect()
+    };
+    let mut plain = Trainer::new(moons_config(5)).unwrap();
+    assert!(
+        !plain.device_needs_preparing(),
+        "flex has no kernels to prepare"
+    );
+    let plain = epochs(&mut plain);
+
+    let mut trainer = Trainer::new(moons_config(5)).unwrap();
+    let mut seen = Vec::new();
+    trainer
+        .prepare_device(&mut |step| seen.push(step.clone()))
+        .unwrap();
+    let told: Vec<(usize, usize)> = seen.iter().map(|s| (s.done, s.total)).collect();
+    assert_eq!(told, [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]);
+    let steps: Vec<&str> = seen.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "staging the 1800 training instances",
+            // 1,800 = 56 x 32 + 8.
+            "training steps of 32 and 8 instances",
+            "capturing the training set (1800 instances)",
+            "capturing the validation set (200 instances)",
+            "capturing the probe set (50 instances)",
+            "",
+        ]
+    );
+    assert_eq!(trainer.epochs_done(), 0);
+
+    let prepared = epochs(&mut trainer);
+    for (a, b) in plain.iter().zip(&prepared) {
+        assert_eq!(a.metrics.minibatch_loss, b.metrics.minibatch_loss);
+        assert_eq!(a.metrics.train_loss, b.metrics.train_loss);
+        assert_eq!(a.metrics.val_loss, b.metrics.val_loss);
+        assert_eq!(a.train_patterns, b.train_patterns);
+        assert_eq!(a.probe.pre_activations, b.probe.pre_activations);
+        // (Checkpoint bytes differ between any two runs: burn numbers parameters afresh.
+        // The later epochs' equal losses show the optimizer's state is the same.)
+        let (a, b) = (a.checkpoint.as_ref(), b.checkpoint.as_ref());
+        assert_eq!(a.map(|c| c.order_state), b.map(|c| c.order_state));
+    }
+}
+
+#[test]
 fn a_capture_beside_the_next_epoch_sees_the_weights_of_its_own_epoch() {
     // Sequential: each epoch captured before the next trains.
     let mut sequential = Trainer::new(moons_config(11)).unwrap();

@@ -1,8 +1,10 @@
 //! The GPU's autotune cache across processes, on whatever wgpu adapter the machine has
 //! (lavapipe without a GPU): a first process tunes and stores, a second one reads what the
 //! first stored instead of tuning again, and a cache file that is garbage costs a new tuning,
-//! never the run. Each process is this test binary run again with `CHILD_ENV` set, which
-//! makes [`child_trains_on_wgpu`] train a small MLP for one epoch.
+//! never the run; and a prepared run ([`Trainer::prepare_device`]) tunes everything before its
+//! first epoch. Each process is this test binary run again with `CHILD_ENV` set, which makes
+//! [`child_trains_on_wgpu`] train a small MLP for one epoch, or
+//! [`child_prepares_then_trains_on_wgpu`] prepare the device and then train two.
 
 // Tests fail by panicking, helpers included.
 #![allow(
@@ -25,13 +27,13 @@ use actiscope_train::{OptimizerKind, ProbeSpec, TrainConfig, Trainer};
 /// Set in the children this test starts.
 const CHILD_ENV: &str = "ACTISCOPE_GPU_CACHE_CHILD";
 
-#[test]
-#[ignore = "run by a_second_process_reads_the_autotune_cache, in its own process"]
-fn child_trains_on_wgpu() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let config = TrainConfig {
+/// Written to standard error by [`child_prepares_then_trains_on_wgpu`] between preparing
+/// and training.
+const PREPARED: &str = "=== the device is prepared ===";
+
+/// The small MLP the children train on wgpu for `epochs` epochs.
+fn small_mlp(epochs: usize) -> TrainConfig {
+    TrainConfig {
         dataset: DatasetSpec::Planar(Planar::Blobs),
         model: ModelSpec::Mlp {
             hidden: vec![64, 64],
@@ -40,29 +42,47 @@ fn child_trains_on_wgpu() {
         optimizer: OptimizerKind::Adam,
         learning_rate: 0.01,
         batch_size: 128,
-        epochs: 1,
+        epochs,
         seed: 1,
         probe: ProbeSpec::parse("n=20").unwrap(),
         device: DeviceChoice::Wgpu,
         training: Default::default(),
         checkpoint_every: 0,
-    };
-    let mut trainer = Trainer::new(config).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "run by a_second_process_reads_the_autotune_cache, in its own process"]
+fn child_trains_on_wgpu() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let mut trainer = Trainer::new(small_mlp(1)).unwrap();
     let report = trainer.run_epoch(&mut |_, _| {}).unwrap();
     assert!(report.metrics.train_loss.is_finite());
 }
 
-/// Runs [`child_trains_on_wgpu`] in a new process with the cache in `cache` and CubeCL's
-/// autotune log in `log`; returns the log's text.
-fn child(cache: &Path, log: &Path) -> String {
-    let _ = std::fs::remove_file(log);
+#[test]
+#[ignore = "run by a_prepared_run_tunes_nothing_in_its_epochs, in its own process"]
+fn child_prepares_then_trains_on_wgpu() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let mut trainer = Trainer::new(small_mlp(2)).unwrap();
+    assert!(trainer.device_needs_preparing());
+    trainer.prepare_device(&mut |_| {}).unwrap();
+    eprintln!("{PREPARED}");
+    for _ in 0..2 {
+        let report = trainer.run_epoch(&mut |_, _| {}).unwrap();
+        assert!(report.metrics.train_loss.is_finite());
+    }
+}
+
+/// Runs the child test `name` in a new process with the cache in `cache` and CubeCL's
+/// autotune log in `log` (a file, or `stderr`); returns the child's standard error.
+fn run_child(name: &str, cache: &Path, log: &str) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_trains_on_wgpu",
-            "--ignored",
-            "--nocapture",
-        ])
+        .args(["--exact", name, "--ignored", "--nocapture"])
         .env(CHILD_ENV, "1")
         .env(CACHE_ENV, cache)
         .env("CUBECL_DEBUG_LOG", log)
@@ -70,10 +90,19 @@ fn child(cache: &Path, log: &Path) -> String {
         .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "the child failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "the child failed: {stderr}");
+    stderr
+}
+
+/// Runs [`child_trains_on_wgpu`] in a new process with the cache in `cache` and CubeCL's
+/// autotune log in `log`; returns the log's text.
+fn child(cache: &Path, log: &Path) -> String {
+    let _ = std::fs::remove_file(log);
+    run_child(
+        "child_trains_on_wgpu",
+        cache,
+        log.to_str().expect("a UTF-8 temporary path"),
     );
     std::fs::read_to_string(log).unwrap_or_default()
 }
@@ -111,6 +140,25 @@ fn a_second_process_reads_the_autotune_cache_and_garbage_in_it_costs_only_a_new_
     assert!(
         tunings(&third) > 0,
         "a broken cache is tuned again:\n{third}"
+    );
+}
+
+#[test]
+fn a_prepared_run_tunes_nothing_in_its_epochs() {
+    // An empty cache: everything the run needs is tuned in this process.
+    let cache = tempfile::tempdir().unwrap();
+    let stderr = run_child("child_prepares_then_trains_on_wgpu", cache.path(), "stderr");
+    let (preparing, training) = stderr
+        .split_once(PREPARED)
+        .unwrap_or_else(|| panic!("the child never said it was prepared:\n{stderr}"));
+    assert!(
+        tunings(preparing) > 0,
+        "preparing the device tunes its kernels:\n{preparing}"
+    );
+    assert_eq!(
+        tunings(training),
+        0,
+        "two epochs after the preparation tune nothing more:\n{training}"
     );
 }
 

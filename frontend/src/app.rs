@@ -797,4 +797,17 @@ mod tests {
         assert_eq!(device_text("", "queued"), "waiting for a worker");
         assert_eq!(device_text("", "stopped"), "device unknown");
     }
+
+    #[test]
+    fn the_gpu_preparation_is_told_step_by_step_and_hidden_once_done() {
+        assert_eq!(
+            preparing_text(0, 5, "staging the 8100 training instances").as_deref(),
+            Some("preparing the GPU: step 1 of 5, staging the 8100 training instances")
+        );
+        assert_eq!(
+            preparing_text(4, 5, "capturing the probe set (500 instances)").as_deref(),
+            Some("preparing the GPU: step 5 of 5, capturing the probe set (500 instances)")
+        );
+        assert_eq!(preparing_text(5, 5, ""), None);
+    }
 }

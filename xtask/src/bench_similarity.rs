@@ -65,24 +65,26 @@ fn numbers(value: &serde_json::Value, key: &str) -> anyhow::Result<Vec<f64>> {
 /// Prints the most any exact linear CKA could gain over numpy's on this machine: the feature
 /// form needs `XᵀX` and `YᵀY` (lower triangles) and `YᵀX`, `2 n (p(p+1)/2 + q(q+1)/2 + pq)`
 /// flops; at the faster of the two `f32` matrix-product rates measured on these matrices
-/// (faer's, OpenBLAS's through numpy) that takes at least `flops / rate` seconds, so no CKA
-/// built on those kernels can be more than numpy's time over that many times faster.
+/// (faer's on one thread times `threads`, as if it scaled perfectly; OpenBLAS's through numpy
+/// on `threads`) that takes at least `flops / rate` seconds, so no CKA built on those kernels
+/// can be more than numpy's time over that many times faster.
 fn ceiling(
     ours: &serde_json::Value,
     theirs: &serde_json::Value,
     args: &SimilarityBenchArgs,
+    threads: usize,
 ) -> anyhow::Result<()> {
     let (n, p) = (args.rows as f64, args.cols as f64);
     let flops = 2.0 * n * (p * (p + 1.0) + p * p);
     let (faer_rate, blas_rate) = (
-        number(ours, "gemm_f32_gflops")?,
+        number(ours, "gemm_f32_gflops")? * threads as f64,
         number(theirs, "gemm_f32_gflops")?,
     );
     let fastest = faer_rate.max(blas_rate) * 1e9;
     let least_secs = flops / fastest;
     println!(
         "  ceiling: exact CKA needs {:.2} GFLOP of products; at the fastest f32 rate measured \
-         on them here\n  (faer {faer_rate:.1}, OpenBLAS {blas_rate:.1} GFLOP/s) that is at least \
+         on them here\n  (faer {faer_rate:.1}, OpenBLAS {blas_rate:.1} GFLOP/s on {threads} thread(s)) that is at least \
          {least_secs:.4} s, so at most {:.2}x numpy's CKA",
         flops / 1e9,
         number(theirs, "cka_secs")? / least_secs
@@ -228,7 +230,7 @@ pub fn bench_similarity(args: &SimilarityBenchArgs) -> anyhow::Result<()> {
                 theirs_v
             );
         }
-        ceiling(&our_pair, &their_pair, args)?;
+        ceiling(&our_pair, &their_pair, args, threads)?;
         let case = format!(
             "grid {} layers x {} epochs of {} x {}",
             args.layers, args.epochs, args.instances, args.neurons

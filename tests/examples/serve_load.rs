@@ -1,7 +1,10 @@
 //! Load on one live run, from loopback: N websocket clients follow the run while a bounded
-//! REST loop fetches snapshots. Reports REST p50/p99 latency, whether every client got every
-//! epoch in order, training speed against the same run with nobody watching, and the CPU the
-//! server process spent. Run with `cargo xtask bench-serve`.
+//! REST loop fetches snapshots and one more client pings. Reports REST and ping p50/p99
+//! latency, whether every client got every epoch in order, training speed against the same
+//! run with nobody watching, the epoch frame's size, and the CPU the server process spent.
+//! Run with `cargo xtask bench-serve`; `--run '{"dataset":"fashion-mnist",...}'` changes the
+//! run (any `POST /api/runs` keys; `epochs` comes from `--epochs`, and `probe` and `device`
+//! default to `n=500` and `flex`).
 //!
 //! The server is the `actiscope serve` binary given by `--server` (the xtask passes the
 //! release build), one fresh process and store per run, so its CPU time is its own. The
@@ -76,9 +79,15 @@ impl ServerProcess {
         peak_rss_mib(&self.child.id().to_string())
     }
 
-    /// Starts the benchmark's run (the paper's MLP on the digits, 500 probe instances, flex).
-    async fn start_run(&self, epochs: usize) -> i64 {
-        let body = format!(r#"{{"epochs":{epochs},"probe":"n=500","device":"flex"}}"#);
+    /// Starts the benchmark's run: `run` (a `POST /api/runs` body; by default the paper's
+    /// MLP on the digits) for `epochs` epochs, 500 probe instances and flex unless it says.
+    async fn start_run(&self, run: &serde_json::Value, epochs: usize) -> i64 {
+        let mut body = serde_json::json!({"probe": "n=500", "device": "flex"});
+        if let (Some(body), Some(run)) = (body.as_object_mut(), run.as_object()) {
+            body.extend(run.clone());
+            body.insert("epochs".to_owned(), epochs.into());
+        }
+        let body = body.to_string();
         let (status, json) = http_post_json(self.addr, "/api/runs", &body).await.unwrap();
         assert_eq!(status, 201, "{json}");
         let run: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -168,6 +177,14 @@ async fn main() {
     let rest_pause = Duration::from_millis(arg("--rest-pause-ms", 20) as u64);
     let epochs = arg("--epochs", 30);
     let rounds = arg("--rounds", 5).max(1);
+    let run: serde_json::Value = args
+        .iter()
+        .position(|a| a == "--run")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(
+            || serde_json::json!({}),
+            |json| serde_json::from_str(json).expect("--run takes a JSON object"),
+        );
     let server = args
         .iter()
         .position(|a| a == "--server")
@@ -176,9 +193,11 @@ async fn main() {
     let mut slowdowns = Vec::new();
     let mut cpu_added = Vec::new();
     let mut all_latencies = Vec::new();
+    let mut all_pings = Vec::new();
     let mut peaks = Vec::new();
+    println!("run: {run} for {epochs} epochs");
     for round_idx in 1..=rounds {
-        let result = round(&server, clients, epochs, rest_pause).await;
+        let result = round(&server, &run, clients, epochs, rest_pause).await;
         let added = 100.0 * (result.loaded_server_cpu / result.baseline_cpu - 1.0);
         println!(
             "round {round_idx}: {}/{clients} clients got every epoch once, in order; training {:.3} s/epoch alone, {:.3} s/epoch under load: {:+.1}%; \
@@ -195,6 +214,12 @@ async fn main() {
              the clients and the REST loop (this process) used {:.2} s of CPU meanwhile",
             result.baseline_rss_mib, result.loaded_rss_mib, result.clients_cpu
         );
+        println!(
+            "round {round_idx}: an epoch frame is {:.0} KiB; per epoch (means after the first) \
+             capture {:.3} s beside training",
+            result.epoch_frame_bytes as f64 / 1024.0,
+            result.capture_secs,
+        );
         peaks.push((result.baseline_rss_mib, result.loaded_rss_mib));
         cpu_added.push(added);
         assert_eq!(
@@ -203,7 +228,9 @@ async fn main() {
         );
         slowdowns.push(100.0 * (result.loaded / result.baseline - 1.0));
         all_latencies.extend(result.latencies);
+        all_pings.extend(result.pings);
     }
+    all_pings.sort_by(f64::total_cmp);
     slowdowns.sort_by(f64::total_cmp);
     cpu_added.sort_by(f64::total_cmp);
     all_latencies.sort_by(f64::total_cmp);
@@ -212,6 +239,13 @@ async fn main() {
         all_latencies.len(),
         percentile(&all_latencies, 0.5),
         percentile(&all_latencies, 0.99)
+    );
+    println!(
+        "websocket ping round trips while training, {} pings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        all_pings.len(),
+        percentile(&all_pings, 0.5),
+        percentile(&all_pings, 0.99),
+        all_pings.last().copied().unwrap_or(f64::NAN)
     );
     println!(
         "training under load, {rounds} rounds (baseline and loaded run alternate): median {:+.1}%, range {:+.1}% to {:+.1}% (goal: at most +10%)",
@@ -249,14 +283,26 @@ struct Round {
     loaded_rss_mib: f64,
     complete: usize,
     latencies: Vec<f64>,
+    /// Round trips of websocket pings sent every 50 ms while the run trained, ms.
+    pings: Vec<f64>,
+    /// Bytes of the first epoch's frame as sent.
+    epoch_frame_bytes: usize,
+    /// Mean capture seconds per epoch after the first (loaded run).
+    capture_secs: f64,
 }
 
 /// One baseline run with nobody watching, then one under load (the REST loop pauses
 /// `rest_pause` between its rounds of two requests).
-async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duration) -> Round {
+async fn round(
+    server: &Path,
+    run: &serde_json::Value,
+    clients: usize,
+    epochs: usize,
+    rest_pause: Duration,
+) -> Round {
     // Baseline: the same run, nobody watching.
     let quiet = ServerProcess::start(server);
-    let run_id = quiet.start_run(epochs).await;
+    let run_id = quiet.start_run(run, epochs).await;
     let baseline = mean_train_secs(&wait_finished(quiet.addr, run_id).await);
     let baseline_cpu = quiet.cpu_secs();
     let baseline_rss_mib = quiet.peak_rss_mib();
@@ -265,7 +311,7 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
     // Loaded: N websocket clients plus a REST loop, on a thread of this process.
     let bench_cpu_before = cpu_secs("self");
     let loaded_server = ServerProcess::start(server);
-    let run_id = loaded_server.start_run(epochs).await;
+    let run_id = loaded_server.start_run(run, epochs).await;
     let addr = loaded_server.addr;
     let url = format!("ws://{addr}/ws");
     let training_done = Arc::new(AtomicBool::new(false));
@@ -314,6 +360,10 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
                     frames
                 }));
             }
+            let pinger = {
+                let (url, done) = (url.clone(), Arc::clone(&done));
+                tokio::spawn(async move { ping_until(&url, &done).await })
+            };
             let rest = tokio::spawn(async move {
                 let mut latencies_ms = Vec::new();
                 while !done.load(Ordering::SeqCst) {
@@ -342,12 +392,13 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
             for follower in followers {
                 all_frames.push(follower.await.unwrap());
             }
-            (all_frames, rest.await.unwrap())
+            (all_frames, rest.await.unwrap(), pinger.await.unwrap())
         })
     });
-    let loaded = mean_train_secs(&wait_finished(addr, run_id).await);
+    let loaded_epochs = wait_finished(addr, run_id).await;
+    let loaded = mean_train_secs(&loaded_epochs);
     training_done.store(true, Ordering::SeqCst);
-    let (all_frames, latencies) = load.join().unwrap();
+    let (all_frames, latencies, pings) = load.join().unwrap();
     let loaded_server_cpu = loaded_server.cpu_secs();
     let clients_cpu = cpu_secs("self") - bench_cpu_before;
     let loaded_rss_mib = loaded_server.peak_rss_mib();
@@ -379,7 +430,13 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
     } else {
         0
     };
+    let after_first = &loaded_epochs[1.min(loaded_epochs.len())..];
+    let capture_secs =
+        after_first.iter().map(|m| m.capture_secs).sum::<f64>() / after_first.len().max(1) as f64;
     Round {
+        pings,
+        epoch_frame_bytes: reference.first().map_or(0, |f| f.len()),
+        capture_secs,
         baseline,
         loaded,
         baseline_cpu,
@@ -390,4 +447,35 @@ async fn round(server: &Path, clients: usize, epochs: usize, rest_pause: Duratio
         complete,
         latencies,
     }
+}
+
+/// Pings the server over a websocket of its own every 50 ms until `done`, returning each
+/// round trip in milliseconds: what the dashboard's own ping would see while the run trains.
+async fn ping_until(url: &str, done: &AtomicBool) -> Vec<f64> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut round_trips = Vec::new();
+    let mut nonce = 0u64;
+    while !done.load(Ordering::SeqCst) {
+        nonce += 1;
+        let ping = encode(&ClientMessage::Ping { nonce }).unwrap();
+        let sent = Instant::now();
+        socket.send(Message::Binary(ping.into())).await.unwrap();
+        // The run list and other broadcasts may come first; the pong carries our nonce.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+                Ok(Some(Ok(Message::Binary(bytes)))) => {
+                    if let Ok(ServerMessage::Pong { nonce: back }) = decode_server_message(&bytes)
+                        && back == nonce
+                    {
+                        round_trips.push(sent.elapsed().as_secs_f64() * 1e3);
+                        break;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("the pinging socket failed: {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    round_trips
 }

@@ -278,6 +278,11 @@ pub struct ServeBenchArgs {
     /// Rounds of (baseline run, loaded run); the median slowdown is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// The run, as a `POST /api/runs` JSON object (default: the paper's MLP on the digits),
+    /// e.g. `{"dataset":"fashion-mnist","hidden":"1024,1024,1024"}`; `--epochs` wins, and
+    /// `probe` and `device` default to `n=500` and `flex`.
+    #[arg(long)]
+    run: Option<String>,
 }
 
 /// Runs the load benchmark (`tests/examples/serve_load.rs`) against the release `actiscope`
@@ -287,12 +292,17 @@ pub fn bench_serve(args: &ServeBenchArgs) -> anyhow::Result<()> {
     build_release_cli()?;
     let server = release_dir().join("actiscope");
     let clients = build_release_example("actiscope-e2e", "serve_load")?;
-    run(Command::new(clients).arg("--server").arg(&server).args([
+    let mut command = Command::new(clients);
+    command.arg("--server").arg(&server).args([
         "--clients",
         &args.clients.to_string(),
         "--epochs",
         &args.epochs.to_string(),
         "--rounds",
         &args.rounds.to_string(),
-    ]))
+    ]);
+    if let Some(body) = &args.run {
+        command.args(["--run", body]);
+    }
+    run(&mut command)
 }

@@ -14,7 +14,7 @@ use actiscope_analysis::patterns::count_unique;
 use actiscope_analysis::rng::SplitMix64;
 use actiscope_analysis::{Matrix, PatternMatrix};
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
@@ -537,47 +537,94 @@ impl Trainer {
         let staged = self
             .staged
             .get_or_insert_with(|| Staged::upload(train, &self.train_device));
-        let order = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                order.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
-                [order.len()],
-            ),
-            &self.train_device,
-        );
-        let loss_fn = CrossEntropyLossConfig::new().init(&self.train_device);
+        let order: Vec<i64> = order.iter().map(|&i| i as i64).collect();
+        let mut steps = EpochSteps::new(staged, order, &self.train_device);
         let mut network = self
             .network
             .take()
             .ok_or_else(|| TrainError::Incompatible("the network was lost".to_owned()))?;
-        let mut loss_sum: Option<Tensor<1>> = None;
-        let [instances] = order.dims();
+        let instances = steps.instances();
         for (done, start) in (0..instances).step_by(batch).enumerate() {
-            let indices = order.clone().narrow(0, start, batch.min(instances - start));
-            let input = staged.features.clone().select(0, indices.clone());
-            let targets = staged.labels.clone().select(0, indices);
-            let output = network.forward(input);
-            let loss = loss_fn.forward(output.logits, targets);
-            loss_sum = Some(match loss_sum {
-                Some(sum) => sum + loss.clone().detach(),
-                None => loss.clone().detach(),
-            });
-            let grads = GradientsParams::from_grads(loss.backward(), &network);
-            network = self
-                .optimizer
-                .step(self.config.learning_rate, network, grads);
+            network = steps.step(
+                network,
+                &mut self.optimizer,
+                self.config.learning_rate,
+                start..(start + batch).min(instances),
+            );
             on_batch(done + 1, total);
         }
         self.network = Some(network);
-        let mean = match loss_sum {
-            Some(sum) => {
-                f64::from(
-                    sum.try_into_scalar::<f32>()
-                        .map_err(|e| ReadbackError(format!("{e:?}")))?,
-                ) / total.max(1) as f64
-            }
-            None => f64::NAN,
-        };
-        Ok(mean)
+        Ok(steps
+            .take_loss_sum()?
+            .map_or(f64::NAN, |sum| f64::from(sum) / total.max(1) as f64))
+    }
+}
+
+/// An epoch's training steps on the staged training set, in a given order: the same tensors
+/// and operations whoever runs them, [`Trainer::train_one_epoch`] or the GPU's preparation
+/// (which must meet the kernels an epoch meets).
+struct EpochSteps<'a> {
+    staged: &'a Staged,
+    /// `[instances]`: the staged instances in the epoch's order.
+    order: Tensor<1, Int>,
+    loss_fn: CrossEntropyLoss,
+    /// The steps' losses, summed and detached on the device since the last read.
+    loss_sum: Option<Tensor<1>>,
+}
+
+impl<'a> EpochSteps<'a> {
+    /// Steps over `staged` in `order` (indices into it), on `device`: one index tensor sent.
+    fn new(staged: &'a Staged, order: Vec<i64>, device: &Device) -> Self {
+        let len = order.len();
+        Self {
+            staged,
+            order: Tensor::<1, Int>::from_data(TensorData::new(order, [len]), device),
+            loss_fn: CrossEntropyLossConfig::new().init(device),
+            loss_sum: None,
+        }
+    }
+
+    /// Instances in the order.
+    fn instances(&self) -> usize {
+        let [instances] = self.order.dims();
+        instances
+    }
+
+    /// One step on the instances at `positions` of the order: forward, loss (added to the
+    /// sum, detached), backward and `optimizer`'s update; returns the updated network.
+    fn step(
+        &mut self,
+        network: Network,
+        optimizer: &mut ModuleOptimizer,
+        learning_rate: f64,
+        positions: std::ops::Range<usize>,
+    ) -> Network {
+        let indices = self
+            .order
+            .clone()
+            .narrow(0, positions.start, positions.len());
+        let input = self.staged.features.clone().select(0, indices.clone());
+        let targets = self.staged.labels.clone().select(0, indices);
+        let output = network.forward(input);
+        let loss = self.loss_fn.forward(output.logits, targets);
+        self.loss_sum = Some(match self.loss_sum.take() {
+            Some(sum) => sum + loss.clone().detach(),
+            None => loss.clone().detach(),
+        });
+        let grads = GradientsParams::from_grads(loss.backward(), &network);
+        optimizer.step(learning_rate, network, grads)
+    }
+
+    /// The sum of the losses since the last call, read back (the one sync of an epoch);
+    /// `None` when no step ran.
+    fn take_loss_sum(&mut self) -> Result<Option<f32>, ReadbackError> {
+        self.loss_sum
+            .take()
+            .map(|sum| {
+                sum.try_into_scalar::<f32>()
+                    .map_err(|e| ReadbackError(format!("{e:?}")))
+            })
+            .transpose()
     }
 }
 

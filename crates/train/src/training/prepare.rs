@@ -7,13 +7,9 @@
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
-use burn::prelude::*;
-use burn::tensor::{Int, TensorData};
 
-use super::{Staged, TrainError, Trainer, new_optimizer};
-use crate::capture::{Keep, ReadbackError, evaluate};
+use super::{EpochSteps, Staged, TrainError, Trainer, new_optimizer};
+use crate::capture::{Keep, evaluate};
 use crate::device::DeviceChoice;
 use crate::model::Network;
 
@@ -187,11 +183,8 @@ impl Trainer {
             TrainError::Incompatible("the training set was not staged".to_owned())
         })?;
         let mut optimizer = new_optimizer(self.config.optimizer);
-        let order = Tensor::<1, Int>::from_data(
-            TensorData::new((0..instances as i64).collect::<Vec<i64>>(), [instances]),
-            &self.train_device,
-        );
-        let loss_fn = CrossEntropyLossConfig::new().init(&self.train_device);
+        let mut steps =
+            EpochSteps::new(staged, (0..instances as i64).collect(), &self.train_device);
         // Batch starts: the first, the second, and the last when it is shorter.
         let mut starts = vec![0];
         if instances >= 2 * batch {
@@ -202,24 +195,15 @@ impl Trainer {
             starts.push(last);
         }
         for _ in 0..2 {
-            let mut loss_sum: Option<Tensor<1>> = None;
             for &start in &starts {
-                let indices = order.clone().narrow(0, start, batch.min(instances - start));
-                let input = staged.features.clone().select(0, indices.clone());
-                let targets = staged.labels.clone().select(0, indices);
-                let output = network.forward(input);
-                let loss = loss_fn.forward(output.logits, targets);
-                loss_sum = Some(match loss_sum {
-                    Some(sum) => sum + loss.clone().detach(),
-                    None => loss.clone().detach(),
-                });
-                let grads = GradientsParams::from_grads(loss.backward(), &network);
-                network = optimizer.step(self.config.learning_rate, network, grads);
+                network = steps.step(
+                    network,
+                    &mut optimizer,
+                    self.config.learning_rate,
+                    start..(start + batch).min(instances),
+                );
             }
-            if let Some(sum) = loss_sum {
-                sum.try_into_scalar::<f32>()
-                    .map_err(|e| ReadbackError(format!("{e:?}")))?;
-            }
+            steps.take_loss_sum()?;
         }
         Ok(network)
     }

@@ -12,11 +12,16 @@ use actiscope_server::resume_cmd::resume;
 use actiscope_server::train_cmd::{BadInput, train};
 use actiscope_server::worker_cmd::{submit, worker};
 
+/// Logging unless `RUST_LOG` says otherwise: ours at `info`; CubeCL's runtime only warns, as
+/// it would otherwise print a line per kernel it tunes (the GPU's preparation is told by
+/// actiscope itself, step by step).
+const DEFAULT_LOG_FILTER: &str = "info,cubecl_runtime=warn";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

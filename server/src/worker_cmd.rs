@@ -19,7 +19,9 @@ use actiscope_train::device::DeviceChoice;
 use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
-use crate::runner::{CaptureMode, RunError, record_details, run_name, run_to_completion};
+use crate::runner::{
+    CaptureMode, RunError, RunProgress, record_details, run_name, run_to_completion,
+};
 use crate::train_cmd::{TrainArgs, bad, build_config, open_store};
 
 /// How long an idle worker waits before it looks at the queue again.
@@ -220,13 +222,26 @@ fn train_claimed(
         trainer.device().description
     );
     let store = Mutex::new(store);
+    let preparing_since = std::time::Instant::now();
     let outcome = run_to_completion(
         &mut trainer,
         &store,
         run_id,
         stop,
         CaptureMode::Beside,
-        &mut |_| {},
+        &mut |progress| match progress {
+            RunProgress::Preparing(step) if step.done == 0 => {
+                eprintln!(
+                    "slot {slot}: run {run_id}: preparing the GPU ({} steps)",
+                    step.total
+                );
+            }
+            RunProgress::Preparing(step) if step.done == step.total => eprintln!(
+                "slot {slot}: run {run_id}: GPU ready after {:.1} s",
+                preparing_since.elapsed().as_secs_f64()
+            ),
+            _ => {}
+        },
         &mut |_| {},
     )?;
     eprintln!(

@@ -749,8 +749,10 @@ fn RunHeader(dash: Dashboard) -> impl IntoView {
                     m.epoch, m.train_loss, m.val_loss, 100.0 * m.train_accuracy, 100.0 * m.val_accuracy
                 ))}
             </span>
-            // Until the first batch: a stale step never outlives the training it preceded.
-            {move || dash.preparing.get().filter(|_| dash.progress.with(Option::is_none) && dash.epochs.with(Vec::is_empty)).and_then(|(done, total, step)| preparing_text(done, total, &step)).map(|text| view! {
+            // While the run is running and has not trained a batch since this page subscribed
+            // (a resumed run prepares again after its stored epochs): a stale step never
+            // outlives the training it preceded, nor a run that failed while preparing.
+            {move || dash.preparing.get().filter(|_| dash.progress.with(Option::is_none) && dash.run.with(|r| r.as_ref().is_some_and(|r| r.status == "running"))).and_then(|(done, total, step)| preparing_text(done, total, &step)).map(|text| view! {
                 <span id="run-preparing" title="kernels are compiled and tuned once per process, before the first epoch">{text}</span>
             })}
             <progress id="run-progress" max="1" value=move || progress_value().unwrap_or(0.0).to_string()></progress>

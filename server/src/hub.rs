@@ -688,23 +688,17 @@ impl Hub {
             CaptureMode::Beside,
             &mut |progress| {
                 let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-                let message = match progress {
+                let (message, keep) = match progress {
                     // A handful of steps, each worth telling, and the latest kept.
-                    RunProgress::Preparing(step) => {
-                        let message = actiscope_protocol::ServerMessage::Preparing {
+                    RunProgress::Preparing(step) => (
+                        actiscope_protocol::ServerMessage::Preparing {
                             run_id,
                             steps_done: count(step.done),
                             steps_total: count(step.total),
                             step: step.step.clone(),
-                        };
-                        if let (Ok(frame), Ok(mut kept)) = (
-                            actiscope_protocol::encode(&message),
-                            self.preparations.lock(),
-                        ) {
-                            kept.insert(run_id, frame.into());
-                        }
-                        message
-                    }
+                        },
+                        true,
+                    ),
                     // Batches are best effort, at most every PROGRESS_INTERVAL: the epoch's
                     // own frame says when it ended, so short epochs cost every session one
                     // frame each.
@@ -713,20 +707,23 @@ impl Hub {
                             return;
                         }
                         last_progress = std::time::Instant::now();
-                        actiscope_protocol::ServerMessage::Progress {
+                        let message = actiscope_protocol::ServerMessage::Progress {
                             run_id,
                             epoch: count(epoch),
                             batches_done: count(done),
                             batches_total: count(total),
-                        }
+                        };
+                        (message, false)
                     }
                 };
-                if let Ok(frame) = actiscope_protocol::encode(&message) {
-                    let _ = events.send(HubEvent::Progress {
-                        run_id,
-                        frame: frame.into(),
-                    });
+                let Ok(frame) = actiscope_protocol::encode(&message) else {
+                    return;
+                };
+                let frame = bytes::Bytes::from(frame);
+                if keep && let Ok(mut kept) = self.preparations.lock() {
+                    kept.insert(run_id, frame.clone());
                 }
+                let _ = events.send(HubEvent::Progress { run_id, frame });
             },
             &mut |snapshot| frames.announce_epoch(run_id, snapshot),
         );
@@ -740,7 +737,7 @@ impl Hub {
     }
 
     /// The latest [`ServerMessage::Preparing`](actiscope_protocol::ServerMessage::Preparing)
-    /// frame of run `run_id`, while it trains here after preparing (or preparing) a GPU.
+    /// frame of run `run_id` while it trains here on a GPU: during the preparation and after.
     pub fn preparing_frame(&self, run_id: i64) -> Option<bytes::Bytes> {
         self.preparations.lock().ok()?.get(&run_id).cloned()
     }

@@ -20,7 +20,7 @@ pub struct Preparation {
     pub done: usize,
     /// Steps in all.
     pub total: usize,
-    /// The step now running, for people (`a training step of 64 instances`); empty once
+    /// The step now running, for people (`training steps of 64 and 36 instances`); empty once
     /// every step is done.
     pub step: String,
 }

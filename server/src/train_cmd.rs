@@ -237,7 +237,6 @@ pub(crate) fn train_into(
     } else {
         CaptureMode::Beside
     };
-    let preparing_since = std::time::Instant::now();
     let outcome = run_to_completion(
         trainer,
         &store,
@@ -251,9 +250,9 @@ pub(crate) fn train_into(
                 step.total,
                 step.step
             )),
-            RunProgress::Preparing(_) => bar.set_message(format!(
+            RunProgress::Preparing(step) => bar.set_message(format!(
                 "GPU ready after {:.1} s",
-                preparing_since.elapsed().as_secs_f64()
+                step.elapsed.as_secs_f64()
             )),
             RunProgress::Batches { epoch, done, total } => {
                 if done == 1 || done == total || done % 32 == 0 {

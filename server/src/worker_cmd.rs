@@ -222,7 +222,6 @@ fn train_claimed(
         trainer.device().description
     );
     let store = Mutex::new(store);
-    let preparing_since = std::time::Instant::now();
     let outcome = run_to_completion(
         &mut trainer,
         &store,
@@ -238,7 +237,7 @@ fn train_claimed(
             }
             RunProgress::Preparing(step) if step.done == step.total => eprintln!(
                 "slot {slot}: run {run_id}: GPU ready after {:.1} s",
-                preparing_since.elapsed().as_secs_f64()
+                step.elapsed.as_secs_f64()
             ),
             _ => {}
         },

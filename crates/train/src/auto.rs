@@ -6,15 +6,13 @@
 
 use std::time::Instant;
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 
 use crate::config::TrainConfig;
 use crate::device::{ChosenDevice, DeviceChoice, choose};
 use crate::model::Network;
-use crate::training::{TrainError, new_optimizer, with_init_lock};
+use crate::training::{EpochSteps, Staged, TrainError, new_optimizer, with_init_lock};
 
 /// How long one training step of a model takes on a device: measured, or told (tests).
 pub trait StepTimer {
@@ -29,8 +27,8 @@ pub trait StepTimer {
     ) -> Result<f64, TrainError>;
 }
 
-/// Times real steps: a freshly initialised copy of the model trains on a constant batch of
-/// the configured size, `warmup` steps untimed (kernel compilation, allocation), then
+/// Times real steps (the training loop's own, [`EpochSteps`]): a freshly initialised copy
+/// of the model trains on a constant batch of the configured size, `warmup` steps untimed (kernel compilation, allocation), then
 /// `timed` steps, with the device synchronised before and after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeasuredSteps {
@@ -65,10 +63,12 @@ impl StepTimer for MeasuredSteps {
         });
         let mut optimizer = new_optimizer(config.optimizer);
         let batch = config.batch_size.max(1);
-        let input = Tensor::<2>::zeros([batch, dim], &train_device);
         let labels: Vec<i64> = (0..batch).map(|i| (i % classes.max(1)) as i64).collect();
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &train_device);
-        let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+        let staged = Staged::new(
+            Tensor::<2>::zeros([batch, dim], &train_device),
+            Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &train_device),
+        );
+        let mut steps = EpochSteps::new(&staged, (0..batch as i64).collect(), &train_device);
         let sync = |what: &str| {
             train_device
                 .sync()
@@ -80,10 +80,7 @@ impl StepTimer for MeasuredSteps {
                 sync(&device.description)?;
                 started = Instant::now();
             }
-            let output = network.forward(input.clone());
-            let loss = loss_fn.forward(output.logits, targets.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &network);
-            network = optimizer.step(config.learning_rate, network, grads);
+            network = steps.step(network, &mut optimizer, config.learning_rate, 0..batch);
         }
         sync(&device.description)?;
         Ok(started.elapsed().as_secs_f64() / self.timed.max(1) as f64)

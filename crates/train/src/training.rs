@@ -142,7 +142,7 @@ pub struct Trainer {
 /// The training instances on the training device, uploaded once: each batch is gathered
 /// there through a slice of the epoch's order (one index tensor per epoch), so a training
 /// step sends nothing from the host and waits for nothing.
-struct Staged {
+pub(crate) struct Staged {
     /// `[instances, features]`.
     features: Tensor<2>,
     /// `[instances]`, class indices.
@@ -150,6 +150,12 @@ struct Staged {
 }
 
 impl Staged {
+    /// Instances already on the device: `features` `[instances, features]`, `labels`
+    /// `[instances]` (class indices).
+    pub(crate) fn new(features: Tensor<2>, labels: Tensor<1, Int>) -> Self {
+        Self { features, labels }
+    }
+
     fn upload(train: &Dataset, device: &Device) -> Self {
         let labels: Vec<i64> = train.labels.iter().map(|&l| i64::from(l)).collect();
         Self {
@@ -561,9 +567,9 @@ impl Trainer {
 }
 
 /// An epoch's training steps on the staged training set, in a given order: the same tensors
-/// and operations whoever runs them, [`Trainer::train_one_epoch`] or the GPU's preparation
-/// (which must meet the kernels an epoch meets).
-struct EpochSteps<'a> {
+/// and operations whoever runs them, [`Trainer::train_one_epoch`], the GPU's preparation
+/// (which must meet the kernels an epoch meets) or `--device auto`'s timing.
+pub(crate) struct EpochSteps<'a> {
     staged: &'a Staged,
     /// `[instances]`: the staged instances in the epoch's order.
     order: Tensor<1, Int>,
@@ -574,7 +580,7 @@ struct EpochSteps<'a> {
 
 impl<'a> EpochSteps<'a> {
     /// Steps over `staged` in `order` (indices into it), on `device`: one index tensor sent.
-    fn new(staged: &'a Staged, order: Vec<i64>, device: &Device) -> Self {
+    pub(crate) fn new(staged: &'a Staged, order: Vec<i64>, device: &Device) -> Self {
         let len = order.len();
         Self {
             staged,
@@ -592,7 +598,7 @@ impl<'a> EpochSteps<'a> {
 
     /// One step on the instances at `positions` of the order: forward, loss (added to the
     /// sum, detached), backward and `optimizer`'s update; returns the updated network.
-    fn step(
+    pub(crate) fn step(
         &mut self,
         network: Network,
         optimizer: &mut ModuleOptimizer,

@@ -23,6 +23,8 @@ pub struct Preparation {
     /// The step now running, for people (`training steps of 64 and 36 instances`); empty once
     /// every step is done.
     pub step: String,
+    /// Time since the preparation started.
+    pub elapsed: Duration,
 }
 
 /// One piece of the preparation.
@@ -76,6 +78,7 @@ impl Trainer {
                 done,
                 total: steps.len(),
                 step: self.describe(*step),
+                elapsed: started.elapsed(),
             });
             self.run_step(*step, &mut trained)?;
         }
@@ -83,6 +86,7 @@ impl Trainer {
             done: steps.len(),
             total: steps.len(),
             step: String::new(),
+            elapsed: started.elapsed(),
         });
         Ok(started.elapsed())
     }

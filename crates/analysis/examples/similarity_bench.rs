@@ -21,7 +21,9 @@
 //! weights from `x`) of the two matrices, each once to warm up and then best of `repeats`,
 //! and prints one JSON line with the times and the values. `grid` times the whole
 //! layers x epochs grid against the last epoch (each layer with itself at the last epoch),
-//! SVCCA and CKA, best of `repeats` after a warm-up, and prints the times and every value.
+//! SVCCA and CKA, best of `repeats` after a warm-up, and prints the times and every value;
+//! it asks for it as the server does, one `similarity_grid` per layer (all epochs against
+//! the last), so each matrix is reduced once.
 //! Threads: the similarity module uses a second thread when the machine has one (as
 //! `std::thread::available_parallelism` sees it, so `taskset` limits it); faer runs on one.
 
@@ -31,7 +33,8 @@ use std::time::Instant;
 use actiscope_analysis::Matrix;
 use actiscope_analysis::rng::{BENCH_BLOBS, BENCH_SPREAD, SplitMix64, relu_blobs};
 use actiscope_analysis::similarity::{
-    SimilarityError, SvccaOptions, linear_cka, linear_cka_debiased, pwcca, svcca,
+    Method, SimilarityError, SvccaOptions, linear_cka, linear_cka_debiased, pwcca, similarity_grid,
+    svcca,
 };
 
 mod common;
@@ -211,30 +214,27 @@ fn grid(path: &str, args: &[String]) -> Result<(), String> {
         .map(|chunk| Matrix::new(instances, neurons, chunk.to_vec()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    // Layer by layer, every epoch against the last one (the size was checked above).
-    let mut cells = Vec::with_capacity(layers * epochs);
+    // Layer by layer, every epoch against the last one (the size was checked above), as the
+    // server's layers x epochs grid asks for it: one `similarity_grid` per layer.
+    let mut layer_rows = Vec::with_capacity(layers);
     for layer in 0..layers {
         let last = matrices
             .get((epochs - 1) * layers + layer)
             .ok_or("grid cut short")?;
-        for epoch in 0..epochs {
-            let matrix = matrices
-                .get(epoch * layers + layer)
-                .ok_or("grid cut short")?;
-            cells.push((matrix, last));
-        }
+        let rows = (0..epochs)
+            .map(|epoch| matrices.get(epoch * layers + layer).ok_or("grid cut short"))
+            .collect::<Result<Vec<&Matrix>, _>>()?;
+        layer_rows.push((rows, last));
     }
     faer::set_global_parallelism(faer::Par::Seq);
-    let whole_grid = |measure: &dyn Fn(&Matrix, &Matrix) -> Result<f64, SimilarityError>| {
-        cells
+    let whole_grid = |method: Method| {
+        layer_rows
             .iter()
-            .map(|(x, y)| measure(x, y))
+            .flat_map(|(rows, last)| similarity_grid(method, rows, &[last]))
             .collect::<Result<Vec<_>, _>>()
     };
-    let (svcca_secs, svcca_values) = best_of(repeats, || {
-        whole_grid(&|x, y| svcca(x, y, &SvccaOptions::default()).map(|r| r.mean))
-    })?;
-    let (cka_secs, cka_values) = best_of(repeats, || whole_grid(&linear_cka))?;
+    let (svcca_secs, svcca_values) = best_of(repeats, || whole_grid(Method::Svcca))?;
+    let (cka_secs, cka_values) = best_of(repeats, || whole_grid(Method::Cka))?;
     let list = |values: &[f64]| {
         values
             .iter()

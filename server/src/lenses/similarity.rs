@@ -2,14 +2,15 @@
 //! layer at every stored epoch against the same layer at a reference epoch (the SVCCA paper's
 //! convergence picture), every pair of layers at one epoch (the inputs included), and the
 //! layers of two runs that saw the same probe instances. The maths is
-//! `actiscope_analysis::similarity`; a pair that cannot be compared (say, too few instances
-//! for the directions SVCCA keeps) leaves its cell empty with the reason beside the grid.
+//! `actiscope_analysis::similarity` (`similarity_grid`, which reduces each layer once however
+//! many cells it is in); a pair that cannot be compared (say, too few instances for the
+//! directions SVCCA keeps) leaves its cell empty with the reason beside the grid.
 
 use std::sync::Arc;
 
 use actiscope_analysis::Matrix;
 use actiscope_analysis::nmf::image_block;
-use actiscope_analysis::similarity::{Method, similarity};
+use actiscope_analysis::similarity::{Method, SimilarityError, similarity_grid};
 use actiscope_protocol::similarity::SimilarityGrid;
 use bytes::Bytes;
 
@@ -64,8 +65,8 @@ impl GridBuilder {
         }
     }
 
-    fn push(&mut self, method: Method, x: &Matrix, y: &Matrix) {
-        match similarity(method, x, y) {
+    fn push(&mut self, cell: Result<f64, SimilarityError>) {
+        match cell {
             Ok(value) => self.values.push(Some(value)),
             Err(err) => {
                 let reason = err.to_string();
@@ -74,6 +75,13 @@ impl GridBuilder {
                 }
                 self.values.push(None);
             }
+        }
+    }
+
+    /// Every row matrix against every column matrix, row by row.
+    fn extend(&mut self, method: Method, rows: &[&Matrix], cols: &[&Matrix]) {
+        for cell in similarity_grid(method, rows, cols) {
+            self.push(cell);
         }
     }
 }
@@ -137,9 +145,12 @@ pub async fn epochs_json(
         }
         let mut grid = GridBuilder::new();
         for (layer_idx, reference) in reference_layers.iter().enumerate() {
+            // One grid call per layer, so the reference is reduced once.
+            let present: Vec<&Matrix> = columns.iter().filter_map(|l| l.get(layer_idx)).collect();
+            let mut cells = similarity_grid(method, &present, &[reference]).into_iter();
             for layers in &columns {
-                match layers.get(layer_idx) {
-                    Some(layer) => grid.push(method, layer, reference),
+                match layers.get(layer_idx).and_then(|_| cells.next()) {
+                    Some(cell) => grid.push(cell),
                     None => grid.values.push(None),
                 }
             }
@@ -189,11 +200,8 @@ pub async fn layers_json(
             .chain((0..blocks.len() - 1).map(layer_label))
             .collect();
         let mut grid = GridBuilder::new();
-        for x in &blocks {
-            for y in &blocks {
-                grid.push(method, x, y);
-            }
-        }
+        let blocks: Vec<&Matrix> = blocks.iter().collect();
+        grid.extend(method, &blocks, &blocks);
         json(&SimilarityGrid {
             method: method.name().to_owned(),
             row_labels: labels.clone(),
@@ -265,11 +273,11 @@ pub async fn compare_json(
         let layers_a = load_probe(&hub, a.0, a.1)?.layers;
         let layers_b = load_probe(&hub, b.0, b.1)?.layers;
         let mut grid = GridBuilder::new();
-        for x in &layers_a {
-            for y in &layers_b {
-                grid.push(method, x, y);
-            }
-        }
+        grid.extend(
+            method,
+            &layers_a.iter().collect::<Vec<_>>(),
+            &layers_b.iter().collect::<Vec<_>>(),
+        );
         json(&SimilarityGrid {
             method: method.name().to_owned(),
             row_labels: (0..layers_a.len())

@@ -16,14 +16,18 @@
 //!    no `n`-sized work is needed there either.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::householder::{
+    apply_block_householder_sequence_on_the_left_in_place_scratch,
+    apply_block_householder_sequence_on_the_left_in_place_with_conj,
+};
 use faer::linalg::matmul::matmul;
 use faer::linalg::qr::no_pivoting::factor::{
     qr_in_place, qr_in_place_scratch, recommended_block_size,
 };
-use faer::linalg::svd::SvdError;
-use faer::{Accum, Mat, MatRef, Par};
+use faer::linalg::svd::{ComputeSvdVectors, SvdError, svd, svd_scratch};
+use faer::{Accum, Conj, Mat, MatRef, Par};
 
-use super::prepare::{check_instances, stack};
+use super::prepare::{check_instances, scan, stack, write_columns};
 use super::{CcaResult, Operand, SimilarityError, SvccaOptions, parallel};
 use crate::Matrix;
 
@@ -135,33 +139,240 @@ fn correlate(
         1.0,
         Par::Seq,
     );
-    let (coefficients, pwcca) = if weighted {
-        let svd = overlap.thin_svd().map_err(svd_error)?;
-        let coefficients = clamped(svd.S().column_vector().iter().copied());
-        let weights = projection_weights(&side_x, kx, r_x.as_ref(), svd.U());
-        let value = coefficients.iter().zip(&weights).map(|(c, w)| c * w).sum();
-        (coefficients, Some(value))
-    } else {
-        let values = overlap.singular_values().map_err(svd_error)?;
-        (clamped(values.into_iter()), None)
+    let weights = weighted.then(|| Weights {
+        v: side_x.v.as_ref().subcols(0, kx),
+        s: side_x.s.get(..kx).unwrap_or(&[]),
+        norms: column_norms(r_x.as_ref()),
+    });
+    conclude(overlap, weights, (kx, ky), stacked.dead)
+}
+
+/// What PWCCA weighs the first side's canonical variates by: its kept right singular vectors
+/// `V_k` (live neurons x kept), singular values `S_k` and the norms of its centred live neurons.
+struct Weights<'a> {
+    v: MatRef<'a, f64>,
+    s: &'a [f64],
+    norms: Vec<f64>,
+}
+
+/// The canonical correlations, their means and (with `weights`) PWCCA, from the inner
+/// products `overlap` (`kx x ky`) of two orthonormal bases of the kept subspaces.
+fn conclude(
+    overlap: Mat<f64>,
+    weights: Option<Weights<'_>>,
+    kept: (usize, usize),
+    dropped_dead: (usize, usize),
+) -> Result<CcaResult, SimilarityError> {
+    let (coefficients, pwcca) = match weights {
+        Some(weights) => {
+            let svd = overlap.thin_svd().map_err(svd_error)?;
+            let coefficients = clamped(svd.S().column_vector().iter().copied());
+            let weights = projection_weights(&weights, svd.U());
+            let value = coefficients.iter().zip(&weights).map(|(c, w)| c * w).sum();
+            (coefficients, Some(value))
+        }
+        None => {
+            let values = overlap.singular_values().map_err(svd_error)?;
+            (clamped(values.into_iter()), None)
+        }
     };
     let count = coefficients.len().max(1) as f64;
     Ok(CcaResult {
         mean: coefficients.iter().sum::<f64>() / count,
         mean_squared: coefficients.iter().map(|c| c * c).sum::<f64>() / count,
         coefficients,
-        kept: (kx, ky),
-        dropped_dead: stacked.dead,
+        kept,
+        dropped_dead,
         pwcca,
     })
 }
 
-/// Replaces `z` by its Householder QR factorization in place: `R` in and above the diagonal.
-fn householder_r(z: &mut Mat<f64>) {
+/// One matrix made ready for CCA against any number of others ([`super::similarity_grid`]):
+/// its kept directions as orthonormal columns in instance space, so that a pair costs one
+/// product of two such bases and a small SVD.
+///
+/// The steps, for the centred live neurons `X` (`n x p`): a Householder QR `X = Q R`; a thin
+/// SVD `R = U S Vᵀ` (the singular values are `X`'s); the kept `k` directions by the rule of
+/// [`SvccaOptions::keep_fraction`]; then the basis `Q [U_k; 0]` (`n x k`), formed by applying
+/// the Householder reflectors to `U_k`, never by dividing by singular values, so a badly
+/// conditioned layer loses nothing. The canonical correlations of two sides are the singular
+/// values of `basis_xᵀ basis_y`, the same numbers [`svcca`] finds from one QR of both
+/// matrices side by side (a test holds the two paths together).
+pub(super) struct CcaSide {
+    /// `n x k`, orthonormal columns spanning the kept directions.
+    basis: Mat<f64>,
+    /// `V_k` (live neurons x `k`), for PWCCA; empty when not `weighted`.
+    v: Mat<f64>,
+    /// The `k` kept singular values.
+    s: Vec<f64>,
+    /// Norms of the centred live neurons (PWCCA's weights divide by them).
+    norms: Vec<f64>,
+    /// Dead neurons dropped.
+    dead: usize,
+    /// Centred before the decomposition.
+    centre: bool,
+}
+
+impl CcaSide {
+    /// Prepares `matrix` (refusals as [`svcca`]'s, about [`Operand::First`]). `weighted` keeps
+    /// what PWCCA needs when this side comes first.
+    pub(super) fn new(
+        matrix: &Matrix,
+        options: &SvccaOptions,
+        weighted: bool,
+    ) -> Result<CcaSide, SimilarityError> {
+        let keep = options.keep_fraction;
+        if !(keep > 0.0 && keep <= 1.0) {
+            return Err(SimilarityError::KeepFraction(keep));
+        }
+        let needed = if options.centre { 3 } else { 2 };
+        let n = matrix.rows();
+        if n < needed {
+            return Err(SimilarityError::TooFewInstances {
+                instances: n,
+                needed,
+            });
+        }
+        let columns = scan(matrix, Operand::First, options.centre)?;
+        let p = columns.live();
+        if p == 0 {
+            return Err(SimilarityError::NoVariance {
+                operand: Operand::First,
+            });
+        }
+        let mut z = Mat::<f64>::zeros(n, p);
+        write_columns(matrix, &columns, &mut z, 0);
+        let factor = householder_r(&mut z);
+        let size = n.min(p);
+        let zr = z.as_ref();
+        let r = Mat::from_fn(size, p, |i, j| if i <= j { *zr.get(i, j) } else { 0.0 });
+        let norms = column_norms(r.as_ref());
+
+        let mut s = faer::diag::Diag::<f64>::zeros(size);
+        let mut u = Mat::<f64>::zeros(size, size);
+        let mut v = Mat::<f64>::zeros(if weighted { p } else { 0 }, size);
+        let v_out = weighted.then(|| v.as_mut());
+        let mut scratch = MemBuffer::new(svd_scratch::<f64>(
+            size,
+            p,
+            ComputeSvdVectors::Thin,
+            if weighted {
+                ComputeSvdVectors::Thin
+            } else {
+                ComputeSvdVectors::No
+            },
+            Par::Seq,
+            Default::default(),
+        ));
+        svd(
+            r.as_ref(),
+            s.as_mut(),
+            Some(u.as_mut()),
+            v_out,
+            Par::Seq,
+            MemStack::new(&mut scratch),
+            Default::default(),
+        )
+        .map_err(svd_error)?;
+        let s: Vec<f64> = s.column_vector().iter().copied().collect();
+        let k = kept(&s, n.max(p), keep);
+        if k == 0 {
+            return Err(SimilarityError::NoVariance {
+                operand: Operand::First,
+            });
+        }
+        let mut basis = Mat::<f64>::zeros(n, k);
+        basis
+            .as_mut()
+            .submatrix_mut(0, 0, size, k)
+            .copy_from(u.as_ref().subcols(0, k));
+        if let Some(factor) = factor {
+            let mut scratch = MemBuffer::new(
+                apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+                    n,
+                    factor.nrows(),
+                    k,
+                ),
+            );
+            apply_block_householder_sequence_on_the_left_in_place_with_conj(
+                z.as_ref().subcols(0, size),
+                factor.as_ref(),
+                Conj::No,
+                basis.as_mut(),
+                Par::Seq,
+                MemStack::new(&mut scratch),
+            );
+        }
+        Ok(CcaSide {
+            basis,
+            v: if weighted {
+                v.subcols(0, k).to_owned()
+            } else {
+                Mat::zeros(0, 0)
+            },
+            s: s.into_iter().take(k).collect(),
+            norms,
+            dead: columns.dead(),
+            centre: options.centre,
+        })
+    }
+
+    /// Multiply-adds [`CcaSide::new`] costs, roughly (the QR, the SVD, the basis).
+    pub(super) fn work(rows: usize, cols: usize) -> f64 {
+        let (n, p) = (rows as f64, cols as f64);
+        2.0 * n * p * p + 10.0 * p * p * p + 2.0 * n * p * p
+    }
+
+    /// CCA of two prepared sides ([`svcca`]'s answer for their matrices; with PWCCA's value
+    /// when `x` was prepared `weighted`).
+    pub(super) fn correlate(x: &CcaSide, y: &CcaSide) -> Result<CcaResult, SimilarityError> {
+        let instances = x.basis.nrows();
+        if instances != y.basis.nrows() {
+            return Err(SimilarityError::InstanceMismatch {
+                first: instances,
+                second: y.basis.nrows(),
+            });
+        }
+        let (kx, ky) = (x.basis.ncols(), y.basis.ncols());
+        let span = if x.centre && y.centre {
+            instances - 1
+        } else {
+            instances
+        };
+        if kx + ky > span {
+            return Err(SimilarityError::TooFewInstancesForDirections {
+                instances,
+                span,
+                first: kx,
+                second: ky,
+            });
+        }
+        let mut overlap = Mat::<f64>::zeros(kx, ky);
+        matmul(
+            overlap.as_mut(),
+            Accum::Replace,
+            x.basis.as_ref().transpose(),
+            y.basis.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        let weights = (x.v.ncols() == kx).then(|| Weights {
+            v: x.v.as_ref(),
+            s: &x.s,
+            norms: x.norms.clone(),
+        });
+        conclude(overlap, weights, (kx, ky), (x.dead, y.dead))
+    }
+}
+
+/// Replaces `z` by its Householder QR factorization in place: `R` in and above the diagonal,
+/// the reflectors' essential parts below it; returns their block factor (`None` for an
+/// empty `z`), which applies `Q` with the reflectors.
+fn householder_r(z: &mut Mat<f64>) -> Option<Mat<f64>> {
     let (rows, cols) = (z.nrows(), z.ncols());
     let size = rows.min(cols);
     if size == 0 {
-        return;
+        return None;
     }
     let block = recommended_block_size::<f64>(rows, cols);
     let mut coefficients = Mat::<f64>::zeros(block, size);
@@ -179,6 +390,7 @@ fn householder_r(z: &mut Mat<f64>) {
         MemStack::new(&mut scratch),
         Default::default(),
     );
+    Some(coefficients)
 }
 
 /// Thin SVD of one side's `R`.
@@ -221,16 +433,18 @@ fn clamped(values: impl Iterator<Item = f64>) -> Vec<f64> {
     values.map(|v| v.clamp(0.0, 1.0)).collect()
 }
 
+/// Norms of the columns of `r` (those of the centred neurons it factors).
+fn column_norms(r: MatRef<'_, f64>) -> Vec<f64> {
+    r.col_iter()
+        .map(|col| col.iter().map(|v| v * v).sum::<f64>().sqrt())
+        .collect()
+}
+
 /// PWCCA weights of the canonical variates `h_i = Q U_Xk a_i` (`a_i` the columns of
 /// `a`, `kx x c`), normalised to sum 1: `α_i = Σ_j |x_jᵀ h_i| / ||x_j||`, with `Xᵀ h_i =
-/// V_Xk S_Xk a_i` and `||x_j||` the norm of column `j` of `R_X`.
-fn projection_weights(
-    side: &Side,
-    kx: usize,
-    r_x: MatRef<'_, f64>,
-    a: MatRef<'_, f64>,
-) -> Vec<f64> {
-    let c = a.ncols();
+/// V_Xk S_Xk a_i` and `||x_j||` the norm of centred neuron `j`.
+fn projection_weights(side: &Weights<'_>, a: MatRef<'_, f64>) -> Vec<f64> {
+    let (kx, c) = (side.s.len(), a.ncols());
     // S_Xk a, then V_Xk S_Xk a (neurons x c).
     let scaled = Mat::from_fn(kx, c, |i, j| {
         side.s.get(i).copied().unwrap_or(0.0) * *a.get(i, j)
@@ -239,20 +453,16 @@ fn projection_weights(
     matmul(
         loads.as_mut(),
         Accum::Replace,
-        side.v.as_ref().subcols(0, kx),
+        side.v.subcols(0, kx),
         scaled.as_ref(),
         1.0,
         Par::Seq,
     );
-    let norms: Vec<f64> = r_x
-        .col_iter()
-        .map(|col| col.iter().map(|v| v * v).sum::<f64>().sqrt())
-        .collect();
     let mut weights: Vec<f64> = loads
         .col_iter()
         .map(|col| {
             col.iter()
-                .zip(&norms)
+                .zip(&side.norms)
                 .filter(|(_, norm)| **norm > 0.0)
                 .map(|(v, norm)| v.abs() / norm)
                 .sum()

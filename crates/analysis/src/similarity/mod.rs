@@ -2,8 +2,10 @@
 //! CKA (Kornblith et al. 2019), biased and debiased, SVCCA (Raghu et al. 2017), PWCCA (Morcos
 //! et al. 2018) and the mean squared CCA correlation. This file owns the public API: the
 //! errors, the options, the result of the CCA family and the [`Method`] a caller picks
-//! generically with [`similarity`]. The maths lives in `cka` (feature-space Gram statistics)
-//! and `cca` (reduction, canonical correlations, projection weights); `prepare` checks and
+//! generically with [`similarity`], or for a whole grid of matrices with
+//! [`similarity_grid`]. The maths lives in `cka` (feature-space Gram statistics) and `cca`
+//! (reduction, canonical correlations, projection weights, and one matrix reduced once for
+//! many comparisons); `grid` reuses those reductions across a grid; `prepare` checks and
 //! lays out the input; `parallel` runs two independent halves on two threads. Pure: no
 //! I/O, nothing kept between calls.
 //!
@@ -14,6 +16,7 @@
 
 mod cca;
 mod cka;
+mod grid;
 mod parallel;
 mod prepare;
 
@@ -26,6 +29,7 @@ use crate::Matrix;
 
 pub use cca::{pwcca, svcca};
 pub use cka::{linear_cka, linear_cka_debiased};
+pub use grid::similarity_grid;
 
 /// Which of the two compared matrices an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +124,27 @@ pub enum SimilarityError {
     /// A singular value decomposition did not converge.
     #[error("a singular value decomposition did not converge")]
     Svd,
+}
+
+impl SimilarityError {
+    /// The same error told about `operand` (for those about one matrix).
+    pub fn about(self, operand: Operand) -> Self {
+        match self {
+            SimilarityError::NotFinite {
+                row, column, value, ..
+            } => SimilarityError::NotFinite {
+                operand,
+                row,
+                column,
+                value,
+            },
+            SimilarityError::NoVariance { .. } => SimilarityError::NoVariance { operand },
+            SimilarityError::NonPositiveSelfSimilarity { value, .. } => {
+                SimilarityError::NonPositiveSelfSimilarity { operand, value }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Options of [`svcca`] and [`pwcca`].

@@ -1,7 +1,9 @@
 //! Two independent computations of a measure side by side on scoped threads, when the machine
 //! has a second core and the work is large enough to pay for a thread; one after the other
-//! otherwise. (faer is built without rayon here, so its kernels run on one thread each.)
+//! otherwise; never more than two at once. (faer is built without rayon here, so its kernels
+//! run on one thread each.)
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 /// Work, in multiply-adds, below which a second thread costs more than it saves.
@@ -15,15 +17,27 @@ pub(super) fn join<A: Send, B: Send>(
 ) -> (A, B) {
     static CORES: OnceLock<usize> = OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
-    if cores < 2 || work < PARALLEL_ABOVE {
+    if cores < 2 || work < PARALLEL_ABOVE || INSIDE.get() {
         return (a(), b());
     }
     std::thread::scope(|scope| {
-        let second = scope.spawn(b);
+        let second = scope.spawn(|| {
+            INSIDE.set(true);
+            b()
+        });
+        INSIDE.set(true);
         let first = a();
+        INSIDE.set(false);
         match second.join() {
             Ok(second) => (first, second),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+thread_local! {
+    /// Set on both threads of a [`join`] while it runs: a join inside one (a grid's halves
+    /// each comparing large matrices) runs its two parts in turn instead of taking a third
+    /// and fourth thread on two cores.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
 }

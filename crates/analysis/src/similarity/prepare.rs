@@ -32,6 +32,11 @@ impl Columns {
         self.live.len()
     }
 
+    /// Dead neurons.
+    pub fn dead(&self) -> usize {
+        self.dead
+    }
+
     /// The largest magnitude of a live neuron's (centred) value; 0 when none is live.
     pub fn max_abs(&self) -> f64 {
         self.max_abs
@@ -118,7 +123,11 @@ pub(super) fn scan_pair(
 }
 
 /// One pass: column sums, extremes and finiteness.
-fn scan(matrix: &Matrix, operand: Operand, centre: bool) -> Result<Columns, SimilarityError> {
+pub(super) fn scan(
+    matrix: &Matrix,
+    operand: Operand,
+    centre: bool,
+) -> Result<Columns, SimilarityError> {
     let cols = matrix.cols();
     let mut sums = vec![0.0f64; cols];
     let mut low = vec![f32::INFINITY; cols];
@@ -206,7 +215,7 @@ pub(super) fn stack(x: &Matrix, y: &Matrix, centre: bool) -> Result<Stacked, Sim
 
 /// Writes the live columns of `matrix`, minus their means, into columns `offset..` of `z`,
 /// a block of rows at a time.
-fn write_columns(matrix: &Matrix, columns: &Columns, z: &mut Mat<f64>, offset: usize) {
+pub(super) fn write_columns(matrix: &Matrix, columns: &Columns, z: &mut Mat<f64>, offset: usize) {
     let cols = matrix.cols();
     if cols == 0 {
         return;

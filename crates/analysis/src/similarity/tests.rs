@@ -705,3 +705,92 @@ proptest! {
         prop_assert!(lo - 1e-12 <= pw && pw <= hi + 1e-12);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Grids.
+
+/// `m` with `extra` more columns: copies of its first column, each plus `wobble` times
+/// fresh noise (tiny `wobble`: nearly collinear neurons), then one constant (dead) column.
+fn widened(m: &Matrix, extra: usize, wobble: f64, seed: u64) -> Matrix {
+    let mut rng = SplitMix64::new(seed);
+    let rows: Vec<Vec<f32>> = m
+        .iter_rows()
+        .map(|r| {
+            let mut row = r.to_vec();
+            for _ in 0..extra {
+                row.push((f64::from(r[0]) + wobble * rng.normal()) as f32);
+            }
+            row.push(2.5);
+            row
+        })
+        .collect();
+    Matrix::from_rows(&rows).unwrap()
+}
+
+/// Checks every cell of `similarity_grid(method, rows, cols)` against the pairwise answer.
+fn assert_grid_matches_pairs(method: Method, rows: &[&Matrix], cols: &[&Matrix]) {
+    let grid = similarity_grid(method, rows, cols);
+    assert_eq!(grid.len(), rows.len() * cols.len());
+    for (i, x) in rows.iter().enumerate() {
+        for (j, y) in cols.iter().enumerate() {
+            let (got, want) = (&grid[i * cols.len() + j], similarity(method, x, y));
+            match (got, &want) {
+                (Ok(got), Ok(want)) => assert!(
+                    close(*got, *want, 1e-9),
+                    "{method:?} cell ({i}, {j}): grid {got}, pair {want}"
+                ),
+                // Debug, not `==`: a refused NaN does not equal itself.
+                _ => assert_eq!(
+                    format!("{got:?}"),
+                    format!("{want:?}"),
+                    "{method:?} cell ({i}, {j})"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_grid_answers_what_each_pair_answers() {
+    let a = normal(240, 12, 90);
+    // Related to `a`, with a dead neuron and nearly collinear ones (condition about 1e5).
+    let related = widened(&times(&a, &random_square(12, 91)), 3, 1e-5, 92);
+    let other = widened(&normal(240, 20, 93), 2, 0.3, 94);
+    // More neurons than SVCCA can keep against the wide ones: those pairs are refused.
+    let wide = normal(240, 150, 95);
+    let mut bad = normal(240, 6, 96).as_slice().to_vec();
+    bad[6 * 17 + 4] = f32::NAN;
+    let bad = Matrix::new(240, 6, bad).unwrap();
+    let short = normal(200, 12, 97);
+    let all = [&a, &related, &other, &wide, &bad, &short];
+    for method in Method::ALL {
+        // Every pair of a set (each matrix both a row and a column), and a layer across
+        // "epochs" against one reference.
+        assert_grid_matches_pairs(method, &all, &all);
+        assert_grid_matches_pairs(method, &[&a, &related, &other, &wide], &[&related]);
+        assert_grid_matches_pairs(method, &[&other], &[&a, &bad, &wide]);
+    }
+    // The refusals are there, each about the right matrix.
+    let svcca_grid = similarity_grid(Method::Svcca, &all, &all);
+    assert!(matches!(
+        svcca_grid[3 * 6 + 3],
+        Err(SimilarityError::TooFewInstancesForDirections { .. })
+    ));
+    assert!(matches!(
+        svcca_grid[4],
+        Err(SimilarityError::NotFinite {
+            operand: Operand::Second,
+            row: 17,
+            column: 4,
+            ..
+        })
+    ));
+    assert!(matches!(
+        svcca_grid[5 * 6],
+        Err(SimilarityError::InstanceMismatch {
+            first: 200,
+            second: 240
+        })
+    ));
+    assert!(close(svcca_grid[0].clone().unwrap(), 1.0, 1e-12));
+}

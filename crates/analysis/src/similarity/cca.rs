@@ -14,6 +14,10 @@
 //! 4. PWCCA weights each correlation by how much of the first layer its canonical variate
 //!    accounts for (see [`pwcca`]); `Xᵀ h = V_Xk S_Xk a` for the variate `h = Q U_Xk a`, so
 //!    no `n`-sized work is needed there either.
+//!
+//! A grid of many pairs, and one large pair when a second thread is free, take the other
+//! path, [`CcaSide`]: each matrix reduced on its own to an orthonormal basis of its kept
+//! directions, then one product of two bases per pair.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::householder::{
@@ -60,6 +64,61 @@ pub fn pwcca(x: &Matrix, y: &Matrix, options: &SvccaOptions) -> Result<CcaResult
     correlate(x, y, options, true)
 }
 
+/// The largest ratio of the largest to the smallest kept singular value for which
+/// [`CcaSide`] forms its basis as `X V_k S_k⁻¹` (one matrix product) rather than through the
+/// Householder reflectors (about twice the work): the product's relative rounding grows with
+/// that ratio, so it stays near `1e5 · 2⁻⁵³ ≈ 1e-11`.
+const DIVIDE_BELOW: f64 = 1e5;
+
+/// What [`svd_of`] found.
+struct Decomposed {
+    /// Singular values, descending.
+    s: Vec<f64>,
+    /// Thin `U` (empty unless asked for).
+    u: Mat<f64>,
+    /// Thin `V` (empty unless asked for).
+    v: Mat<f64>,
+}
+
+/// The singular values of `r` and, as asked, its thin `U` and `V`.
+fn svd_of(r: MatRef<'_, f64>, want_u: bool, want_v: bool) -> Result<Decomposed, SimilarityError> {
+    let (rows, cols) = (r.nrows(), r.ncols());
+    let size = rows.min(cols);
+    let mut s = faer::diag::Diag::<f64>::zeros(size);
+    let mut u = Mat::<f64>::zeros(if want_u { rows } else { 0 }, size);
+    let mut v = Mat::<f64>::zeros(if want_v { cols } else { 0 }, size);
+    let vectors = |wanted: bool| {
+        if wanted {
+            ComputeSvdVectors::Thin
+        } else {
+            ComputeSvdVectors::No
+        }
+    };
+    let mut scratch = MemBuffer::new(svd_scratch::<f64>(
+        rows,
+        cols,
+        vectors(want_u),
+        vectors(want_v),
+        Par::Seq,
+        Default::default(),
+    ));
+    svd(
+        r,
+        s.as_mut(),
+        want_u.then(|| u.as_mut()),
+        want_v.then(|| v.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut scratch),
+        Default::default(),
+    )
+    .map_err(svd_error)?;
+    Ok(Decomposed {
+        s: s.column_vector().iter().copied().collect(),
+        u,
+        v,
+    })
+}
+
 /// Thin SVD factors of one side's `R`.
 struct Side {
     u: Mat<f64>,
@@ -80,6 +139,16 @@ fn correlate(
     // At least one direction per side: the data must span two dimensions.
     let needed = if options.centre { 3 } else { 2 };
     let instances = check_instances(x, y, needed)?;
+    let side_work = CcaSide::work(instances, x.cols()) + CcaSide::work(instances, y.cols());
+    if parallel::pays(side_work) {
+        // Two threads: each side reduced on its own, then one product of the bases.
+        let (side_x, side_y) = parallel::join(
+            side_work,
+            || CcaSide::new(x, options, weighted),
+            || CcaSide::new(y, options, false),
+        );
+        return CcaSide::correlate(&side_x?, &side_y.map_err(|e| e.about(Operand::Second))?);
+    }
     let stacked = stack(x, y, options.centre)?;
     let (p, q) = stacked.live;
     let mut z = stacked.z;
@@ -193,11 +262,13 @@ fn conclude(
 ///
 /// The steps, for the centred live neurons `X` (`n x p`): a Householder QR `X = Q R`; a thin
 /// SVD `R = U S Vᵀ` (the singular values are `X`'s); the kept `k` directions by the rule of
-/// [`SvccaOptions::keep_fraction`]; then the basis `Q [U_k; 0]` (`n x k`), formed by applying
-/// the Householder reflectors to `U_k`, never by dividing by singular values, so a badly
-/// conditioned layer loses nothing. The canonical correlations of two sides are the singular
-/// values of `basis_xᵀ basis_y`, the same numbers [`svcca`] finds from one QR of both
-/// matrices side by side (a test holds the two paths together).
+/// [`SvccaOptions::keep_fraction`]; then the basis `Q U_k = X V_k S_k⁻¹` (`n x k`). When the
+/// kept directions are well conditioned (largest over smallest kept singular value at most
+/// [`DIVIDE_BELOW`]) it is that one product; otherwise it is formed by applying the
+/// Householder reflectors to `U_k`, dividing by nothing, so a badly conditioned layer loses
+/// nothing. The canonical correlations of two sides are the singular values of
+/// `basis_xᵀ basis_y`, the same numbers the one QR of both matrices side by side finds (a test
+/// holds the paths together). [`svcca`] takes this path itself when it has two threads.
 pub(super) struct CcaSide {
     /// `n x k`, orthonormal columns spanning the kept directions.
     basis: Mat<f64>,
@@ -248,61 +319,71 @@ impl CcaSide {
         let r = Mat::from_fn(size, p, |i, j| if i <= j { *zr.get(i, j) } else { 0.0 });
         let norms = column_norms(r.as_ref());
 
-        let mut s = faer::diag::Diag::<f64>::zeros(size);
-        let mut u = Mat::<f64>::zeros(size, size);
-        let mut v = Mat::<f64>::zeros(if weighted { p } else { 0 }, size);
-        let v_out = weighted.then(|| v.as_mut());
-        let mut scratch = MemBuffer::new(svd_scratch::<f64>(
-            size,
-            p,
-            ComputeSvdVectors::Thin,
-            if weighted {
-                ComputeSvdVectors::Thin
-            } else {
-                ComputeSvdVectors::No
-            },
-            Par::Seq,
-            Default::default(),
-        ));
-        svd(
-            r.as_ref(),
-            s.as_mut(),
-            Some(u.as_mut()),
-            v_out,
-            Par::Seq,
-            MemStack::new(&mut scratch),
-            Default::default(),
-        )
-        .map_err(svd_error)?;
-        let s: Vec<f64> = s.column_vector().iter().copied().collect();
+        // The singular values and `V` first: enough for the basis when the kept directions
+        // are well conditioned.
+        let Decomposed { s, mut v, .. } = svd_of(r.as_ref(), false, true)?;
         let k = kept(&s, n.max(p), keep);
+        let (Some(&largest), Some(&smallest)) = (s.first(), s.get(k.max(1) - 1)) else {
+            return Err(SimilarityError::NoVariance {
+                operand: Operand::First,
+            });
+        };
         if k == 0 {
             return Err(SimilarityError::NoVariance {
                 operand: Operand::First,
             });
         }
-        let mut basis = Mat::<f64>::zeros(n, k);
-        basis
-            .as_mut()
-            .submatrix_mut(0, 0, size, k)
-            .copy_from(u.as_ref().subcols(0, k));
-        if let Some(factor) = factor {
-            let mut scratch = MemBuffer::new(
-                apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
-                    n,
-                    factor.nrows(),
-                    k,
-                ),
-            );
-            apply_block_householder_sequence_on_the_left_in_place_with_conj(
-                z.as_ref().subcols(0, size),
-                factor.as_ref(),
-                Conj::No,
+        let basis = if largest <= smallest * DIVIDE_BELOW {
+            // `X V_k S_k⁻¹`: one product of the centred data (written again: the QR took
+            // its place), each column's rounding at most about `DIVIDE_BELOW · ε`.
+            drop(z);
+            let mut centred = Mat::<f64>::zeros(n, p);
+            write_columns(matrix, &columns, &mut centred, 0);
+            let scaled = Mat::from_fn(p, k, |i, j| {
+                *v.as_ref().get(i, j) / s.get(j).copied().unwrap_or(1.0)
+            });
+            let mut basis = Mat::<f64>::zeros(n, k);
+            matmul(
                 basis.as_mut(),
+                Accum::Replace,
+                centred.as_ref(),
+                scaled.as_ref(),
+                1.0,
                 Par::Seq,
-                MemStack::new(&mut scratch),
             );
-        }
+            basis
+        } else {
+            // Badly conditioned: `Q [U_k; 0]` through the reflectors, dividing by nothing. `U`
+            // and `V` from one decomposition, so PWCCA's weights match the basis.
+            let again = svd_of(r.as_ref(), true, weighted)?;
+            let u = again.u;
+            if weighted {
+                v = again.v;
+            }
+            let mut basis = Mat::<f64>::zeros(n, k);
+            basis
+                .as_mut()
+                .submatrix_mut(0, 0, size, k)
+                .copy_from(u.as_ref().subcols(0, k));
+            if let Some(factor) = factor {
+                let mut scratch = MemBuffer::new(
+                    apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+                        n,
+                        factor.nrows(),
+                        k,
+                    ),
+                );
+                apply_block_householder_sequence_on_the_left_in_place_with_conj(
+                    z.as_ref().subcols(0, size),
+                    factor.as_ref(),
+                    Conj::No,
+                    basis.as_mut(),
+                    Par::Seq,
+                    MemStack::new(&mut scratch),
+                );
+            }
+            basis
+        };
         Ok(CcaSide {
             basis,
             v: if weighted {

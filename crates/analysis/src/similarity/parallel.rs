@@ -9,15 +9,20 @@ use std::sync::OnceLock;
 /// Work, in multiply-adds, below which a second thread costs more than it saves.
 const PARALLEL_ABOVE: f64 = 4e6;
 
+/// Whether [`join`] would take a second thread for `work` here and now.
+pub(super) fn pays(work: f64) -> bool {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    cores >= 2 && work >= PARALLEL_ABOVE && !INSIDE.get()
+}
+
 /// Runs `a` and `b`, on two threads when `work` (multiply-adds of both together) is large.
 pub(super) fn join<A: Send, B: Send>(
     work: f64,
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
 ) -> (A, B) {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
-    if cores < 2 || work < PARALLEL_ABOVE || INSIDE.get() {
+    if !pays(work) {
         return (a(), b());
     }
     std::thread::scope(|scope| {

@@ -762,7 +762,10 @@ fn a_grid_answers_what_each_pair_answers() {
     bad[6 * 17 + 4] = f32::NAN;
     let bad = Matrix::new(240, 6, bad).unwrap();
     let short = normal(200, 12, 97);
-    let all = [&a, &related, &other, &wide, &bad, &short];
+    // Nearly collinear neurons about 1e-3 apart: kept directions conditioned well enough
+    // for the basis as one product (those 1e-5 apart are not; see `cca::DIVIDE_BELOW`).
+    let mild = widened(&normal(240, 8, 98), 2, 1e-3, 99);
+    let all = [&a, &related, &other, &wide, &bad, &short, &mild];
     for method in Method::ALL {
         // Every pair of a set (each matrix both a row and a column), and a layer across
         // "epochs" against one reference.
@@ -773,7 +776,7 @@ fn a_grid_answers_what_each_pair_answers() {
     // The refusals are there, each about the right matrix.
     let svcca_grid = similarity_grid(Method::Svcca, &all, &all);
     assert!(matches!(
-        svcca_grid[3 * 6 + 3],
+        svcca_grid[3 * 7 + 3],
         Err(SimilarityError::TooFewInstancesForDirections { .. })
     ));
     assert!(matches!(
@@ -786,7 +789,7 @@ fn a_grid_answers_what_each_pair_answers() {
         })
     ));
     assert!(matches!(
-        svcca_grid[5 * 6],
+        svcca_grid[5 * 7],
         Err(SimilarityError::InstanceMismatch {
             first: 200,
             second: 240

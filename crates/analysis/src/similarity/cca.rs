@@ -184,19 +184,7 @@ fn correlate(
             operand: Operand::Second,
         });
     }
-    let span = if options.centre {
-        instances - 1
-    } else {
-        instances
-    };
-    if kx + ky > span {
-        return Err(SimilarityError::TooFewInstancesForDirections {
-            instances,
-            span,
-            first: kx,
-            second: ky,
-        });
-    }
+    check_span(instances, options.centre, (kx, ky))?;
 
     // U_X lives in the first `px` coordinates of Q, so only those rows of U_Y meet it.
     let mut overlap = Mat::<f64>::zeros(kx, ky);
@@ -415,19 +403,7 @@ impl CcaSide {
             });
         }
         let (kx, ky) = (x.basis.ncols(), y.basis.ncols());
-        let span = if x.centre && y.centre {
-            instances - 1
-        } else {
-            instances
-        };
-        if kx + ky > span {
-            return Err(SimilarityError::TooFewInstancesForDirections {
-                instances,
-                span,
-                first: kx,
-                second: ky,
-            });
-        }
+        check_span(instances, x.centre && y.centre, (kx, ky))?;
         let mut overlap = Mat::<f64>::zeros(kx, ky);
         matmul(
             overlap.as_mut(),
@@ -444,6 +420,30 @@ impl CcaSide {
         });
         conclude(overlap, weights, (kx, ky), (x.dead, y.dead))
     }
+}
+
+/// Refuses kept directions the instances cannot hold apart: centred, `instances` span
+/// `instances - 1` dimensions, and two subspaces of `kept.0 + kept.1` more dimensions than
+/// that share a direction whatever the data.
+fn check_span(
+    instances: usize,
+    centred: bool,
+    kept: (usize, usize),
+) -> Result<(), SimilarityError> {
+    let span = if centred {
+        instances.saturating_sub(1)
+    } else {
+        instances
+    };
+    if kept.0 + kept.1 > span {
+        return Err(SimilarityError::TooFewInstancesForDirections {
+            instances,
+            span,
+            first: kept.0,
+            second: kept.1,
+        });
+    }
+    Ok(())
 }
 
 /// Replaces `z` by its Householder QR factorization in place: `R` in and above the diagonal,

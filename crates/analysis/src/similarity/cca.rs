@@ -119,26 +119,14 @@ fn svd_of(r: MatRef<'_, f64>, want_u: bool, want_v: bool) -> Result<Decomposed, 
     })
 }
 
-/// Thin SVD factors of one side's `R`.
-struct Side {
-    u: Mat<f64>,
-    v: Mat<f64>,
-    s: Vec<f64>,
-}
-
 fn correlate(
     x: &Matrix,
     y: &Matrix,
     options: &SvccaOptions,
     weighted: bool,
 ) -> Result<CcaResult, SimilarityError> {
-    let keep = options.keep_fraction;
-    if !(keep > 0.0 && keep <= 1.0) {
-        return Err(SimilarityError::KeepFraction(keep));
-    }
-    // At least one direction per side: the data must span two dimensions.
-    let needed = if options.centre { 3 } else { 2 };
-    let instances = check_instances(x, y, needed)?;
+    let keep = keep_fraction(options)?;
+    let instances = check_instances(x, y, instances_needed(options))?;
     let side_work = CcaSide::work(instances, x.cols()) + CcaSide::work(instances, y.cols());
     if parallel::pays(side_work) {
         // Two threads: each side reduced on its own, then one product of the bases.
@@ -169,8 +157,11 @@ fn correlate(
 
     let (pf, qf, mf) = (p as f64, q as f64, m as f64);
     let work = 10.0 * (pf * pf * pf + mf * qf * qf);
-    let (side_x, side_y) =
-        parallel::join(work, || decompose(r_x.as_ref()), || decompose(r_y.as_ref()));
+    let (side_x, side_y) = parallel::join(
+        work,
+        || svd_of(r_x.as_ref(), true, true),
+        || svd_of(r_y.as_ref(), true, true),
+    );
     let (side_x, side_y) = (side_x?, side_y?);
     let kx = kept(&side_x.s, instances.max(p), keep);
     let ky = kept(&side_y.s, instances.max(q), keep);
@@ -196,10 +187,15 @@ fn correlate(
         1.0,
         Par::Seq,
     );
+    let norms = if weighted {
+        column_norms(r_x.as_ref())
+    } else {
+        Vec::new()
+    };
     let weights = weighted.then(|| Weights {
         v: side_x.v.as_ref().subcols(0, kx),
         s: side_x.s.get(..kx).unwrap_or(&[]),
-        norms: column_norms(r_x.as_ref()),
+        norms: &norms,
     });
     conclude(overlap, weights, (kx, ky), stacked.dead)
 }
@@ -209,7 +205,7 @@ fn correlate(
 struct Weights<'a> {
     v: MatRef<'a, f64>,
     s: &'a [f64],
-    norms: Vec<f64>,
+    norms: &'a [f64],
 }
 
 /// The canonical correlations, their means and (with `weights`) PWCCA, from the inner
@@ -280,11 +276,8 @@ impl CcaSide {
         options: &SvccaOptions,
         weighted: bool,
     ) -> Result<CcaSide, SimilarityError> {
-        let keep = options.keep_fraction;
-        if !(keep > 0.0 && keep <= 1.0) {
-            return Err(SimilarityError::KeepFraction(keep));
-        }
-        let needed = if options.centre { 3 } else { 2 };
+        let keep = keep_fraction(options)?;
+        let needed = instances_needed(options);
         let n = matrix.rows();
         if n < needed {
             return Err(SimilarityError::TooFewInstances {
@@ -311,16 +304,14 @@ impl CcaSide {
         // are well conditioned.
         let Decomposed { s, mut v, .. } = svd_of(r.as_ref(), false, true)?;
         let k = kept(&s, n.max(p), keep);
-        let (Some(&largest), Some(&smallest)) = (s.first(), s.get(k.max(1) - 1)) else {
+        // `k` is 0 only when every singular value is numerically zero.
+        let (Some(&largest), Some(&smallest)) =
+            (s.first(), k.checked_sub(1).and_then(|i| s.get(i)))
+        else {
             return Err(SimilarityError::NoVariance {
                 operand: Operand::First,
             });
         };
-        if k == 0 {
-            return Err(SimilarityError::NoVariance {
-                operand: Operand::First,
-            });
-        }
         let basis = if largest <= smallest * DIVIDE_BELOW {
             // `X V_k S_k⁻¹`: one product of the centred data (written again: the QR took
             // its place), each column's rounding at most about `DIVIDE_BELOW · ε`.
@@ -416,10 +407,26 @@ impl CcaSide {
         let weights = (x.v.ncols() == kx).then(|| Weights {
             v: x.v.as_ref(),
             s: &x.s,
-            norms: x.norms.clone(),
+            norms: &x.norms,
         });
         conclude(overlap, weights, (kx, ky), (x.dead, y.dead))
     }
+}
+
+/// The fraction of variance to keep, refused outside `(0, 1]`.
+fn keep_fraction(options: &SvccaOptions) -> Result<f64, SimilarityError> {
+    let keep = options.keep_fraction;
+    if keep > 0.0 && keep <= 1.0 {
+        Ok(keep)
+    } else {
+        Err(SimilarityError::KeepFraction(keep))
+    }
+}
+
+/// Instances needed for at least one direction per side: the data must span two
+/// dimensions.
+fn instances_needed(options: &SvccaOptions) -> usize {
+    if options.centre { 3 } else { 2 }
 }
 
 /// Refuses kept directions the instances cannot hold apart: centred, `instances` span
@@ -472,16 +479,6 @@ fn householder_r(z: &mut Mat<f64>) -> Option<Mat<f64>> {
         Default::default(),
     );
     Some(coefficients)
-}
-
-/// Thin SVD of one side's `R`.
-fn decompose(r: MatRef<'_, f64>) -> Result<Side, SimilarityError> {
-    let svd = r.thin_svd().map_err(svd_error)?;
-    Ok(Side {
-        u: svd.U().to_owned(),
-        v: svd.V().to_owned(),
-        s: svd.S().column_vector().iter().copied().collect(),
-    })
 }
 
 fn svd_error(_: SvdError) -> SimilarityError {
@@ -543,7 +540,7 @@ fn projection_weights(side: &Weights<'_>, a: MatRef<'_, f64>) -> Vec<f64> {
         .col_iter()
         .map(|col| {
             col.iter()
-                .zip(&side.norms)
+                .zip(side.norms)
                 .filter(|(_, norm)| **norm > 0.0)
                 .map(|(v, norm)| v.abs() / norm)
                 .sum()

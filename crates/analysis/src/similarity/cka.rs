@@ -35,7 +35,7 @@ use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::traits::ComplexField;
 use faer::{Accum, Mat, MatRef, Par};
 
-use super::prepare::{Columns, check_instances, row_major, scan_pair};
+use super::prepare::{Columns, check_instances, row_major, scan_pair, wide};
 use super::{Operand, SimilarityError, parallel};
 use crate::Matrix;
 
@@ -299,11 +299,16 @@ fn centre_block(
     out: &mut [f32],
 ) {
     let width = columns.live();
-    for (index, dst) in (start..start + len).zip(out.chunks_exact_mut(width.max(1))) {
-        if let Some(row) = matrix.row(index) {
+    let rows = matrix
+        .as_slice()
+        .chunks_exact(matrix.cols().max(1))
+        .skip(start)
+        .take(len);
+    wide(|| {
+        for (row, dst) in rows.zip(out.chunks_exact_mut(width.max(1))) {
             columns.centre_row_f32(row, scale, dst);
         }
-    }
+    });
 }
 
 /// The sample form, from row-major centred copies.

@@ -6,7 +6,7 @@
 use faer::{Mat, Side};
 use proptest::prelude::*;
 
-use super::cca::kept;
+use super::cca::{CcaSide, kept};
 use super::cka::{Form, RowNorms, products};
 use super::*;
 use crate::rng::SplitMix64;
@@ -796,4 +796,51 @@ fn a_grid_answers_what_each_pair_answers() {
         })
     ));
     assert!(close(svcca_grid[0].clone().unwrap(), 1.0, 1e-12));
+}
+
+#[test]
+fn every_cca_route_gives_the_same_correlations() {
+    // Well conditioned (the cross product of the centred data), nearly collinear neurons
+    // 1e-3 apart (each side whitened, but the pair's conditions too large together for the
+    // cross product), and 1e-5 apart (the reflectors).
+    let a = normal(300, 12, 120);
+    let b = from_mat(&(to_mat(&a) * random_square(12, 121) + to_mat(&normal(300, 12, 122))));
+    let mild = widened(&normal(300, 8, 123), 2, 1e-3, 124);
+    let steep = widened(&times(&a, &random_square(12, 125)), 3, 1e-5, 126);
+    let all = [&a, &b, &mild, &steep];
+    for (options, weighted) in [(SvccaOptions::default(), false), (SvccaOptions::CCA, true)] {
+        for (i, x) in all.into_iter().enumerate() {
+            for (j, y) in all.into_iter().enumerate() {
+                let mut answers = Vec::new();
+                for divide_below in [1e5, 0.0] {
+                    let side_x =
+                        CcaSide::new_dividing_below(x, &options, weighted, divide_below).unwrap();
+                    let side_y =
+                        CcaSide::new_dividing_below(y, &options, false, divide_below).unwrap();
+                    for cross_below in [1e5, 0.0] {
+                        answers.push(
+                            CcaSide::correlate_crossing_below(&side_x, &side_y, cross_below)
+                                .unwrap(),
+                        );
+                    }
+                }
+                let first = &answers[0];
+                for other in &answers[1..] {
+                    assert_all_close(&other.coefficients, &first.coefficients, 1e-9);
+                    assert_eq!(other.kept, first.kept);
+                    if weighted {
+                        assert!(close(other.pwcca.unwrap(), first.pwcca.unwrap(), 1e-9));
+                    }
+                }
+                if weighted && i < 2 && j < 2 {
+                    // Everything kept and no dead neuron: plain CCA, which the
+                    // covariance-whitening oracle answers too.
+                    let (oracle, oracle_pw) = whitened_cca(x, y);
+                    let n = first.coefficients.len();
+                    assert_all_close(&first.coefficients, &oracle[..n], 1e-8);
+                    assert!(close(first.pwcca.unwrap(), oracle_pw, 1e-8));
+                }
+            }
+        }
+    }
 }

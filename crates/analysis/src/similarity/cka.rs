@@ -35,7 +35,7 @@ use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::traits::ComplexField;
 use faer::{Accum, Mat, MatRef, Par};
 
-use super::prepare::{Columns, check_instances, row_major, scan_pair, wide};
+use super::prepare::{Columns, check_instances, row_major, scan, scan_pair, wide};
 use super::{Operand, SimilarityError, parallel};
 use crate::Matrix;
 
@@ -49,10 +49,9 @@ const BLOCK_ROWS: usize = 512;
 /// isotropic scaling of either side. Each neuron is centred first; constant neurons add
 /// nothing and are skipped. Needs at least 2 instances and a varying neuron on each side.
 pub fn linear_cka(x: &Matrix, y: &Matrix) -> Result<f64, SimilarityError> {
-    check_instances(x, y, 2)?;
+    let n = check_instances(x, y, 2)?;
     let (products, _) = products(x, y, None, false)?;
-    let ratio = products.cross / (products.first * products.second).sqrt();
-    Ok(ratio.clamp(0.0, 1.0))
+    ratio(&products, (&[], &[]), n, false)
 }
 
 /// Debiased linear CKA of `x` and `y`: every HSIC replaced by the unbiased estimator of Song
@@ -61,12 +60,28 @@ pub fn linear_cka(x: &Matrix, y: &Matrix) -> Result<f64, SimilarityError> {
 /// unrelated layers. Needs at least 4 instances; refused when a side's debiased
 /// self-similarity is not positive.
 pub fn linear_cka_debiased(x: &Matrix, y: &Matrix) -> Result<f64, SimilarityError> {
-    let n = check_instances(x, y, 4)? as f64;
+    let n = check_instances(x, y, 4)?;
     let (products, rows) = products(x, y, None, true)?;
+    ratio(&products, (&rows.first, &rows.second), n, true)
+}
+
+/// CKA from the squared norms of the Gram products of `n` instances (and, `debiased`, the
+/// squared row norms of both sides).
+fn ratio(
+    products: &Products,
+    rows: (&[f64], &[f64]),
+    n: usize,
+    debiased: bool,
+) -> Result<f64, SimilarityError> {
+    if !debiased {
+        let ratio = products.cross / (products.first * products.second).sqrt();
+        return Ok(ratio.clamp(0.0, 1.0));
+    }
+    let n = n as f64;
     let debias = |squared_norm: f64, rows_dot: f64, total_a: f64, total_b: f64| {
         squared_norm - n / (n - 2.0) * rows_dot + total_a * total_b / ((n - 1.0) * (n - 2.0))
     };
-    let (r, s) = (&rows.first, &rows.second);
+    let (r, s) = rows;
     let (total_r, total_s) = (r.iter().sum::<f64>(), s.iter().sum::<f64>());
     let cross = debias(products.cross, dot(r, s), total_r, total_s);
     let first = debias(products.first, dot(r, r), total_r, total_r);
@@ -77,6 +92,95 @@ pub fn linear_cka_debiased(x: &Matrix, y: &Matrix) -> Result<f64, SimilarityErro
         }
     }
     Ok(cross / (first * second).sqrt())
+}
+
+/// One matrix made ready for CKA against many others ([`super::similarity_grid`]): its
+/// centred live neurons scaled and rounded to `f32` once (as [`linear_cka`] does block by
+/// block), its self-product `||XᵀX||²_F` and its squared row norms, so that a pair costs
+/// only the cross product `YᵀX`, taken over the same blocks of rows as the pair path.
+pub(super) struct CkaSide {
+    /// Centred live neurons times `scale`, row-major `f32` (`instances x live`).
+    data: Vec<f32>,
+    instances: usize,
+    live: usize,
+    scale: f64,
+    /// `||XᵀX||²_F` of the centred data.
+    self_product: f64,
+    /// Squared row norms of the centred data.
+    rows: Vec<f64>,
+}
+
+impl CkaSide {
+    /// Prepares `matrix`; refuses NaN or infinite values (about [`Operand::First`]). A
+    /// matrix without a live neuron is prepared (and refused by [`CkaSide::cka`]), so that
+    /// a pair reports its refusals in [`linear_cka`]'s order.
+    pub(super) fn new(matrix: &Matrix) -> Result<CkaSide, SimilarityError> {
+        let columns = scan(matrix, Operand::First, true)?;
+        let (n, p) = (matrix.rows(), columns.live());
+        let scale = scale_of(&columns);
+        let mut data = vec![0.0f32; n * p];
+        let mut xx = Mat::<f64>::zeros(p, p);
+        let mut rows = Vec::with_capacity(n);
+        if p > 0 {
+            centre_block(matrix, &columns, scale, 0, n, &mut data);
+            let mut block_xx = Mat::<f32>::zeros(p, p);
+            for block in data.chunks(BLOCK_ROWS * p) {
+                let v = MatRef::from_row_major_slice(block, block.len() / p, p);
+                lower_gram(&mut block_xx, v.transpose(), Accum::Replace);
+                add_to(&mut xx, &block_xx, true);
+            }
+            let unscale = 1.0 / (scale * scale);
+            rows.extend(data.chunks_exact(p).map(|r| squared_norm(r) * unscale));
+        }
+        Ok(CkaSide {
+            data,
+            instances: n,
+            live: p,
+            scale,
+            self_product: lower_dot(&xx, &xx) / scale.powi(4),
+            rows,
+        })
+    }
+
+    /// Live neurons.
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// CKA (`debiased` or not) of two prepared sides with the same instances, enough of them
+    /// ([`linear_cka`]'s answer for their matrices, to rounding).
+    pub(super) fn cka(x: &CkaSide, y: &CkaSide, debiased: bool) -> Result<f64, SimilarityError> {
+        for (operand, side) in [(Operand::First, x), (Operand::Second, y)] {
+            if side.live == 0 {
+                return Err(SimilarityError::NoVariance { operand });
+            }
+        }
+        let (p, q) = (x.live, y.live);
+        let mut yx = Mat::<f64>::zeros(q, p);
+        let mut block_yx = Mat::<f32>::zeros(q, p);
+        for (bx, by) in x
+            .data
+            .chunks(BLOCK_ROWS * p)
+            .zip(y.data.chunks(BLOCK_ROWS * q))
+        {
+            let len = bx.len() / p;
+            matmul(
+                block_yx.as_mut(),
+                Accum::Replace,
+                MatRef::from_row_major_slice(by, len, q).transpose(),
+                MatRef::from_row_major_slice(bx, len, p),
+                1.0f32,
+                Par::Seq,
+            );
+            add_to(&mut yx, &block_yx, false);
+        }
+        let products = Products {
+            cross: squared_frobenius(&yx) / (x.scale * y.scale).powi(2),
+            first: x.self_product,
+            second: y.self_product,
+        };
+        ratio(&products, (&x.rows, &y.rows), x.instances, debiased)
+    }
 }
 
 /// Which products [`products`] computes.

@@ -1,13 +1,16 @@
 //! Many comparisons at once: a rows x columns grid of similarities (a layer at every epoch
 //! against a reference epoch, every pair of layers, two runs' layers). The CCA family reduces
-//! each distinct matrix once ([`CcaSide`]: its kept directions as an orthonormal basis) and
-//! then pays one product of two bases and a small SVD per cell, where comparing pair by pair
-//! would factor the reference again for every cell; CKA compares each cell as
-//! [`similarity`] does. Two threads take half the rows each when the work pays.
+//! each distinct matrix once to its kept directions ([`CcaSide`]) and
+//! then pays one product and a small SVD per cell, where comparing pair by pair would factor
+//! the reference again for every cell; CKA centres each distinct matrix and takes its
+//! self-product once ([`CkaSide`]), then one cross product per cell. Two threads take half
+//! the rows each when the work pays.
 
 use std::ptr;
 
 use super::cca::CcaSide;
+use super::cka::CkaSide;
+use super::prepare::check_instances;
 use super::{Method, Operand, SimilarityError, SvccaOptions, parallel, similarity};
 use crate::Matrix;
 
@@ -23,7 +26,8 @@ pub fn similarity_grid(
     cols: &[&Matrix],
 ) -> Vec<Result<f64, SimilarityError>> {
     match method {
-        Method::Cka | Method::CkaDebiased => pairwise(method, rows, cols),
+        Method::Cka => cka_grid(rows, cols, false),
+        Method::CkaDebiased => cka_grid(rows, cols, true),
         Method::Svcca => cca_grid(rows, cols, &SvccaOptions::default(), false),
         Method::Pwcca => cca_grid(rows, cols, &SvccaOptions::CCA, true),
     }
@@ -35,19 +39,49 @@ fn cka_work(x: &Matrix, y: &Matrix) -> f64 {
     x.rows() as f64 * width * width / 2.0
 }
 
-/// Every cell on its own, rows split between two threads.
-fn pairwise(
-    method: Method,
+/// CKA: each distinct matrix centred, rounded and multiplied by itself once ([`CkaSide`]),
+/// then one cross product per cell. A cell with fewer instances than the two sides' live
+/// neurons together is compared as [`similarity`] does it (the Gram form of the instances).
+fn cka_grid(
     rows: &[&Matrix],
     cols: &[&Matrix],
+    debiased: bool,
 ) -> Vec<Result<f64, SimilarityError>> {
+    let method = if debiased {
+        Method::CkaDebiased
+    } else {
+        Method::Cka
+    };
+    let needed = if debiased { 4 } else { 2 };
+    let shared = |m: &Matrix| cols.iter().position(|c| ptr::eq(*c, m));
+    let side_work = |m: &&Matrix| cka_work(m, m) / 4.0;
+    let sides = in_halves(cols.iter().map(side_work).sum(), cols, |m| {
+        CkaSide::new(m).map_err(|e| e.about(Operand::Second))
+    });
     let work = rows
         .iter()
         .flat_map(|x| cols.iter().map(move |y| cka_work(x, y)))
         .sum();
     in_halves(work, rows, |x| {
+        let own;
+        let side = match shared(x).and_then(|j| sides.get(j)) {
+            Some(side) => side,
+            None => {
+                own = CkaSide::new(x);
+                &own
+            }
+        };
         cols.iter()
-            .map(|y| similarity(method, x, y))
+            .zip(&sides)
+            .map(|(y, y_side)| {
+                check_instances(x, y, needed)?;
+                let x_side = side.as_ref().map_err(|e| e.clone().about(Operand::First))?;
+                let y_side = y_side.as_ref().map_err(Clone::clone)?;
+                if x.rows() < x_side.live() + y_side.live() {
+                    return similarity(method, x, y);
+                }
+                CkaSide::cka(x_side, y_side, debiased)
+            })
             .collect::<Vec<_>>()
     })
     .into_iter()

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use actiscope_e2e::{CrashableServer, TestServer};
+use actiscope_e2e::{CrashableServer, TestServer, actiscope_binary};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -1368,21 +1368,6 @@ async fn an_imported_run_opens_from_the_form_and_its_flows_click() {
     })
     .await;
     assert!(message.contains("nothing-here"), "{message}");
-}
-
-/// The `actiscope` binary of this build (`<target>/debug/actiscope`, beside `deps/` where
-/// this test runs), built by the workspace's tests before this one.
-fn actiscope_binary() -> PathBuf {
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("actiscope")))
-        .expect("the test's own path");
-    assert!(
-        binary.is_file(),
-        "{} is missing; run `cargo xtask test` (it builds it first)",
-        binary.display()
-    );
-    binary
 }
 
 /// A child process killed when the test ends, pass or fail.

@@ -569,6 +569,112 @@ async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
     }
 }
 
+/// An `actiscope worker` process, killed when the test ends, pass or fail.
+struct Worker(std::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_s_gpu_run_tells_its_preparation_through_the_store_to_a_server() {
+    // A run queued for workers in a SQLite file, a server on that file (which trains none of
+    // it), and a worker process training it on wgpu (lavapipe where there is no GPU).
+    let dir = tempfile::tempdir().expect("a folder");
+    let path = dir.path().join("runs.db");
+    let config = actiscope_train::TrainConfig {
+        device: actiscope_train::device::DeviceChoice::Wgpu,
+        ..quick_run(40)
+    };
+    let config_json = serde_json::to_string(&config).expect("the configuration as JSON");
+    let run_id = actiscope_store::Store::open(&path)
+        .and_then(|store| store.queue_for_workers("a worker's GPU run", &config_json))
+        .expect("queued");
+    let store = actiscope_store::Store::open(&path).expect("the server's store");
+    let server = TestServer::start_on(store, None)
+        .await
+        .expect("server starts");
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    let subscribe = encode(&ClientMessage::Subscribe {
+        run_id,
+        from_epoch: 1,
+    })
+    .expect("encode");
+    socket
+        .send(Message::Binary(subscribe.clone().into()))
+        .await
+        .expect("subscribe");
+    let _worker = Worker(
+        std::process::Command::new(actiscope_e2e::actiscope_binary())
+            .args(["worker", "--exit-when-idle", "--store"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("actiscope worker starts"),
+    );
+    // The server hears of the preparation from the store (its watcher may see a few quick
+    // steps as one), before the first epoch.
+    let mut steps = Vec::new();
+    loop {
+        match next_message_within(&mut socket, Duration::from_secs(300)).await {
+            ServerMessage::Preparing {
+                run_id: id,
+                steps_done,
+                steps_total,
+                step,
+            } => {
+                assert_eq!(id, run_id);
+                steps.push((steps_done, steps_total, step));
+            }
+            ServerMessage::Epoch { snapshot, .. } => {
+                assert_eq!(snapshot.metrics.epoch, 1);
+                break;
+            }
+            ServerMessage::Error { reason } => panic!("server error: {reason}"),
+            _ => {}
+        }
+    }
+    let last = steps
+        .last()
+        .expect("the preparation is told before the first epoch");
+    assert_eq!((last.0, last.1, last.2.as_str()), (5, 5, ""), "{steps:?}");
+    for (pair, (done, total, step)) in steps.windows(2).zip(&steps) {
+        assert!(pair[0].0 <= pair[1].0, "steps go forward: {steps:?}");
+        assert_eq!(*total, 5, "{steps:?}");
+        assert_eq!(step.is_empty(), done == total, "{steps:?}");
+    }
+
+    // A session that subscribes while the worker trains on learns how the preparation ended
+    // before the stored epochs.
+    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    late.send(Message::Binary(subscribe.into()))
+        .await
+        .expect("subscribe");
+    loop {
+        match next_message(&mut late).await {
+            ServerMessage::Preparing {
+                steps_done,
+                steps_total,
+                ..
+            } => {
+                assert_eq!((steps_done, steps_total), (5, 5));
+                break;
+            }
+            ServerMessage::Epoch { .. } => panic!("an epoch came before the preparation"),
+            ServerMessage::Error { reason } => panic!("server error: {reason}"),
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_beyond_the_limit_queue_then_train_and_can_be_stopped_or_deleted() {
     let store_dir = tempfile::tempdir().unwrap();

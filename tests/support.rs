@@ -247,3 +247,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
     stream.read_to_end(&mut response).await?;
     Ok(split_response(&response))
 }
+
+/// The `actiscope` binary of this build (`<target>/debug/actiscope`, beside `deps/` where
+/// the test runs), built by the workspace's tests (`cargo xtask test`) before this one.
+pub fn actiscope_binary() -> PathBuf {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("actiscope")))
+        .unwrap_or_default();
+    assert!(
+        binary.is_file(),
+        "{} is missing; run `cargo xtask test` (it builds it first)",
+        binary.display()
+    );
+    binary
+}

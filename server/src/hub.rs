@@ -13,6 +13,7 @@ use actiscope_store::{RunStatus, Store, StoreError};
 use actiscope_train::{TrainConfig, TrainError, Trainer};
 use tokio::sync::broadcast;
 
+use crate::preparation::{StoredPreparation, store_step};
 use crate::runner::{
     CaptureMode, IMAGES_KIND, RunError, RunProgress, SNAPSHOT_KIND, record_run, run_to_completion,
 };
@@ -119,8 +120,9 @@ pub struct Hub {
     events: broadcast::Sender<HubEvent>,
     stops: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
     /// The latest [`ServerMessage::Preparing`](actiscope_protocol::ServerMessage::Preparing)
-    /// frame of each run training here, kept until the run ends, so a session that
-    /// subscribes late still learns how the GPU's preparation went.
+    /// frame of each run training here, or that a worker trains ([`crate::watch`]), kept
+    /// until the run ends, so a session that subscribes late still learns how the GPU's
+    /// preparation went.
     preparations: Arc<Mutex<HashMap<i64, bytes::Bytes>>>,
     slots: Arc<tokio::sync::Semaphore>,
     queued: Arc<AtomicUsize>,
@@ -296,6 +298,7 @@ impl Hub {
                     frames: Arc::clone(&hub.frames),
                     runs_cache: Arc::clone(&hub.runs_cache),
                     local: Arc::clone(&hub.stops),
+                    preparations: Arc::clone(&hub.preparations),
                 };
                 let spawned = std::thread::Builder::new()
                     .name("actiscope-watch".to_owned())
@@ -688,17 +691,14 @@ impl Hub {
             CaptureMode::Beside,
             &mut |progress| {
                 let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-                let (message, keep) = match progress {
+                let (frame, keep) = match progress {
                     // A handful of steps, each worth telling, and the latest kept.
-                    RunProgress::Preparing(step) => (
-                        actiscope_protocol::ServerMessage::Preparing {
-                            run_id,
-                            steps_done: count(step.done),
-                            steps_total: count(step.total),
-                            step: step.step.clone(),
-                        },
-                        true,
-                    ),
+                    RunProgress::Preparing(step) => {
+                        if let Err(err) = store_step(&self.store, run_id, step) {
+                            tracing::warn!(run_id, %err, "cannot store the preparation step");
+                        }
+                        (StoredPreparation::of(step).frame(run_id), true)
+                    }
                     // Batches are best effort, at most every PROGRESS_INTERVAL: the epoch's
                     // own frame says when it ended, so short epochs cost every session one
                     // frame each.
@@ -713,13 +713,13 @@ impl Hub {
                             batches_done: count(done),
                             batches_total: count(total),
                         };
-                        (message, false)
+                        let frame = actiscope_protocol::encode(&message).ok();
+                        (frame.map(bytes::Bytes::from), false)
                     }
                 };
-                let Ok(frame) = actiscope_protocol::encode(&message) else {
+                let Some(frame) = frame else {
                     return;
                 };
-                let frame = bytes::Bytes::from(frame);
                 if keep && let Ok(mut kept) = self.preparations.lock() {
                     kept.insert(run_id, frame.clone());
                 }
@@ -737,7 +737,8 @@ impl Hub {
     }
 
     /// The latest [`ServerMessage::Preparing`](actiscope_protocol::ServerMessage::Preparing)
-    /// frame of run `run_id` while it trains here on a GPU: during the preparation and after.
+    /// frame of run `run_id` while it trains on a GPU, here or in a worker: during the
+    /// preparation and after.
     pub fn preparing_frame(&self, run_id: i64) -> Option<bytes::Bytes> {
         self.preparations.lock().ok()?.get(&run_id).cloned()
     }

@@ -18,6 +18,7 @@ pub mod import_cmd;
 pub mod importer;
 pub mod lenses;
 pub mod owner;
+pub mod preparation;
 pub mod query_params;
 pub mod report_cmd;
 pub mod resume;

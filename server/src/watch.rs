@@ -3,8 +3,8 @@
 //! sharing a PostgreSQL database, stream live too. A thread waits for another connection's
 //! commit ([`Store::wait_for_change`]: SQLite's `data_version` looked at every
 //! [`WATCH_INTERVAL`], PostgreSQL's `NOTIFY` as it lands); when one came, it compares the run
-//! list with what it saw last and announces new runs, changed statuses and the new epochs of
-//! runs this process does not train itself.
+//! list with what it saw last and announces new runs, changed statuses, and the preparation
+//! steps and new epochs of runs this process does not train itself.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -16,6 +16,7 @@ use actiscope_store::Store;
 use tokio::sync::broadcast;
 
 use crate::hub::{FrameCache, HubEvent, RunsCache, broadcast_epoch, decode_stored};
+use crate::preparation::StoredPreparation;
 use crate::runner::SNAPSHOT_KIND;
 
 /// How often a SQLite store is checked for other writers' commits (and how long a PostgreSQL
@@ -31,11 +32,26 @@ pub(crate) struct Watched {
     pub runs_cache: Arc<RunsCache>,
     /// Runs this process trains or imports (it announces their epochs itself).
     pub local: Arc<Mutex<HashMap<i64, Arc<AtomicBool>>>>,
+    /// The hub's latest `Preparing` frame of each run (see `Hub::preparing_frame`).
+    pub preparations: Arc<Mutex<HashMap<i64, bytes::Bytes>>>,
+}
+
+/// What the watcher remembers of a run between looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    status: String,
+    epochs: u32,
+    preparation_json: String,
 }
 
 /// Watches the store through `connection` (a connection of its own) until the hub is gone.
 pub(crate) fn watch(connection: Store, watched: Watched) {
-    let mut known: HashMap<i64, (String, u32)> = seen(&connection).unwrap_or_default();
+    let mut known: HashMap<i64, Seen> = seen(&connection).unwrap_or_default();
+    // Runs other processes were preparing before this one looked: no session to tell yet,
+    // but the ones to come will be.
+    for (&run_id, run) in &known {
+        announce_preparation(&watched, run_id, run);
+    }
     loop {
         if watched.writer.upgrade().is_none() {
             return;
@@ -59,13 +75,22 @@ pub(crate) fn watch(connection: Store, watched: Watched) {
             .map(|runs| runs.keys().copied().collect())
             .unwrap_or_default();
         let mut changed = Vec::new();
-        for (&run_id, (status, epochs)) in &now {
+        for (&run_id, run) in &now {
             let before = known.get(&run_id);
-            if before.is_none_or(|(s, _)| s != status) {
+            let status_changed = before.is_none_or(|b| b.status != run.status);
+            if status_changed {
                 changed.push(run_id);
             }
-            let from = before.map_or(0, |(_, e)| *e);
-            if *epochs > from && !local.contains(&run_id) {
+            if local.contains(&run_id) {
+                continue;
+            }
+            if before.is_none_or(|b| b.preparation_json != run.preparation_json) {
+                announce_preparation(&watched, run_id, run);
+            } else if status_changed && run.status != "running" {
+                forget_preparation(&watched, run_id);
+            }
+            let from = before.map_or(0, |b| b.epochs);
+            if run.epochs > from {
                 announce_epochs(&connection, &watched, run_id, from + 1);
             }
         }
@@ -80,13 +105,45 @@ pub(crate) fn watch(connection: Store, watched: Watched) {
     }
 }
 
-/// Every run's status and stored epochs.
-fn seen(connection: &Store) -> Result<HashMap<i64, (String, u32)>, actiscope_store::StoreError> {
+/// Every run's status, stored epochs and preparation.
+fn seen(connection: &Store) -> Result<HashMap<i64, Seen>, actiscope_store::StoreError> {
     Ok(connection
         .runs()?
         .into_iter()
-        .map(|row| (row.id, (row.status, row.epochs_stored)))
+        .map(|row| {
+            let run = Seen {
+                status: row.status,
+                epochs: row.epochs_stored,
+                preparation_json: row.preparation_json,
+            };
+            (row.id, run)
+        })
         .collect())
+}
+
+/// Tells run `run_id`'s sessions the preparation step another process stored (a worker
+/// training it on a GPU), and keeps the frame for late sessions while the run is running.
+fn announce_preparation(watched: &Watched, run_id: i64, run: &Seen) {
+    let Some(frame) = StoredPreparation::from_json(&run.preparation_json)
+        .and_then(|preparation| preparation.frame(run_id))
+    else {
+        return;
+    };
+    if run.status == "running" {
+        if let Ok(mut kept) = watched.preparations.lock() {
+            kept.insert(run_id, frame.clone());
+        }
+        let _ = watched.events.send(HubEvent::Progress { run_id, frame });
+    } else {
+        forget_preparation(watched, run_id);
+    }
+}
+
+/// Drops the kept preparation frame of run `run_id`, which no longer trains.
+fn forget_preparation(watched: &Watched, run_id: i64) {
+    if let Ok(mut kept) = watched.preparations.lock() {
+        kept.remove(&run_id);
+    }
 }
 
 /// Announces run `run_id`'s stored epochs from `from_epoch` on, in order, as the hub does for

@@ -19,7 +19,7 @@ pub mod testing;
 pub use location::{LocationError, PostgresUrl, StoreLocation};
 
 /// Version of the schema this build writes. Each migration (of either engine) raises it by one.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Errors of the run store.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +128,10 @@ pub struct RunRow {
     pub owner: String,
     /// When that process last said it was alive, milliseconds since the Unix epoch.
     pub heartbeat_unix_ms: i64,
+    /// How the preparation of the run's device goes, as its trainer last told
+    /// [`Store::set_preparation`] (JSON of the trainer's choosing; empty when never told, and
+    /// for runs stored before schema version 6), so that other processes can show it.
+    pub preparation_json: String,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -165,6 +169,7 @@ pub(crate) trait Backend: Send {
     fn record_run(&mut self, run: &NewRun<'_>) -> Result<i64, StoreError>;
     fn set_status(&self, run_id: i64, status: RunStatus) -> Result<bool, StoreError>;
     fn status(&self, run_id: i64) -> Result<Option<String>, StoreError>;
+    fn set_preparation(&self, run_id: i64, preparation_json: &str) -> Result<bool, StoreError>;
     fn set_dataset_sha256(&self, run_id: i64, sha256: &str) -> Result<(), StoreError>;
     fn put_epoch_keeping_latest(
         &mut self,
@@ -327,6 +332,13 @@ impl Store {
     /// The status of a run, or `None` when no run has that id.
     pub fn status(&self, run_id: i64) -> Result<Option<String>, StoreError> {
         self.backend.status(run_id)
+    }
+
+    /// Records how the preparation of run `run_id`'s device goes (see
+    /// [`RunRow::preparation_json`]), for processes that show the run but do not train it;
+    /// returns whether the run exists. A commit of its own, so a watcher hears of it at once.
+    pub fn set_preparation(&self, run_id: i64, preparation_json: &str) -> Result<bool, StoreError> {
+        self.backend.set_preparation(run_id, preparation_json)
     }
 
     /// Records the SHA-256 of the data run `run_id` saw.
@@ -883,6 +895,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert!(watcher.wait_for_change(wait)?, "an epoch and a status");
         assert!(!watcher.wait_for_change(wait)?);
+        writer.set_preparation(run, "{}")?;
+        assert!(watcher.wait_for_change(wait)?, "a preparation step");
+        assert_eq!(watcher.run(run)?.ok_or("the run")?.preparation_json, "{}");
+        assert!(!watcher.wait_for_change(wait)?);
         if engine == Engine::Postgres {
             writer.heartbeat("nobody")?;
             assert!(!watcher.wait_for_change(wait)?, "a heartbeat is not news");
@@ -935,6 +951,14 @@ mod tests {
         assert_eq!((old.device.as_str(), old.dataset_sha256.as_str()), ("", ""));
         store.set_dataset_sha256(1, "abc")?;
         assert_eq!(store.run(1)?.ok_or("run 1")?.dataset_sha256, "abc");
+        assert_eq!(old.preparation_json, "");
+        assert!(store.set_preparation(1, r#"{"done":1}"#)?);
+        assert!(!store.set_preparation(2, "{}")?, "no run 2");
+        let runs = store.runs()?;
+        assert_eq!(
+            runs.first().map(|r| r.preparation_json.as_str()),
+            Some(r#"{"done":1}"#)
+        );
         Ok(())
     }
 

@@ -44,6 +44,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
      ALTER TABLE runs ADD COLUMN heartbeat_unix_ms BIGINT NOT NULL DEFAULT 0;",
     "ALTER TABLE runs ADD COLUMN for_workers INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE runs ADD COLUMN preparation_json TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The advisory lock every opener takes while it reads and migrates the schema, so two
@@ -61,7 +62,7 @@ const CLOCK_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIG
 
 const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, \
      r.dataset_sha256, (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id), r.owner, \
-     r.heartbeat_unix_ms";
+     r.heartbeat_unix_ms, r.preparation_json";
 
 impl From<postgres::Error> for StoreError {
     fn from(err: postgres::Error) -> Self {
@@ -89,6 +90,7 @@ fn run_row(row: &postgres::Row) -> Result<RunRow, StoreError> {
         epochs_stored: epoch_of(row.try_get(7)?)?,
         owner: row.try_get(8)?,
         heartbeat_unix_ms: row.try_get(9)?,
+        preparation_json: row.try_get(10)?,
     })
 }
 
@@ -328,6 +330,16 @@ impl Backend for Postgres {
             Ok(tx.execute(
                 "UPDATE runs SET status = $1 WHERE id = $2",
                 &[&status.as_str(), &run_id],
+            )? == 1)
+        })
+    }
+
+    fn set_preparation(&self, run_id: i64, preparation_json: &str) -> Result<bool, StoreError> {
+        // Progress for people: worth a notification, not a durable commit.
+        self.write_with(Commit::Lazy, |tx| {
+            Ok(tx.execute(
+                "UPDATE runs SET preparation_json = $1 WHERE id = $2",
+                &[&preparation_json, &run_id],
             )? == 1)
         })
     }

@@ -43,6 +43,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
      ALTER TABLE runs ADD COLUMN heartbeat_unix_ms INTEGER NOT NULL DEFAULT 0;",
     "ALTER TABLE runs ADD COLUMN for_workers INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE runs ADD COLUMN preparation_json TEXT NOT NULL DEFAULT '';",
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -69,7 +70,8 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 const RUN_COLUMNS: &str = "r.id, r.name, r.config_json, r.status, r.device, r.created_unix_secs, r.dataset_sha256, \
-     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id), r.owner, r.heartbeat_unix_ms";
+     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id), r.owner, r.heartbeat_unix_ms, \
+     r.preparation_json";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -83,6 +85,7 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         epochs_stored: row.get(7)?,
         owner: row.get(8)?,
         heartbeat_unix_ms: row.get(9)?,
+        preparation_json: row.get(10)?,
     })
 }
 
@@ -232,6 +235,14 @@ impl Backend for Sqlite {
         let changed = self.conn.execute(
             "UPDATE runs SET status = ?1 WHERE id = ?2",
             params![status.as_str(), run_id],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn set_preparation(&self, run_id: i64, preparation_json: &str) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE runs SET preparation_json = ?1 WHERE id = ?2",
+            params![preparation_json, run_id],
         )?;
         Ok(changed == 1)
     }

@@ -486,17 +486,8 @@ async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
     assert_eq!(snapshot.metrics.epoch, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
-    // wgpu on whatever adapter the machine has: lavapipe where there is no GPU.
-    let config = actiscope_train::TrainConfig {
-        device: actiscope_train::device::DeviceChoice::Wgpu,
-        ..quick_run(10)
-    };
-    let (server, run_id) = TestServer::start_with_run(None, Some(config))
-        .await
-        .expect("server and run start");
-    let run_id = run_id.expect("a run id");
+/// Subscribes a new session to run `run_id` from epoch 1.
+async fn subscribed(server: &TestServer, run_id: i64) -> Socket {
     let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("connects");
@@ -506,14 +497,19 @@ async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
     })
     .expect("encode");
     socket
-        .send(Message::Binary(subscribe.clone().into()))
+        .send(Message::Binary(subscribe.into()))
         .await
         .expect("subscribe");
-    // However late this session subscribes, it hears of the preparation before epoch 1.
+    socket
+}
+
+/// Reads `socket` (subscribed to run `run_id`) up to the first epoch and checks the
+/// preparation it was told before: steps going forward, all five done at last.
+async fn assert_prepared_before_the_first_epoch(socket: &mut Socket, run_id: i64) {
     // A step may take a minute where lavapipe tunes kernels its cache has not seen.
     let mut steps = Vec::new();
     loop {
-        match next_message_within(&mut socket, Duration::from_secs(300)).await {
+        match next_message_within(socket, Duration::from_secs(300)).await {
             ServerMessage::Preparing {
                 run_id: id,
                 steps_done,
@@ -543,15 +539,15 @@ async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
         assert_eq!(*total, 5, "{steps:?}");
         assert_eq!(step.is_empty(), done == total, "{steps:?}");
     }
+    for pair in steps.windows(2) {
+        assert!(pair[0].0 <= pair[1].0, "steps go forward: {steps:?}");
+    }
+}
 
-    // A session that subscribes once epochs are stored, while the run goes on, is told how
-    // the preparation ended before the stored epochs.
-    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("connects");
-    late.send(Message::Binary(subscribe.into()))
-        .await
-        .expect("subscribe");
+/// Checks that a session subscribing to run `run_id` while it trains on is told how the
+/// preparation ended before the stored epochs.
+async fn assert_a_late_session_hears_the_preparation_ended(server: &TestServer, run_id: i64) {
+    let mut late = subscribed(server, run_id).await;
     loop {
         match next_message(&mut late).await {
             ServerMessage::Preparing {
@@ -567,6 +563,23 @@ async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
             _ => {}
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_run_tells_how_its_preparation_goes_before_its_first_epoch() {
+    // wgpu on whatever adapter the machine has: lavapipe where there is no GPU.
+    let config = actiscope_train::TrainConfig {
+        device: actiscope_train::device::DeviceChoice::Wgpu,
+        ..quick_run(10)
+    };
+    let (server, run_id) = TestServer::start_with_run(None, Some(config))
+        .await
+        .expect("server and run start");
+    let run_id = run_id.expect("a run id");
+    // However late this session subscribes, it hears of the preparation before epoch 1.
+    let mut socket = subscribed(&server, run_id).await;
+    assert_prepared_before_the_first_epoch(&mut socket, run_id).await;
+    assert_a_late_session_hears_the_preparation_ended(&server, run_id).await;
 }
 
 /// An `actiscope worker` process, killed when the test ends, pass or fail.
@@ -597,18 +610,7 @@ async fn a_worker_s_gpu_run_tells_its_preparation_through_the_store_to_a_server(
     let server = TestServer::start_on(store, None)
         .await
         .expect("server starts");
-    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("connects");
-    let subscribe = encode(&ClientMessage::Subscribe {
-        run_id,
-        from_epoch: 1,
-    })
-    .expect("encode");
-    socket
-        .send(Message::Binary(subscribe.clone().into()))
-        .await
-        .expect("subscribe");
+    let mut socket = subscribed(&server, run_id).await;
     let _worker = Worker(
         std::process::Command::new(actiscope_e2e::actiscope_binary())
             .args(["worker", "--exit-when-idle", "--store"])
@@ -619,60 +621,9 @@ async fn a_worker_s_gpu_run_tells_its_preparation_through_the_store_to_a_server(
             .expect("actiscope worker starts"),
     );
     // The server hears of the preparation from the store (its watcher may see a few quick
-    // steps as one), before the first epoch.
-    let mut steps = Vec::new();
-    loop {
-        match next_message_within(&mut socket, Duration::from_secs(300)).await {
-            ServerMessage::Preparing {
-                run_id: id,
-                steps_done,
-                steps_total,
-                step,
-            } => {
-                assert_eq!(id, run_id);
-                steps.push((steps_done, steps_total, step));
-            }
-            ServerMessage::Epoch { snapshot, .. } => {
-                assert_eq!(snapshot.metrics.epoch, 1);
-                break;
-            }
-            ServerMessage::Error { reason } => panic!("server error: {reason}"),
-            _ => {}
-        }
-    }
-    let last = steps
-        .last()
-        .expect("the preparation is told before the first epoch");
-    assert_eq!((last.0, last.1, last.2.as_str()), (5, 5, ""), "{steps:?}");
-    for (pair, (done, total, step)) in steps.windows(2).zip(&steps) {
-        assert!(pair[0].0 <= pair[1].0, "steps go forward: {steps:?}");
-        assert_eq!(*total, 5, "{steps:?}");
-        assert_eq!(step.is_empty(), done == total, "{steps:?}");
-    }
-
-    // A session that subscribes while the worker trains on learns how the preparation ended
-    // before the stored epochs.
-    let (mut late, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("connects");
-    late.send(Message::Binary(subscribe.into()))
-        .await
-        .expect("subscribe");
-    loop {
-        match next_message(&mut late).await {
-            ServerMessage::Preparing {
-                steps_done,
-                steps_total,
-                ..
-            } => {
-                assert_eq!((steps_done, steps_total), (5, 5));
-                break;
-            }
-            ServerMessage::Epoch { .. } => panic!("an epoch came before the preparation"),
-            ServerMessage::Error { reason } => panic!("server error: {reason}"),
-            _ => {}
-        }
-    }
+    // steps as one), before the first epoch; a late session too, while the worker trains on.
+    assert_prepared_before_the_first_epoch(&mut socket, run_id).await;
+    assert_a_late_session_hears_the_preparation_ended(&server, run_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,11 @@ pub(crate) fn watch(connection: Store, watched: Watched) {
                 announce_epochs(&connection, &watched, run_id, from + 1);
             }
         }
-        changed.extend(known.keys().filter(|id| !now.contains_key(id)));
+        for &run_id in known.keys().filter(|id| !now.contains_key(id)) {
+            // Deleted.
+            forget_preparation(&watched, run_id);
+            changed.push(run_id);
+        }
         known = now;
         if !changed.is_empty() {
             watched.runs_cache.invalidate();

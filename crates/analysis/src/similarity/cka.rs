@@ -150,6 +150,12 @@ impl CkaSide {
     /// CKA (`debiased` or not) of two prepared sides with the same instances, enough of them
     /// ([`linear_cka`]'s answer for their matrices, to rounding).
     pub(super) fn cka(x: &CkaSide, y: &CkaSide, debiased: bool) -> Result<f64, SimilarityError> {
+        if x.instances != y.instances {
+            return Err(SimilarityError::InstanceMismatch {
+                first: x.instances,
+                second: y.instances,
+            });
+        }
         for (operand, side) in [(Operand::First, x), (Operand::Second, y)] {
             if side.live == 0 {
                 return Err(SimilarityError::NoVariance { operand });

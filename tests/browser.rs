@@ -1370,6 +1370,78 @@ async fn an_imported_run_opens_from_the_form_and_its_flows_click() {
     assert!(message.contains("nothing-here"), "{message}");
 }
 
+/// The header of a run a worker on another machine trains tells how the worker's GPU
+/// preparation goes, step by step, from what the worker stores with the run (here written
+/// into the store as a worker does; `server_socket.rs` has a real worker on lavapipe), and
+/// says nothing more once the preparation is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and the Trunk build; run by `cargo xtask test`"]
+async fn a_worker_s_gpu_preparation_shows_in_the_header() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let path = dir.path().join("runs.db");
+    let config = actiscope_train::TrainConfig {
+        dataset: actiscope_train::data::DatasetSpec::Planar(
+            actiscope_train::data::synthetic::Planar::Moons,
+        ),
+        device: actiscope_train::device::DeviceChoice::Wgpu,
+        epochs: 5,
+        ..actiscope_train::TrainConfig::default()
+    };
+    let config = serde_json::to_string(&config).expect("the configuration as JSON");
+    let writer = actiscope_store::Store::open(&path).expect("the worker's store");
+    let run_id = writer
+        .queue_for_workers("on another machine", &config)
+        .expect("queued");
+    let server = TestServer::start_on(
+        actiscope_store::Store::open(&path).expect("the server's store"),
+        Some(dist_dir()),
+    )
+    .await
+    .expect("server starts");
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client
+        .goto(&server.url(&format!("/?run={run_id}")))
+        .await
+        .expect("page loads");
+    wait_for_text(&client, "#run-status", Duration::from_secs(30), |t| {
+        t == "queued"
+    })
+    .await;
+
+    // A worker elsewhere (alive by its heartbeat) claims the run and prepares its GPU.
+    let claimed = writer
+        .claim_for_worker("another-machine/4242/1")
+        .expect("claims")
+        .expect("the queued run");
+    assert_eq!(claimed.id, run_id);
+    let step = |done: u32, step: &str| {
+        let told = format!(r#"{{"steps_done":{done},"steps_total":5,"step":"{step}"}}"#);
+        assert!(writer.set_preparation(run_id, &told).expect("stored"));
+    };
+    step(0, "staging the 1800 training instances");
+    wait_for_text(&client, "#run-status", Duration::from_secs(10), |t| {
+        t == "running"
+    })
+    .await;
+    wait_for_text(&client, "#run-preparing", Duration::from_secs(10), |t| {
+        t == "preparing the GPU: step 1 of 5, staging the 1800 training instances"
+    })
+    .await;
+    step(2, "capturing the training set (1800 instances)");
+    wait_for_text(&client, "#run-preparing", Duration::from_secs(10), |t| {
+        t == "preparing the GPU: step 3 of 5, capturing the training set (1800 instances)"
+    })
+    .await;
+    // Done: the line goes.
+    step(5, "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.find(Locator::Css("#run-preparing")).await.is_ok() {
+        assert!(Instant::now() < deadline, "the preparation line stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A child process killed when the test ends, pass or fail.
 struct Process(Child);
 

@@ -35,7 +35,7 @@ use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::traits::ComplexField;
 use faer::{Accum, Mat, MatRef, Par};
 
-use super::prepare::{Columns, check_instances, row_major, scan, scan_pair, wide};
+use super::prepare::{CentreRows, Columns, check_instances, row_major, scan, scan_pair, wide};
 use super::{Operand, SimilarityError, parallel};
 use crate::Matrix;
 
@@ -368,16 +368,32 @@ impl Partial {
 /// Adds an `f32` block product to its `f64` sum, column by column; only the lower triangle
 /// (diagonal included) when `lower`.
 fn add_to(sum: &mut Mat<f64>, block: &Mat<f32>, lower: bool) {
-    for j in 0..sum.ncols().min(block.ncols()) {
-        let from = if lower { j } else { 0 };
-        let (Some(s), Some(b)) = (
-            sum.col_as_slice_mut(j).get_mut(from..),
-            block.col_as_slice(j).get(from..),
-        ) else {
-            continue;
-        };
-        for (s, &b) in s.iter_mut().zip(b) {
-            *s += f64::from(b);
+    wide(AddBlock { sum, block, lower });
+}
+
+/// [`add_to`] as a kernel for [`wide`].
+struct AddBlock<'a> {
+    sum: &'a mut Mat<f64>,
+    block: &'a Mat<f32>,
+    lower: bool,
+}
+
+impl pulp::NullaryFnOnce for AddBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        for j in 0..self.sum.ncols().min(self.block.ncols()) {
+            let from = if self.lower { j } else { 0 };
+            let (Some(s), Some(b)) = (
+                self.sum.col_as_slice_mut(j).get_mut(from..),
+                self.block.col_as_slice(j).get(from..),
+            ) else {
+                continue;
+            };
+            for (s, &b) in s.iter_mut().zip(b) {
+                *s += f64::from(b);
+            }
         }
     }
 }
@@ -408,16 +424,17 @@ fn centre_block(
     len: usize,
     out: &mut [f32],
 ) {
-    let width = columns.live();
+    let cols = matrix.cols();
     let rows = matrix
         .as_slice()
-        .chunks_exact(matrix.cols().max(1))
-        .skip(start)
-        .take(len);
-    wide(|| {
-        for (row, dst) in rows.zip(out.chunks_exact_mut(width.max(1))) {
-            columns.centre_row_f32(row, scale, dst);
-        }
+        .get(start * cols..(start + len) * cols)
+        .unwrap_or(&[]);
+    wide(CentreRows {
+        columns,
+        rows,
+        cols,
+        scale,
+        out,
     });
 }
 

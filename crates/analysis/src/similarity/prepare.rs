@@ -77,16 +77,73 @@ impl Columns {
     }
 }
 
-/// Runs `f` compiled for AVX2 and FMA where the CPU has them (checked at run time; 4 `f64`
-/// lanes a register where the SSE2 baseline has 2), as it is otherwise. Everything `f` calls
-/// must be `#[inline(always)]` to be compiled that way too.
+/// Runs `kernel` compiled for AVX2 and FMA where the CPU has them (checked at run time; 4
+/// `f64` lanes a register where the SSE2 baseline has 2), as it is otherwise. Only what is
+/// inlined into the kernel's `call` is compiled that way: a closure's body need not be (a
+/// struct whose `call` and callees are `#[inline(always)]` is, like [`CentreRows`]: with a
+/// closure, CKA of a 5,000 x 512 pair took 0.0365 s, with the struct 0.0288 s).
 #[inline(always)]
-pub(super) fn wide<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn wide<K: pulp::NullaryFnOnce>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V3::try_new() {
-        return simd.vectorize(f);
+        return simd.vectorize(kernel);
     }
-    f()
+    kernel.call()
+}
+
+/// Column sums, minima and maxima over rows of a matrix (`rows`, each as long as `sums`):
+/// a kernel for [`wide`]. Three simple loops per row vectorise; the comparisons (not
+/// `f32::min`) skip NaN handling, which the sums take care of.
+struct ScanRows<'a> {
+    rows: &'a [f32],
+    sums: &'a mut [f64],
+    low: &'a mut [f32],
+    high: &'a mut [f32],
+}
+
+impl pulp::NullaryFnOnce for ScanRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        for values in self.rows.chunks_exact(self.sums.len().max(1)) {
+            for (sum, &v) in self.sums.iter_mut().zip(values) {
+                *sum += f64::from(v);
+            }
+            for (lo, &v) in self.low.iter_mut().zip(values) {
+                *lo = if v < *lo { v } else { *lo };
+            }
+            for (hi, &v) in self.high.iter_mut().zip(values) {
+                *hi = if v > *hi { v } else { *hi };
+            }
+        }
+    }
+}
+
+/// Rows of a matrix (`rows`, each `cols` long) centred by `columns` and times `scale` into
+/// `out` as `f32`, row after row (`live()` values each): a kernel for [`wide`].
+pub(super) struct CentreRows<'a> {
+    pub columns: &'a Columns,
+    pub rows: &'a [f32],
+    pub cols: usize,
+    pub scale: f64,
+    pub out: &'a mut [f32],
+}
+
+impl pulp::NullaryFnOnce for CentreRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let width = self.columns.live().max(1);
+        for (row, dst) in self
+            .rows
+            .chunks_exact(self.cols.max(1))
+            .zip(self.out.chunks_exact_mut(width))
+        {
+            self.columns.centre_row_f32(row, self.scale, dst);
+        }
+    }
 }
 
 /// Refuses matrices of different instance counts, or fewer than `needed` instances;
@@ -138,20 +195,11 @@ pub(super) fn scan(
     let mut sums = vec![0.0f64; cols];
     let mut low = vec![f32::INFINITY; cols];
     let mut high = vec![f32::NEG_INFINITY; cols];
-    // Three simple loops per row vectorise; the comparisons (not `f32::min`) skip NaN
-    // handling, which the sums below take care of.
-    wide(|| {
-        for values in matrix.iter_rows() {
-            for (sum, &v) in sums.iter_mut().zip(values) {
-                *sum += f64::from(v);
-            }
-            for (lo, &v) in low.iter_mut().zip(values) {
-                *lo = if v < *lo { v } else { *lo };
-            }
-            for (hi, &v) in high.iter_mut().zip(values) {
-                *hi = if v > *hi { v } else { *hi };
-            }
-        }
+    wide(ScanRows {
+        rows: matrix.as_slice(),
+        sums: &mut sums,
+        low: &mut low,
+        high: &mut high,
     });
     // A sum of finite `f32` values cannot overflow `f64`, so only NaN or an infinity makes
     // a sum non-finite; then find the first one.
@@ -201,11 +249,9 @@ pub(super) fn row_major(matrix: &Matrix, columns: &Columns) -> Vec<f64> {
     let width = columns.live();
     let mut out = vec![0.0; matrix.rows() * width];
     if width > 0 {
-        wide(|| {
-            for (row, dst) in matrix.iter_rows().zip(out.chunks_exact_mut(width)) {
-                columns.centre_row(row, dst);
-            }
-        });
+        for (row, dst) in matrix.iter_rows().zip(out.chunks_exact_mut(width)) {
+            columns.centre_row(row, dst);
+        }
     }
     out
 }

@@ -7,7 +7,7 @@
 
 use faer::Mat;
 
-use super::{Operand, SimilarityError};
+use super::{Operand, SimilarityError, parallel};
 use crate::Matrix;
 
 /// Rows transposed together into the column-major layout: a block of the row-major input
@@ -175,8 +175,14 @@ pub(super) fn scan_pair(
     y: &Matrix,
     centre: bool,
 ) -> Result<(Columns, Columns), SimilarityError> {
-    let first = scan(x, Operand::First, centre)?;
-    let second = scan(y, Operand::Second, centre)?;
+    // Reading the two matrices on two threads when they are large; refused in order.
+    let work = (x.as_slice().len() + y.as_slice().len()) as f64;
+    let (first, second) = parallel::join(
+        work,
+        || scan(x, Operand::First, centre),
+        || scan(y, Operand::Second, centre),
+    );
+    let (first, second) = (first?, second?);
     for (operand, columns) in [(Operand::First, &first), (Operand::Second, &second)] {
         if columns.live() == 0 {
             return Err(SimilarityError::NoVariance { operand });

@@ -525,6 +525,46 @@ fn non_finite_values_are_refused_by_matrix_row_and_column() {
 }
 
 #[test]
+fn large_matrices_scanned_on_two_threads_are_refused_in_order() {
+    // Big enough for the two scans to run side by side (see `parallel`).
+    let (rows, cols) = (2_100, 1_000);
+    let with_nan = |at: usize| {
+        let mut values = vec![0.5f32; rows * cols];
+        values.iter_mut().step_by(7).for_each(|v| *v = 1.5);
+        values[at] = f32::NAN;
+        Matrix::new(rows, cols, values).unwrap()
+    };
+    let (x, y) = (with_nan(1_500 * cols + 7), with_nan(3 * cols + 3));
+    let err = linear_cka(&x, &y).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimilarityError::NotFinite {
+                operand: Operand::First,
+                row: 1_500,
+                column: 7,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let clean = Matrix::new(rows, cols, vec![1.0; rows * cols]).unwrap();
+    let err = linear_cka(&clean, &y).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimilarityError::NotFinite {
+                operand: Operand::Second,
+                row: 3,
+                column: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn too_few_instances_are_refused() {
     // 12 centred instances span 11 dimensions; 8 + 8 directions do not fit.
     let (x, y) = (normal(12, 8, 90), normal(12, 8, 91));

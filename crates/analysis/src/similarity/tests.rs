@@ -847,7 +847,11 @@ fn every_cca_route_gives_the_same_correlations() {
     let b = from_mat(&(to_mat(&a) * random_square(12, 121) + to_mat(&normal(300, 12, 122))));
     let mild = widened(&normal(300, 8, 123), 2, 1e-3, 124);
     let steep = widened(&times(&a, &random_square(12, 125)), 3, 1e-5, 126);
-    let all = [&a, &b, &mild, &steep];
+    // More neurons than instances, nearly of rank 4: the QR's factor is wide.
+    let low_rank = to_mat(&normal(300, 4, 127)) * to_mat(&normal(4, 320, 128));
+    let wide = from_mat(&(low_rank + to_mat(&normal(300, 320, 129)) * faer::Scale(1e-2)));
+    let all = [&a, &b, &mild, &steep, &wide];
+    let mut wide_answered = 0;
     for (options, weighted) in [(SvccaOptions::default(), false), (SvccaOptions::CCA, true)] {
         for (i, x) in all.into_iter().enumerate() {
             for (j, y) in all.into_iter().enumerate() {
@@ -858,11 +862,24 @@ fn every_cca_route_gives_the_same_correlations() {
                     let side_y =
                         CcaSide::new_dividing_below(y, &options, false, divide_below).unwrap();
                     for cross_below in [1e5, 0.0] {
-                        answers.push(
-                            CcaSide::correlate_crossing_below(&side_x, &side_y, cross_below)
-                                .unwrap(),
-                        );
+                        answers.push(CcaSide::correlate_crossing_below(
+                            &side_x,
+                            &side_y,
+                            cross_below,
+                        ));
                     }
+                }
+                // A pair keeping more directions than the instances hold apart (the wide
+                // layer with everything kept) is refused the same way by every route.
+                if answers[0].is_err() {
+                    let first = format!("{:?}", answers[0]);
+                    assert!(first.contains("TooFewInstancesForDirections"), "{first}");
+                    assert!(answers.iter().all(|a| format!("{a:?}") == first));
+                    continue;
+                }
+                let answers: Vec<CcaResult> = answers.into_iter().map(Result::unwrap).collect();
+                if i == 4 || j == 4 {
+                    wide_answered += 1;
                 }
                 let first = &answers[0];
                 for other in &answers[1..] {
@@ -883,4 +900,8 @@ fn every_cca_route_gives_the_same_correlations() {
             }
         }
     }
+    assert!(
+        wide_answered >= 9,
+        "the wide layer is compared: {wide_answered}"
+    );
 }

@@ -174,14 +174,16 @@ fn conclude(
 ) -> Result<CcaResult, SimilarityError> {
     let (coefficients, pwcca) = match weights {
         Some(weights) => {
-            let svd = overlap.thin_svd().map_err(svd_error)?;
-            let coefficients = clamped(svd.S().column_vector().iter().copied());
-            let weights = projection_weights(&weights, svd.U());
+            // The canonical directions in the first side's coordinates (`U`), not the
+            // second's.
+            let svd = svd_of(overlap.as_ref(), true, false)?;
+            let coefficients = clamped(svd.s.into_iter());
+            let weights = projection_weights(&weights, svd.u.as_ref());
             let value = coefficients.iter().zip(&weights).map(|(c, w)| c * w).sum();
             (coefficients, Some(value))
         }
         None => {
-            let values = overlap.singular_values().map_err(svd_error)?;
+            let values = svd_of(overlap.as_ref(), false, false)?.s;
             (clamped(values.into_iter()), None)
         }
     };

@@ -1,10 +1,10 @@
 //! Many comparisons at once: a rows x columns grid of similarities (a layer at every epoch
 //! against a reference epoch, every pair of layers, two runs' layers). The CCA family reduces
-//! each distinct matrix once to its kept directions ([`CcaSide`]) and
-//! then pays one product and a small SVD per cell, where comparing pair by pair would factor
-//! the reference again for every cell; CKA centres each distinct matrix and takes its
-//! self-product once ([`CkaSide`]), then one cross product per cell. Two threads take half
-//! the rows each when the work pays.
+//! each distinct matrix once to its kept directions ([`CcaSide`]) and then pays one product
+//! and a small SVD per cell, where comparing pair by pair would factor the reference again
+//! for every cell; CKA centres each distinct matrix and takes its self-product once
+//! ([`CkaSide`]), then one cross product per cell. Both go through one skeleton
+//! ([`by_sides`]); two threads take half the rows each when the work pays.
 
 use std::ptr;
 
@@ -52,22 +52,88 @@ fn cka_grid(
     } else {
         Method::Cka
     };
-    let needed = if debiased { 4 } else { 2 };
-    let shared = |m: &Matrix| cols.iter().position(|c| ptr::eq(*c, m));
-    let side_work = |m: &&Matrix| cka_work(m, m) / 4.0;
-    let sides = in_halves(cols.iter().map(side_work).sum(), cols, |m| {
-        CkaSide::new(m).map_err(|e| e.about(Operand::Second))
+    let work = (
+        cols.iter().map(|m| cka_work(m, m) / 4.0).sum(),
+        rows.iter()
+            .flat_map(|x| cols.iter().map(move |y| cka_work(x, y)))
+            .sum(),
+    );
+    by_sides(
+        rows,
+        cols,
+        work,
+        if debiased { 4 } else { 2 },
+        |m, _| CkaSide::new(m),
+        true,
+        |x, y, x_side, y_side| {
+            if x.rows() < x_side.live() + y_side.live() {
+                return similarity(method, x, y);
+            }
+            CkaSide::cka(x_side, y_side, debiased)
+        },
+    )
+}
+
+/// The CCA family: each side reduced once ([`CcaSide`]; the columns keep everything they
+/// need as the second operand), then correlated per cell.
+fn cca_grid(
+    rows: &[&Matrix],
+    cols: &[&Matrix],
+    options: &SvccaOptions,
+    weighted: bool,
+) -> Vec<Result<f64, SimilarityError>> {
+    // PWCCA weighs by the first operand: a column that is also a row keeps its weights.
+    let cols_weighted = weighted && rows.iter().any(|r| cols.iter().any(|c| ptr::eq(*c, *r)));
+    let side_work = |m: &[&Matrix]| {
+        m.iter()
+            .map(|m| CcaSide::work(m.rows(), m.cols()))
+            .sum::<f64>()
+    };
+    by_sides(
+        rows,
+        cols,
+        (side_work(cols), side_work(rows)),
+        // Too few instances is each side's own refusal.
+        0,
+        |m, as_row| CcaSide::new(m, options, if as_row { weighted } else { cols_weighted }),
+        cols_weighted || !weighted,
+        |_, _, x_side, y_side| {
+            let result = CcaSide::correlate(x_side, y_side)?;
+            Ok(if weighted {
+                result.pwcca.unwrap_or(result.mean)
+            } else {
+                result.mean
+            })
+        },
+    )
+}
+
+/// The grid both families compute the same way. Every column is prepared once by
+/// `side(matrix, false)` (refusals about [`Operand::Second`]), on two threads when `work.0`
+/// (rough multiply-adds of the columns' preparation) pays; then the rows, on two threads
+/// when `work.1` (of the rows' share) pays, each prepared by `side(row, true)` or, when it
+/// is also a column and `reuse_cols` allows, with that column's preparation. A cell refuses
+/// a mismatch of instance counts or fewer than `needed` instances, then the row's refusal
+/// (about [`Operand::First`]), then the column's, then asks `cell`.
+fn by_sides<S: Sync + Send>(
+    rows: &[&Matrix],
+    cols: &[&Matrix],
+    work: (f64, f64),
+    needed: usize,
+    side: impl Fn(&Matrix, bool) -> Result<S, SimilarityError> + Sync,
+    reuse_cols: bool,
+    cell: impl Fn(&Matrix, &Matrix, &S, &S) -> Result<f64, SimilarityError> + Sync,
+) -> Vec<Result<f64, SimilarityError>> {
+    let sides = in_halves(work.0, cols, |m| {
+        side(m, false).map_err(|e| e.about(Operand::Second))
     });
-    let work = rows
-        .iter()
-        .flat_map(|x| cols.iter().map(move |y| cka_work(x, y)))
-        .sum();
-    in_halves(work, rows, |x| {
+    in_halves(work.1, rows, |x| {
+        let shared = cols.iter().position(|c| ptr::eq(*c, *x));
         let own;
-        let side = match shared(x).and_then(|j| sides.get(j)) {
-            Some(side) => side,
-            None => {
-                own = CkaSide::new(x);
+        let x_side = match shared.and_then(|j| sides.get(j)) {
+            Some(col_side) if reuse_cols => col_side,
+            _ => {
+                own = side(x, true);
                 &own
             }
         };
@@ -75,61 +141,11 @@ fn cka_grid(
             .zip(&sides)
             .map(|(y, y_side)| {
                 check_instances(x, y, needed)?;
-                let x_side = side.as_ref().map_err(|e| e.clone().about(Operand::First))?;
+                let x_side = x_side
+                    .as_ref()
+                    .map_err(|e| e.clone().about(Operand::First))?;
                 let y_side = y_side.as_ref().map_err(Clone::clone)?;
-                if x.rows() < x_side.live() + y_side.live() {
-                    return similarity(method, x, y);
-                }
-                CkaSide::cka(x_side, y_side, debiased)
-            })
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
-/// The CCA family: columns reduced first (all kept, as the second operand), then each row
-/// reduced (or a column's reduction reused) and correlated with every column.
-fn cca_grid(
-    rows: &[&Matrix],
-    cols: &[&Matrix],
-    options: &SvccaOptions,
-    weighted: bool,
-) -> Vec<Result<f64, SimilarityError>> {
-    let shared = |m: &Matrix| cols.iter().position(|c| ptr::eq(*c, m));
-    // PWCCA weighs by the first operand: a column that is also a row keeps its weights.
-    let cols_weighted = weighted && rows.iter().any(|r| shared(r).is_some());
-    let side_work = |m: &&Matrix| CcaSide::work(m.rows(), m.cols());
-    let sides = in_halves(cols.iter().map(side_work).sum(), cols, |m| {
-        CcaSide::new(m, options, cols_weighted).map_err(|e| e.about(Operand::Second))
-    });
-    in_halves(rows.iter().map(side_work).sum(), rows, |x| {
-        let own;
-        let side = match shared(x).and_then(|j| sides.get(j)) {
-            Some(side) if cols_weighted || !weighted => side,
-            _ => {
-                own = CcaSide::new(x, options, weighted);
-                &own
-            }
-        };
-        cols.iter()
-            .zip(&sides)
-            .map(|(y, y_side)| {
-                if x.rows() != y.rows() {
-                    return Err(SimilarityError::InstanceMismatch {
-                        first: x.rows(),
-                        second: y.rows(),
-                    });
-                }
-                let x_side = side.as_ref().map_err(|e| e.clone().about(Operand::First))?;
-                let y_side = y_side.as_ref().map_err(Clone::clone)?;
-                let result = CcaSide::correlate(x_side, y_side)?;
-                Ok(if weighted {
-                    result.pwcca.unwrap_or(result.mean)
-                } else {
-                    result.mean
-                })
+                cell(x, y, x_side, y_side)
             })
             .collect::<Vec<_>>()
     })

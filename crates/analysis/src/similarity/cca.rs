@@ -156,44 +156,29 @@ fn correlate(
     CcaSide::correlate(&side_x?, &side_y.map_err(|e| e.about(Operand::Second))?)
 }
 
-/// What PWCCA weighs the first side's canonical variates by: its kept right singular vectors
-/// `V_k` (live neurons x kept), singular values `S_k` and the norms of its centred live neurons.
-struct Weights<'a> {
-    v: MatRef<'a, f64>,
-    s: &'a [f64],
-    norms: &'a [f64],
-}
-
-/// The canonical correlations, their means and (with `weights`) PWCCA, from the inner
-/// products `overlap` (`kx x ky`) of two orthonormal bases of the kept subspaces.
-fn conclude(
-    overlap: Mat<f64>,
-    weights: Option<Weights<'_>>,
-    kept: (usize, usize),
-    dropped_dead: (usize, usize),
-) -> Result<CcaResult, SimilarityError> {
-    let (coefficients, pwcca) = match weights {
-        Some(weights) => {
-            // The canonical directions in the first side's coordinates (`U`), not the
-            // second's.
-            let svd = svd_of(overlap.as_ref(), true, false)?;
-            let coefficients = clamped(svd.s.into_iter());
-            let weights = projection_weights(&weights, svd.u.as_ref());
-            let value = coefficients.iter().zip(&weights).map(|(c, w)| c * w).sum();
-            (coefficients, Some(value))
-        }
-        None => {
-            let values = svd_of(overlap.as_ref(), false, false)?.s;
-            (clamped(values.into_iter()), None)
-        }
+/// The canonical correlations of sides `x` and `y`, their means and (when `x` was prepared
+/// `weighted`) PWCCA, from the inner products `overlap` (`kx x ky`) of orthonormal bases of
+/// their kept subspaces.
+fn conclude(overlap: Mat<f64>, x: &CcaSide, y: &CcaSide) -> Result<CcaResult, SimilarityError> {
+    let weighted = x.v.ncols() == x.s.len();
+    let (coefficients, pwcca) = if weighted {
+        // The canonical directions in the first side's coordinates (`U`), not the second's.
+        let svd = svd_of(overlap.as_ref(), true, false)?;
+        let coefficients = clamped(svd.s.into_iter());
+        let weights = projection_weights(x, svd.u.as_ref());
+        let value = coefficients.iter().zip(&weights).map(|(c, w)| c * w).sum();
+        (coefficients, Some(value))
+    } else {
+        let values = svd_of(overlap.as_ref(), false, false)?.s;
+        (clamped(values.into_iter()), None)
     };
     let count = coefficients.len().max(1) as f64;
     Ok(CcaResult {
         mean: coefficients.iter().sum::<f64>() / count,
         mean_squared: coefficients.iter().map(|c| c * c).sum::<f64>() / count,
         coefficients,
-        kept,
-        dropped_dead,
+        kept: (x.s.len(), y.s.len()),
+        dropped_dead: (x.dead, y.dead),
         pwcca,
     })
 }
@@ -431,12 +416,7 @@ impl CcaSide {
                 overlap
             }
         };
-        let weights = (x.v.ncols() == kx).then(|| Weights {
-            v: x.v.as_ref(),
-            s: &x.s,
-            norms: &x.norms,
-        });
-        conclude(overlap, weights, (kx, ky), (x.dead, y.dead))
+        conclude(overlap, x, y)
     }
 }
 
@@ -607,8 +587,9 @@ fn column_norms(r: MatRef<'_, f64>) -> Vec<f64> {
 
 /// PWCCA weights of the canonical variates `h_i = Q U_Xk a_i` (`a_i` the columns of
 /// `a`, `kx x c`), normalised to sum 1: `α_i = Σ_j |x_jᵀ h_i| / ||x_j||`, with `Xᵀ h_i =
-/// V_Xk S_Xk a_i` and `||x_j||` the norm of centred neuron `j`.
-fn projection_weights(side: &Weights<'_>, a: MatRef<'_, f64>) -> Vec<f64> {
+/// V_Xk S_Xk a_i` and `||x_j||` the norm of centred neuron `j`, from `side` (prepared
+/// `weighted`).
+fn projection_weights(side: &CcaSide, a: MatRef<'_, f64>) -> Vec<f64> {
     let (kx, c) = (side.s.len(), a.ncols());
     // S_Xk a, then V_Xk S_Xk a (neurons x c).
     let scaled = Mat::from_fn(kx, c, |i, j| {
@@ -618,7 +599,7 @@ fn projection_weights(side: &Weights<'_>, a: MatRef<'_, f64>) -> Vec<f64> {
     matmul(
         loads.as_mut(),
         Accum::Replace,
-        side.v.subcols(0, kx),
+        side.v.as_ref().subcols(0, kx),
         scaled.as_ref(),
         1.0,
         Par::Seq,
@@ -627,7 +608,7 @@ fn projection_weights(side: &Weights<'_>, a: MatRef<'_, f64>) -> Vec<f64> {
         .col_iter()
         .map(|col| {
             col.iter()
-                .zip(side.norms)
+                .zip(&side.norms)
                 .filter(|(_, norm)| **norm > 0.0)
                 .map(|(v, norm)| v.abs() / norm)
                 .sum()

@@ -13,7 +13,7 @@ use actiscope_store::{RunStatus, Store, StoreError};
 use actiscope_train::{TrainConfig, TrainError, Trainer};
 use tokio::sync::broadcast;
 
-use crate::preparation::{StoredPreparation, store_step};
+use crate::preparation::StoredPreparation;
 use crate::runner::{
     CaptureMode, IMAGES_KIND, RunError, RunProgress, SNAPSHOT_KIND, record_run, run_to_completion,
 };
@@ -694,9 +694,6 @@ impl Hub {
                 let (frame, keep) = match progress {
                     // A handful of steps, each worth telling, and the latest kept.
                     RunProgress::Preparing(step) => {
-                        if let Err(err) = store_step(&self.store, run_id, step) {
-                            tracing::warn!(run_id, %err, "cannot store the preparation step");
-                        }
                         (StoredPreparation::of(step).frame(run_id), true)
                     }
                     // Batches are best effort, at most every PROGRESS_INTERVAL: the epoch's

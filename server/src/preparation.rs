@@ -3,7 +3,8 @@
 //! straight to its sessions, and every run through the store (the run's `preparation_json`,
 //! [`StoredPreparation`] as JSON), where the servers that show the run find it
 //! ([`crate::watch`]). Both send sessions the same `Preparing` frame. Every process that
-//! trains (a server's slots, `actiscope train`, a worker) stores each step.
+//! trains (a server's slots, `actiscope train`, a worker) stores each step, in
+//! [`crate::runner::run_to_completion`].
 
 use std::sync::Mutex;
 

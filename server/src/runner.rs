@@ -382,7 +382,13 @@ pub fn run_to_completion(
         && trainer.epochs_done() < total_epochs
         && !stop.load(Ordering::SeqCst)
     {
-        let took = trainer.prepare_device(&mut |step| on_progress(RunProgress::Preparing(step)))?;
+        let took = trainer.prepare_device(&mut |step| {
+            // For the servers that show the run without training it (see `preparation`).
+            if let Err(err) = crate::preparation::store_step(store, run_id, step) {
+                tracing::warn!(run_id, %err, "cannot store the preparation step");
+            }
+            on_progress(RunProgress::Preparing(step));
+        })?;
         tracing::info!(
             run_id,
             secs = took.as_secs_f64(),

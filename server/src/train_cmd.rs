@@ -10,7 +10,6 @@ use actiscope_train::{TrainConfig, TrainError, Trainer};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::preparation::store_step;
 use crate::runner::{CaptureMode, RunOutcome, RunProgress, record_run, run_to_completion};
 
 /// Bad input from the user: the binary exits with status 2 and this message.
@@ -245,24 +244,16 @@ pub(crate) fn train_into(
         &stop,
         mode,
         &mut |progress| match progress {
-            RunProgress::Preparing(step) => {
-                if step.done < step.total {
-                    bar.set_message(format!(
-                        "preparing the GPU: {} of {}, {}",
-                        step.done + 1,
-                        step.total,
-                        step.step
-                    ));
-                } else {
-                    bar.set_message(format!(
-                        "GPU ready after {:.1} s",
-                        step.elapsed.as_secs_f64()
-                    ));
-                }
-                if let Err(err) = store_step(&store, run_id, step) {
-                    bar.println(format!("cannot store the preparation step: {err}"));
-                }
-            }
+            RunProgress::Preparing(step) if step.done < step.total => bar.set_message(format!(
+                "preparing the GPU: {} of {}, {}",
+                step.done + 1,
+                step.total,
+                step.step
+            )),
+            RunProgress::Preparing(step) => bar.set_message(format!(
+                "GPU ready after {:.1} s",
+                step.elapsed.as_secs_f64()
+            )),
             RunProgress::Batches { epoch, done, total } => {
                 if done == 1 || done == total || done % 32 == 0 {
                     bar.set_message(format!("epoch {epoch}: batch {done}/{total}"));

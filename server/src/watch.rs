@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use actiscope_protocol::EpochSnapshot;
-use actiscope_store::Store;
+use actiscope_store::{RunStatus, Store};
 use tokio::sync::broadcast;
 
 use crate::hub::{FrameCache, HubEvent, RunsCache, broadcast_epoch, decode_stored};
@@ -86,7 +86,7 @@ pub(crate) fn watch(connection: Store, watched: Watched) {
             }
             if before.is_none_or(|b| b.preparation_json != run.preparation_json) {
                 announce_preparation(&watched, run_id, run);
-            } else if status_changed && run.status != "running" {
+            } else if status_changed && run.status != RunStatus::Running.as_str() {
                 forget_preparation(&watched, run_id);
             }
             let from = before.map_or(0, |b| b.epochs);
@@ -133,7 +133,7 @@ fn announce_preparation(watched: &Watched, run_id: i64, run: &Seen) {
     else {
         return;
     };
-    if run.status == "running" {
+    if run.status == RunStatus::Running.as_str() {
         if let Ok(mut kept) = watched.preparations.lock() {
             kept.insert(run_id, frame.clone());
         }

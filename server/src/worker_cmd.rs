@@ -19,7 +19,6 @@ use actiscope_train::device::DeviceChoice;
 use actiscope_train::{TrainConfig, Trainer};
 use anyhow::Context;
 
-use crate::preparation::store_step;
 use crate::runner::{
     CaptureMode, RunError, RunProgress, record_details, run_name, run_to_completion,
 };
@@ -229,24 +228,18 @@ fn train_claimed(
         run_id,
         stop,
         CaptureMode::Beside,
-        &mut |progress| {
-            let RunProgress::Preparing(step) = progress else {
-                return;
-            };
-            if step.done == 0 {
+        &mut |progress| match progress {
+            RunProgress::Preparing(step) if step.done == 0 => {
                 eprintln!(
                     "slot {slot}: run {run_id}: preparing the GPU ({} steps)",
                     step.total
                 );
-            } else if step.done == step.total {
-                eprintln!(
-                    "slot {slot}: run {run_id}: GPU ready after {:.1} s",
-                    step.elapsed.as_secs_f64()
-                );
             }
-            if let Err(err) = store_step(&store, run_id, step) {
-                eprintln!("slot {slot}: run {run_id}: cannot store the preparation step: {err}");
-            }
+            RunProgress::Preparing(step) if step.done == step.total => eprintln!(
+                "slot {slot}: run {run_id}: GPU ready after {:.1} s",
+                step.elapsed.as_secs_f64()
+            ),
+            _ => {}
         },
         &mut |_| {},
     )?;

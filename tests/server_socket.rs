@@ -449,13 +449,7 @@ async fn a_client_that_reconnects_mid_run_gets_every_epoch_once_in_order() {
     let (mut first, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("connects");
-    let subscribe = |from_epoch| {
-        Message::Binary(
-            encode(&ClientMessage::Subscribe { run_id, from_epoch })
-                .expect("encode")
-                .into(),
-        )
-    };
+    let subscribe = |from_epoch| subscribe(run_id, from_epoch);
     first.send(subscribe(1)).await.expect("subscribe");
     let seen = collect_epochs(&mut first, run_id, 2).await;
     assert_eq!(seen, [1, 2]);
@@ -491,16 +485,17 @@ async fn subscribed(server: &TestServer, run_id: i64) -> Socket {
     let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("connects");
-    let subscribe = encode(&ClientMessage::Subscribe {
-        run_id,
-        from_epoch: 1,
-    })
-    .expect("encode");
+    socket.send(subscribe(run_id, 1)).await.expect("subscribe");
     socket
-        .send(Message::Binary(subscribe.into()))
-        .await
-        .expect("subscribe");
-    socket
+}
+
+/// The frame that subscribes to run `run_id` from epoch `from_epoch`.
+fn subscribe(run_id: i64, from_epoch: u32) -> Message {
+    Message::Binary(
+        encode(&ClientMessage::Subscribe { run_id, from_epoch })
+            .expect("encode")
+            .into(),
+    )
 }
 
 /// Reads `socket` (subscribed to run `run_id`) up to the first epoch and checks the
@@ -762,17 +757,7 @@ async fn another_writer_streams_live(
             break run.run_id;
         }
     };
-    socket
-        .send(Message::Binary(
-            encode(&ClientMessage::Subscribe {
-                run_id,
-                from_epoch: 1,
-            })
-            .expect("encode")
-            .into(),
-        ))
-        .await
-        .expect("subscribe");
+    socket.send(subscribe(run_id, 1)).await.expect("subscribe");
     let subscribed = std::time::Instant::now();
     let mut received = Vec::new();
     while received.len() < epochs {

@@ -106,15 +106,16 @@ pub(super) struct CkaSide {
     scale: f64,
     /// `||XᵀX||²_F` of the centred data.
     self_product: f64,
-    /// Squared row norms of the centred data.
+    /// Squared row norms of the centred data (empty unless asked for: debiased CKA).
     rows: Vec<f64>,
 }
 
 impl CkaSide {
-    /// Prepares `matrix`; refuses NaN or infinite values (about [`Operand::First`]). A
-    /// matrix without a live neuron is prepared (and refused by [`CkaSide::cka`]), so that
-    /// a pair reports its refusals in [`linear_cka`]'s order.
-    pub(super) fn new(matrix: &Matrix) -> Result<CkaSide, SimilarityError> {
+    /// Prepares `matrix`, with its squared row norms when `row_norms` (debiased CKA needs
+    /// them); refuses NaN or infinite values (about [`Operand::First`]). A matrix without a
+    /// live neuron is prepared (and refused by [`CkaSide::cka`]), so that a pair reports its
+    /// refusals in [`linear_cka`]'s order.
+    pub(super) fn new(matrix: &Matrix, row_norms: bool) -> Result<CkaSide, SimilarityError> {
         let columns = scan(matrix, Operand::First, true)?;
         let (n, p) = (matrix.rows(), columns.live());
         let scale = scale_of(&columns);
@@ -129,8 +130,10 @@ impl CkaSide {
                 lower_gram(&mut block_xx, v.transpose(), Accum::Replace);
                 add_to(&mut xx, &block_xx, true);
             }
-            let unscale = 1.0 / (scale * scale);
-            rows.extend(data.chunks_exact(p).map(|r| squared_norm(r) * unscale));
+            if row_norms {
+                let unscale = 1.0 / (scale * scale);
+                rows.extend(data.chunks_exact(p).map(|r| squared_norm(r) * unscale));
+            }
         }
         Ok(CkaSide {
             data,
@@ -147,7 +150,8 @@ impl CkaSide {
         self.live
     }
 
-    /// CKA (`debiased` or not) of two prepared sides with the same instances, enough of them
+    /// CKA (`debiased` or not; then both sides prepared with `row_norms`) of two prepared
+    /// sides with the same instances, enough of them
     /// ([`linear_cka`]'s answer for their matrices, to rounding).
     pub(super) fn cka(x: &CkaSide, y: &CkaSide, debiased: bool) -> Result<f64, SimilarityError> {
         if x.instances != y.instances {

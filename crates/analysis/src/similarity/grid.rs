@@ -63,7 +63,7 @@ fn cka_grid(
         cols,
         work,
         if debiased { 4 } else { 2 },
-        |m, _| CkaSide::new(m),
+        |m, _| CkaSide::new(m, debiased),
         true,
         |x, y, x_side, y_side| {
             if x.rows() < x_side.live() + y_side.live() {

@@ -4,9 +4,9 @@
 //! training loop, devices, and the capture of per-layer activations after each epoch, handed
 //! to `actiscope-analysis` as plain matrices; run requests and their presets (`request`);
 //! `--device auto`'s timing of a model's steps on the CPU and the GPU (`auto`); where the
-//! GPU's autotune results persist between processes (`gpu_cache`).
+//! GPU's autotune results persist between processes (`gpu_cache`); the NMF lens's update
+//! rounds on a burn device and where a fit runs (`nmf`).
 //! Does not own: the analyses themselves, storage, networking or anything the browser shows.
-//! (The NMF updates on a burn device are a benchmark: `examples/nmf_device.rs`.)
 
 pub mod auto;
 pub mod capture;
@@ -16,6 +16,7 @@ pub mod data;
 pub mod device;
 pub mod gpu_cache;
 pub mod model;
+pub mod nmf;
 pub mod request;
 pub mod training;
 

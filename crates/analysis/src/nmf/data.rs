@@ -15,6 +15,7 @@ use super::{NmfBlockInput, NmfError, SPARSE_BELOW_DENSITY};
 const BLOCK_BYTES: usize = 32 * 1024;
 
 /// What the checks of the blocks found out about them, before any copy is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Shape {
     pub(super) instances: usize,
     pub(super) features: usize,

@@ -2,7 +2,7 @@
 //! rounds until the objective stalls, and unpads and unweights the factors into an
 //! [`NmfFit`] with each block's RMSE.
 
-use super::data::{Data, Layout, check};
+use super::data::{Data, Layout, Shape, check};
 use super::kernels::LANES;
 use super::residual::block_squared_errors;
 use super::update::{Scratch, dot, gram, update_factor};
@@ -36,13 +36,7 @@ pub(super) fn fit(
     let shape = check(blocks)?;
     let (features, instances) = (shape.features, shape.instances);
     let rank = options.rank;
-    let max_rank = features.max(instances);
-    if rank == 0 || rank > max_rank {
-        return Err(NmfError::BadRank {
-            rank,
-            max: max_rank,
-        });
-    }
+    check_rank(&shape, rank)?;
     let mut rng = SplitMix64::new(options.seed);
     // Row-major factors, each row padded with zeros to whole SIMD chunks: `w` is features x
     // lanes, `f` is instances x lanes. The padding columns start at zero and the updates keep
@@ -98,8 +92,40 @@ pub(super) fn fit(
         }
     }
 
+    finish(
+        blocks,
+        (&shape, &data, &block_norm_sq),
+        (&w, &f),
+        lanes,
+        rank,
+        objective,
+    )
+}
+
+/// Refuses a rank of 0 or above both dimensions of the stacked data.
+pub(super) fn check_rank(shape: &Shape, rank: usize) -> Result<(), NmfError> {
+    let max = shape.features.max(shape.instances);
+    if rank == 0 || rank > max {
+        return Err(NmfError::BadRank { rank, max });
+    }
+    Ok(())
+}
+
+/// The fit from its final factors (`w`: features x `lanes`, `f`: instances x `lanes`, the
+/// first `rank` columns of each row used) and the objective of each round: each block's
+/// residual in its own units, the loadings unweighted, the padding dropped. `block_norm_sq`
+/// is [`Data::block_norm_sq`].
+pub(super) fn finish(
+    blocks: &[NmfBlockInput<'_>],
+    (shape, data, block_norm_sq): (&Shape, &Data, &[f64]),
+    (w, f): (&[f32], &[f32]),
+    lanes: usize,
+    rank: usize,
+    objective: Vec<f64>,
+) -> Result<NmfFit, NmfError> {
+    let (features, instances) = (shape.features, shape.instances);
     // Residuals in each block's own units.
-    let squared_errors = block_squared_errors(&data, &w, &f, lanes, &shape, &block_norm_sq);
+    let squared_errors = block_squared_errors(data, w, f, lanes, shape, block_norm_sq);
     let mut block_rmse = Vec::with_capacity(blocks.len());
     let mut loadings = Vec::with_capacity(blocks.len());
     let (mut total_sq, mut total_count) = (0.0f64, 0usize);

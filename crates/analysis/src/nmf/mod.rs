@@ -21,10 +21,12 @@
 //! stacking the blocks, dense or sparse), `csr` (the sparse storage), `side` (the data seen
 //! from one factor: products and the split over threads), `kernels` (the sparse SIMD
 //! kernels), `update` (one multiplicative update, threaded), `residual` (per-block errors in
-//! closed form) and `fit` (the rounds and the result).
+//! closed form), `fit` (the rounds and the result) and `dense` (the problem as dense arrays
+//! for rounds run on another device, and the fit finished from their factors).
 
 mod csr;
 mod data;
+mod dense;
 mod fit;
 mod inputs;
 mod kernels;
@@ -35,6 +37,7 @@ mod update;
 #[cfg(test)]
 mod tests;
 
+pub use dense::DenseProblem;
 pub use inputs::{ImageBlock, block_weights, image_block, root_mean_square};
 
 use crate::{Matrix, MatrixError};
@@ -91,6 +94,19 @@ pub enum NmfError {
         instances: usize,
         /// Features over all blocks.
         features: usize,
+    },
+    /// Factors handed to [`DenseProblem::finish`] do not fit its problem.
+    #[error(
+        "factors of {loadings} and {instance_weights} values do not fit {} features, {} \
+         instances and rank {}", expected.0, expected.1, expected.2
+    )]
+    FactorShape {
+        /// Features, instances and rank of the problem.
+        expected: (usize, usize, usize),
+        /// Values of the loadings given.
+        loadings: usize,
+        /// Values of the instance weights given.
+        instance_weights: usize,
     },
     /// The probe data are planar points, not images, so they cannot form an input block.
     #[error(

@@ -559,3 +559,153 @@ fn bad_input_is_refused_with_a_reason() {
         Err(NmfError::BadWeight { .. })
     ));
 }
+
+/// The Lee–Seung rounds on a [`DenseProblem`] in plain `f64` loops: what a device runs.
+fn dense_rounds(problem: &DenseProblem, rounds: usize, epsilon: f64) -> (Vec<f32>, Vec<f32>) {
+    let (n, m, r) = (problem.instances, problem.features, problem.rank);
+    let xt = |j: usize, i: usize| f64::from(problem.transposed[j * m + i]);
+    let mut w: Vec<f64> = problem
+        .start_loadings
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let mut f: Vec<f64> = problem
+        .start_instance_weights
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let gram = |a: &[f64], rows: usize| {
+        let mut g = vec![0.0; r * r];
+        for row in 0..rows {
+            for k in 0..r {
+                for l in 0..r {
+                    g[k * r + l] += a[row * r + k] * a[row * r + l];
+                }
+            }
+        }
+        g
+    };
+    for _ in 0..rounds {
+        let ftf = gram(&f, n);
+        let mut next = w.clone();
+        for i in 0..m {
+            for k in 0..r {
+                let numerator: f64 = (0..n).map(|j| xt(j, i) * f[j * r + k]).sum();
+                let denominator: f64 = (0..r).map(|l| w[i * r + l] * ftf[l * r + k]).sum();
+                next[i * r + k] = w[i * r + k] * numerator / (denominator + epsilon);
+            }
+        }
+        w = next;
+        let wtw = gram(&w, m);
+        let mut next = f.clone();
+        for j in 0..n {
+            for k in 0..r {
+                let numerator: f64 = (0..m).map(|i| xt(j, i) * w[i * r + k]).sum();
+                let denominator: f64 = (0..r).map(|l| f[j * r + l] * wtw[l * r + k]).sum();
+                next[j * r + k] = f[j * r + k] * numerator / (denominator + epsilon);
+            }
+        }
+        f = next;
+    }
+    (
+        w.iter().map(|&v| v as f32).collect(),
+        f.iter().map(|&v| v as f32).collect(),
+    )
+}
+
+#[test]
+fn a_dense_problem_stacks_draws_and_finishes_as_the_cpu_fit_does() {
+    let pixels = random_matrix(40, 18, 11);
+    let layer = planted(40, 9, 2, 12);
+    let blocks = [
+        block("inputs", &pixels),
+        NmfBlockInput {
+            name: "layer 1",
+            data: &layer,
+            weight: 0.5,
+        },
+    ];
+    let options = NmfOptions {
+        rank: 3,
+        max_iters: 0,
+        tolerance: 0.0,
+        seed: 5,
+        threads: 1,
+        ..NmfOptions::default()
+    };
+    let problem = DenseProblem::new(&blocks, &options).unwrap();
+    assert_eq!(
+        (problem.instances, problem.features, problem.rank),
+        (40, 27, 3)
+    );
+    // Instance 7's row: its pixels, then its layer values at half weight.
+    let row = &problem.transposed[7 * 27..8 * 27];
+    assert_eq!(&row[..18], pixels.row(7).unwrap());
+    for (stacked, &value) in row[18..].iter().zip(layer.row(7).unwrap()) {
+        assert_eq!(*stacked, value * 0.5);
+    }
+    let norm_sq: f64 = problem
+        .transposed
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum();
+    assert!((problem.norm_sq - norm_sq).abs() < 1e-9 * norm_sq);
+
+    // No rounds: the start itself, drawn as the CPU fit draws it, finished alike.
+    let cpu = coupled_nmf(&blocks, &options).unwrap();
+    let start = problem
+        .finish(
+            &blocks,
+            &problem.start_loadings,
+            &problem.start_instance_weights,
+            Vec::new(),
+        )
+        .unwrap();
+    assert_eq!(start.loadings, cpu.loadings);
+    assert_eq!(start.instance_weights, cpu.instance_weights);
+    for (a, b) in start.block_rmse.iter().zip(&cpu.block_rmse) {
+        assert!((a - b).abs() < 1e-9 * b, "{a} vs {b}");
+    }
+
+    // Thirty rounds outside the crate's own loop give the CPU fit's factors and errors.
+    let rounds = NmfOptions {
+        max_iters: 30,
+        ..options
+    };
+    let cpu = coupled_nmf(&blocks, &rounds).unwrap();
+    let (w, f) = dense_rounds(&problem, 30, f64::from(rounds.epsilon));
+    let dense = problem
+        .finish(&blocks, &w, &f, cpu.objective.clone())
+        .unwrap();
+    for (ours, theirs) in dense.loadings.iter().zip(&cpu.loadings) {
+        for (a, b) in ours.as_slice().iter().zip(theirs.as_slice()) {
+            assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+    for (a, b) in dense.block_rmse.iter().zip(&cpu.block_rmse) {
+        assert!((a - b).abs() < 1e-4 * b, "block rmse {a} vs {b}");
+    }
+    assert!((dense.rmse - cpu.rmse).abs() < 1e-4 * cpu.rmse);
+    assert_eq!(dense.iterations(), 30);
+
+    // Factors of another problem are refused, not misread.
+    assert!(matches!(
+        problem.finish(&blocks, &w[1..], &f, Vec::new()),
+        Err(NmfError::FactorShape { .. })
+    ));
+    assert!(matches!(
+        problem.finish(&blocks[..1], &w, &f, Vec::new()),
+        Err(NmfError::FactorShape { .. })
+    ));
+    // The CPU fit's own refusals.
+    assert!(matches!(
+        DenseProblem::new(
+            &blocks,
+            &NmfOptions {
+                rank: 41,
+                ..options
+            }
+        ),
+        Err(NmfError::BadRank { rank: 41, max: 40 })
+    ));
+}

@@ -1,0 +1,429 @@
+//! The NMF lens on a burn device: the coupled factorization's multiplicative updates as dense
+//! tensor products (a GPU through wgpu runs them; flex too, for tests), and where a fit runs.
+//!
+//! [`coupled_nmf_on_device`] answers with the CPU fit's [`NmfFit`]: the problem is checked,
+//! weighted, stacked and seeded by `actiscope_analysis::nmf::DenseProblem` exactly as the CPU
+//! version does, the rounds run on the device, and the fit is finished on the host from the
+//! final factors (residuals in `f64`). Each round reads back the objective's terms (one
+//! number per instance and `rank²` more), added in `f64`, so the fit stops as the CPU fit
+//! does.
+//!
+//! [`NmfPlacement`] decides, per request, between that and the CPU version (sparse-aware, on
+//! the cores): the CPU when there is no GPU, when told so, or when the problem is too small
+//! for a GPU to gain (each round is a dozen kernel launches; on the H200 a 10,000 x 784 fit
+//! spent most of its time launching); otherwise whichever a few timed rounds on each predict
+//! to finish first, remembered for problems of about the same size.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use actiscope_analysis::nmf::{
+    DenseProblem, NmfBlockInput, NmfError, NmfFit, NmfOptions, coupled_nmf,
+};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::capture::{ReadbackError, to_vec};
+use crate::device::{ChosenDevice, DeviceChoice, choose};
+
+/// Errors of [`coupled_nmf_on_device`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceNmfError {
+    /// The blocks or options were refused (the CPU fit refuses the same).
+    #[error(transparent)]
+    Nmf(#[from] NmfError),
+    /// Reading a result back from the device failed.
+    #[error(transparent)]
+    Readback(#[from] ReadbackError),
+}
+
+/// The coupled factorization of `blocks` (see `actiscope_analysis::nmf`) with its update
+/// rounds on `device`: the same start, rounds, stopping rule and result as
+/// [`coupled_nmf`], up to `f32` rounding in a different order.
+pub fn coupled_nmf_on_device(
+    blocks: &[NmfBlockInput<'_>],
+    options: &NmfOptions,
+    device: &Device,
+) -> Result<NmfFit, DeviceNmfError> {
+    let problem = DenseProblem::new(blocks, options)?;
+    let rounds = rounds_on_device(&problem, options, device)?;
+    Ok(problem.finish(blocks, &rounds.w, &rounds.f, rounds.objective)?)
+}
+
+/// What the rounds leave.
+struct Rounds {
+    /// `W`, row-major `features x rank`.
+    w: Vec<f32>,
+    /// `F`, row-major `instances x rank`.
+    f: Vec<f32>,
+    /// The objective after each round.
+    objective: Vec<f64>,
+}
+
+/// Runs `options.max_iters` rounds (fewer when the objective stalls) on `device`.
+fn rounds_on_device(
+    problem: &DenseProblem,
+    options: &NmfOptions,
+    device: &Device,
+) -> Result<Rounds, ReadbackError> {
+    let (instances, features, rank) = (problem.instances, problem.features, problem.rank);
+    // [instances, features]; X is its transpose, [features, instances].
+    let xt = Tensor::<2>::from_data(
+        TensorData::new(problem.transposed.clone(), [instances, features]),
+        device,
+    );
+    let x = xt.clone().transpose();
+    let mut w = Tensor::<2>::from_data(
+        TensorData::new(problem.start_loadings.clone(), [features, rank]),
+        device,
+    );
+    let mut f = Tensor::<2>::from_data(
+        TensorData::new(problem.start_instance_weights.clone(), [instances, rank]),
+        device,
+    );
+    let epsilon = options.epsilon;
+    // [rank, rank]
+    let mut ftf = f.clone().transpose().matmul(f.clone());
+    let mut objective: Vec<f64> = Vec::new();
+    for _ in 0..options.max_iters {
+        // W <- W .* (X F) ./ (W FᵀF + eps): [features, instances] x [instances, rank].
+        let numerator = x.clone().matmul(f.clone());
+        let denominator = w.clone().matmul(ftf).add_scalar(epsilon);
+        w = w * numerator / denominator;
+        let wtw = w.clone().transpose().matmul(w.clone());
+        // F <- F .* (Xᵀ W) ./ (F WᵀW + eps): [instances, features] x [features, rank].
+        let numerator = xt.clone().matmul(w.clone());
+        let denominator = f.clone().matmul(wtw.clone()).add_scalar(epsilon);
+        f = f * numerator.clone() / denominator;
+        ftf = f.clone().transpose().matmul(f.clone());
+        // ||X - W Fᵀ||² = ||X||² - 2 <Xᵀ W, F> + <WᵀW, FᵀF>. Summed whole in f32 on the
+        // device, the terms' rounding would swamp a near-exact fit's small objective, so
+        // each instance's share of the first and every cell of the second come back
+        // (`instances + rank²` numbers) and are added in f64, as the CPU fit adds them.
+        let terms = to_vec(Tensor::cat(
+            vec![
+                (numerator * f.clone()).sum_dim(1).reshape([instances]),
+                (wtw * ftf.clone()).reshape([rank * rank]),
+            ],
+            0,
+        ))?;
+        if terms.len() != instances + rank * rank {
+            return Err(ReadbackError(format!(
+                "the objective's terms came back as {} numbers, not {}",
+                terms.len(),
+                instances + rank * rank
+            )));
+        }
+        let (cross, fitted) = terms.split_at(instances);
+        let sum = |values: &[f32]| values.iter().map(|&v| f64::from(v)).sum::<f64>();
+        let (cross, fitted) = (sum(cross), sum(fitted));
+        let value = (problem.norm_sq - 2.0 * cross + fitted).max(0.0);
+        let previous = objective.last().copied();
+        objective.push(value);
+        if let Some(previous) = previous
+            && (previous - value) <= options.tolerance * previous.abs()
+        {
+            break;
+        }
+    }
+    Ok(Rounds {
+        w: to_vec(w)?,
+        f: to_vec(f)?,
+        objective,
+    })
+}
+
+/// Where NMF fits may run, as `actiscope serve --nmf-device` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NmfDeviceChoice {
+    /// A GPU when there is one and a fit gains there (timed), the CPU otherwise.
+    #[default]
+    Auto,
+    /// Always the CPU.
+    Cpu,
+    /// Always wgpu when it has an adapter (a GPU, or a software one such as lavapipe).
+    Wgpu,
+}
+
+impl NmfDeviceChoice {
+    /// `auto`, `cpu` or `wgpu`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" => Ok(Self::Wgpu),
+            other => Err(format!(
+                "unknown NMF device `{other}`: use auto, cpu or wgpu"
+            )),
+        }
+    }
+}
+
+/// Where one fit runs, and why (the dashboard shows the reason).
+#[derive(Debug, Clone)]
+pub enum NmfPlace {
+    /// `actiscope_analysis::nmf::coupled_nmf` on the CPU.
+    Cpu {
+        /// Why, in words.
+        why: String,
+    },
+    /// [`coupled_nmf_on_device`] on this device.
+    Device {
+        /// The device.
+        device: ChosenDevice,
+        /// Why, in words.
+        why: String,
+    },
+}
+
+impl NmfPlace {
+    /// Where and why, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cpu { why } => format!("CPU; {why}"),
+            Self::Device { device, why } => format!("{}; {why}", device.description),
+        }
+    }
+}
+
+/// A dense problem below this many cells times factors (`instances x features x rank`) stays
+/// on the CPU without timing: a round is a dozen kernel launches whatever the size, and
+/// below it the CPU's sparse products finish a round in about the time of those launches
+/// (10,000 x 784 at rank 20, 1.6e8, took 0.41 s for 200 rounds on an H200 through wgpu, about
+/// as long as its launches; a fit a tenth that size cannot gain).
+pub const GPU_CELL_FACTORS_ABOVE: f64 = 1.6e7;
+
+/// Rounds timed on each side by [`MeasuredRounds`]: one round, then this many.
+const TIMED_ROUNDS: usize = 4;
+
+/// How long a fit takes somewhere: a fixed part (stacking, uploading, finishing) and a part
+/// per round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitCost {
+    /// Seconds whatever the rounds.
+    pub fixed_secs: f64,
+    /// Seconds per round.
+    pub round_secs: f64,
+}
+
+impl FitCost {
+    /// Predicted seconds for `rounds` rounds.
+    pub fn secs(&self, rounds: usize) -> f64 {
+        self.fixed_secs + self.round_secs * rounds as f64
+    }
+}
+
+/// Measures a fit's cost on the CPU (`device` `None`) or on a device: measured, or told
+/// (tests).
+pub trait RoundTimer {
+    /// The cost of fitting `blocks` with `options` (whatever its `max_iters`) there.
+    fn cost(
+        &self,
+        device: Option<&ChosenDevice>,
+        blocks: &[NmfBlockInput<'_>],
+        options: &NmfOptions,
+    ) -> Result<FitCost, String>;
+}
+
+/// Times real fits: one round and `1 + TIMED_ROUNDS` rounds (after an untimed warm-up
+/// round on a device, which compiles its kernels); the difference is the rounds' cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MeasuredRounds;
+
+impl RoundTimer for MeasuredRounds {
+    fn cost(
+        &self,
+        device: Option<&ChosenDevice>,
+        blocks: &[NmfBlockInput<'_>],
+        options: &NmfOptions,
+    ) -> Result<FitCost, String> {
+        let fit = |rounds: usize| -> Result<f64, String> {
+            let options = NmfOptions {
+                max_iters: rounds,
+                tolerance: 0.0,
+                ..*options
+            };
+            let started = Instant::now();
+            match device {
+                None => coupled_nmf(blocks, &options).map_err(|e| e.to_string())?,
+                Some(chosen) => coupled_nmf_on_device(blocks, &options, &chosen.device)
+                    .map_err(|e| e.to_string())?,
+            };
+            Ok(started.elapsed().as_secs_f64())
+        };
+        if device.is_some() {
+            fit(1)?;
+        }
+        let one = fit(1)?;
+        let more = fit(1 + TIMED_ROUNDS)?;
+        let round_secs = ((more - one) / TIMED_ROUNDS as f64).max(0.0);
+        Ok(FitCost {
+            fixed_secs: (one - round_secs).max(0.0),
+            round_secs,
+        })
+    }
+}
+
+/// The size of an NMF problem, as the placement sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NmfSize {
+    /// Instances.
+    pub instances: usize,
+    /// Features of all blocks.
+    pub features: usize,
+    /// Factors.
+    pub rank: usize,
+}
+
+impl NmfSize {
+    /// The size of `blocks` at `rank`.
+    pub fn of(blocks: &[NmfBlockInput<'_>], rank: usize) -> Self {
+        Self {
+            instances: blocks.first().map_or(0, |b| b.data.rows()),
+            features: blocks.iter().map(|b| b.data.cols()).sum(),
+            rank,
+        }
+    }
+
+    /// `instances x features x rank`.
+    fn cell_factors(&self) -> f64 {
+        self.instances as f64 * self.features as f64 * self.rank as f64
+    }
+
+    /// Problems within a factor of two of each other share a bucket (and a timing).
+    fn bucket(&self) -> i32 {
+        self.cell_factors().max(1.0).log2().floor() as i32
+    }
+}
+
+/// Where NMF fits run in this process: the choice, the GPU found (looked for once), and the
+/// costs timed so far, by problem size.
+#[derive(Debug, Default)]
+pub struct NmfPlacement {
+    choice: NmfDeviceChoice,
+    gpu: OnceLock<Result<ChosenDevice, String>>,
+    costs: Mutex<HashMap<i32, (FitCost, FitCost)>>,
+}
+
+impl NmfPlacement {
+    /// Fits placed as `choice` says.
+    pub fn new(choice: NmfDeviceChoice) -> Self {
+        Self {
+            choice,
+            ..Self::default()
+        }
+    }
+
+    /// As [`new`](Self::new), with the GPU already found (tests).
+    pub fn with_gpu(choice: NmfDeviceChoice, gpu: Result<ChosenDevice, String>) -> Self {
+        let placement = Self::new(choice);
+        let _ = placement.gpu.set(gpu);
+        placement
+    }
+
+    /// The GPU fits may use: under `auto` a real GPU, under `wgpu` any wgpu adapter.
+    fn gpu(&self) -> &Result<ChosenDevice, String> {
+        self.gpu.get_or_init(|| {
+            let found = match self.choice {
+                NmfDeviceChoice::Wgpu => choose(DeviceChoice::Wgpu),
+                _ => choose(DeviceChoice::Auto),
+            };
+            match found {
+                Ok(chosen) if chosen.backend == DeviceChoice::Flex => Err(chosen.description),
+                Ok(chosen) => Ok(chosen),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
+
+    /// Where a fit of `blocks` with `options` runs. Under `auto`, a large enough problem is
+    /// timed on both sides once per size bucket (see [`RoundTimer`]).
+    pub fn place(
+        &self,
+        blocks: &[NmfBlockInput<'_>],
+        options: &NmfOptions,
+        timer: &dyn RoundTimer,
+    ) -> NmfPlace {
+        if self.choice == NmfDeviceChoice::Cpu {
+            return NmfPlace::Cpu {
+                why: "the server was told to fit on the CPU (--nmf-device cpu)".to_owned(),
+            };
+        }
+        let gpu = match self.gpu() {
+            Ok(gpu) => gpu.clone(),
+            Err(why) => {
+                return NmfPlace::Cpu {
+                    why: format!("no GPU to fit on ({why})"),
+                };
+            }
+        };
+        if self.choice == NmfDeviceChoice::Wgpu {
+            return NmfPlace::Device {
+                device: gpu,
+                why: "the server was told to fit on wgpu (--nmf-device wgpu)".to_owned(),
+            };
+        }
+        let size = NmfSize::of(blocks, options.rank);
+        if size.cell_factors() < GPU_CELL_FACTORS_ABOVE {
+            return NmfPlace::Cpu {
+                why: format!(
+                    "too small to gain on the GPU ({} x {} at rank {}: {:.1e} cells x factors, \
+                     the GPU is tried above {GPU_CELL_FACTORS_ABOVE:.1e})",
+                    size.instances,
+                    size.features,
+                    size.rank,
+                    size.cell_factors()
+                ),
+            };
+        }
+        let known = self
+            .costs
+            .lock()
+            .ok()
+            .and_then(|costs| costs.get(&size.bucket()).copied());
+        let (on_gpu, on_cpu) = match known {
+            Some(costs) => costs,
+            None => {
+                let on_gpu = match timer.cost(Some(&gpu), blocks, options) {
+                    Ok(cost) => cost,
+                    Err(error) => {
+                        return NmfPlace::Cpu {
+                            why: format!(
+                                "the GPU ({}) failed a timed fit: {error}",
+                                gpu.description
+                            ),
+                        };
+                    }
+                };
+                let on_cpu = match timer.cost(None, blocks, options) {
+                    Ok(cost) => cost,
+                    // The CPU fit refuses what the real fit will refuse, with the reason.
+                    Err(error) => return NmfPlace::Cpu { why: error },
+                };
+                if let Ok(mut costs) = self.costs.lock() {
+                    costs.insert(size.bucket(), (on_gpu, on_cpu));
+                }
+                (on_gpu, on_cpu)
+            }
+        };
+        let rounds = options.max_iters;
+        let (gpu_secs, cpu_secs) = (on_gpu.secs(rounds), on_cpu.secs(rounds));
+        let times = format!(
+            "{rounds} rounds timed at about {gpu_secs:.2} s on the GPU and {cpu_secs:.2} s on the CPU"
+        );
+        if gpu_secs < cpu_secs {
+            NmfPlace::Device {
+                device: gpu,
+                why: format!("faster here: {times}"),
+            }
+        } else {
+            NmfPlace::Cpu {
+                why: format!("faster than the GPU ({}): {times}", gpu.description),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

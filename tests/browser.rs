@@ -871,6 +871,19 @@ async fn mapper_and_factors_link_with_the_apd_and_the_inspector() {
     })
     .await;
     assert!(status.contains(&format!("epoch {epochs}")), "{status}");
+    // Where the fit ran: the device in the line, the reason in its tooltip.
+    assert!(status.contains("rounds on CPU;"), "{status}");
+    let fitted_on = js(
+        &client,
+        "return document.querySelector('#nmf-status').getAttribute('title');",
+    )
+    .await;
+    assert!(
+        fitted_on
+            .as_str()
+            .is_some_and(|t| t.starts_with("fitted on CPU; ")),
+        "{fitted_on:?}"
+    );
     let latents = js(
         &client,
         "return document.querySelectorAll('#latent-grid figure.latent').length;",

@@ -240,6 +240,46 @@ async fn lenses_on_a_digits_run() {
         assert!(block.loadings.values.iter().all(|v| *v >= 0.0));
         assert!(block.rmse.is_finite());
     }
+    // Tiny, this fit stays on the cores, and says so.
+    assert!(nmf.fitted_on.starts_with("CPU; "), "{}", nmf.fitted_on);
+    // A second server over the same store, told to fit on wgpu (lavapipe here), gives the
+    // same fit up to f32 rounding and says where it ran.
+    let store = actiscope_store::Store::open(&server.store_path()).unwrap();
+    let wgpu_server = TestServer::start_with_options(
+        store,
+        actiscope_server::state::ServerOptions {
+            nmf_device: actiscope_train::nmf::NmfDeviceChoice::Wgpu,
+            no_train: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let fixed = format!("{base}/3/nmf?rank=6&iters=120&tol=0");
+    let (on_cpu, _): (NmfResult, _) = get_ok(&server, &fixed).await;
+    let (on_wgpu, _): (NmfResult, _) = get_ok(&wgpu_server, &fixed).await;
+    assert!(
+        on_wgpu.fitted_on.contains("--nmf-device wgpu") && !on_wgpu.fitted_on.starts_with("CPU"),
+        "{}",
+        on_wgpu.fitted_on
+    );
+    assert_eq!(on_wgpu.objective.len(), 120);
+    assert!(
+        (on_wgpu.rmse - on_cpu.rmse).abs() < 1e-3 * on_cpu.rmse,
+        "wgpu rmse {} against the CPU's {}",
+        on_wgpu.rmse,
+        on_cpu.rmse
+    );
+    for (a, b) in on_wgpu.blocks.iter().zip(&on_cpu.blocks) {
+        assert!(
+            (a.rmse - b.rmse).abs() < 1e-3 * b.rmse,
+            "{}: {} vs {}",
+            a.name,
+            a.rmse,
+            b.rmse
+        );
+    }
+    drop(wgpu_server);
     // Layers only, without the inputs.
     let (layers_only, _): (NmfResult, _) = get_ok(
         &server,

@@ -32,10 +32,24 @@ impl TestServer {
         store: actiscope_store::Store,
         dist: Option<PathBuf>,
     ) -> std::io::Result<Self> {
+        let (state, _) = state_with_run(store, dist, None).await?;
+        Self::serve(state).await
+    }
+
+    /// A server over `store` with `options`, no dashboard; [`store_path`](Self::store_path)
+    /// names nothing.
+    pub async fn start_with_options(
+        store: actiscope_store::Store,
+        options: actiscope_server::state::ServerOptions,
+    ) -> std::io::Result<Self> {
+        Self::serve(AppState::with_options(store, None, options)).await
+    }
+
+    /// Serves `state` on a free loopback port.
+    async fn serve(state: AppState) -> std::io::Result<Self> {
         let store_dir = tempfile::tempdir()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let (state, _) = state_with_run(store, dist, None).await?;
         let router = app(state);
         let task = tokio::spawn(async move {
             // The test that owns the server fails on its own if serving stops early.

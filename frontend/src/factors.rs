@@ -378,10 +378,11 @@ pub fn FactorPanel(
                         on:change=move |ev| with_inputs.set(event_target_checked(&ev)) />
                     " include input pixels"
                 </label>
-                <span id="nmf-status" class="note" data-loading=move || loading.get().to_string()>
+                <span id="nmf-status" class="note" data-loading=move || loading.get().to_string()
+                    title=move || result.get().map(|r| format!("fitted on {}", r.fitted_on)).unwrap_or_default()>
                     {move || match (error.get(), result.get()) {
                         (Some(e), _) => format!("could not factorize: {e}"),
-                        (None, Some(r)) => format!("epoch {}: rmse {:.4} after {} rounds; click a factor to select its top instances", r.epoch, r.rmse, r.objective.len()),
+                        (None, Some(r)) => format!("epoch {}: rmse {:.4} after {} rounds{}; click a factor to select its top instances", r.epoch, r.rmse, r.objective.len(), fitted_where(&r.fitted_on)),
                         (None, None) => "waiting for the first epoch…".to_owned(),
                     }}
                 </span>
@@ -448,5 +449,14 @@ mod tests {
         assert_eq!(compared_epochs(5, 9), vec![1, 5, 9]);
         assert_eq!(compared_epochs(1, 1), vec![1]);
         assert_eq!(compared_epochs(9, 9), vec![1, 9]);
+    }
+}
+
+/// " on DEVICE" from a result's `fitted_on` (the device before its reason), or nothing from
+/// a server that did not say.
+fn fitted_where(fitted_on: &str) -> String {
+    match fitted_on.split(';').next().map(str::trim) {
+        Some(device) if !device.is_empty() => format!(" on {device}"),
+        _ => String::new(),
     }
 }

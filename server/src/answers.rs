@@ -6,11 +6,14 @@
 //! its work; one that started keeps its permits until it is done. Work that runs on several
 //! threads (NMF, similarity) takes one permit per thread, so the lenses together never run
 //! more threads than there are cores. The cache holds at most [`CACHE_BYTES`] of answers.
+//! It also holds where NMF fits run ([`NmfPlacement`]: the cores or a GPU), the other
+//! resource answers are computed with.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use actiscope_protocol::mapper::MapperGraph;
+use actiscope_train::nmf::NmfPlacement;
 use bytes::Bytes;
 
 use crate::hub::HubError;
@@ -64,6 +67,8 @@ pub struct AnswerCache {
     /// wait, and a request whose client gave up while waiting never starts its work.
     workers: Arc<tokio::sync::Semaphore>,
     permits: usize,
+    /// Where NMF fits run.
+    nmf_placement: Arc<NmfPlacement>,
 }
 
 impl Default for AnswerCache {
@@ -122,7 +127,20 @@ impl AnswerCache {
             }),
             workers: Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
             permits: permits.max(1),
+            nmf_placement: Arc::new(NmfPlacement::default()),
         }
+    }
+
+    /// This cache with NMF fits placed by `placement` (the default: `auto`).
+    #[must_use]
+    pub fn with_nmf_placement(mut self, placement: NmfPlacement) -> Self {
+        self.nmf_placement = Arc::new(placement);
+        self
+    }
+
+    /// Where NMF fits run.
+    pub fn nmf_placement(&self) -> Arc<NmfPlacement> {
+        Arc::clone(&self.nmf_placement)
     }
 
     /// A cache whose computations share `permits` permits, with the default byte budget.

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// bound address; repeat for several. Requests naming any other host are refused (403).
     #[arg(long)]
     pub allow_host: Vec<String>,
+    /// Where the NMF lens fits: `auto` (a GPU when there is one and a large fit's timed
+    /// rounds finish sooner there), `cpu`, or `wgpu` (always, on any wgpu adapter).
+    #[arg(long, default_value = "auto", value_parser = actiscope_train::nmf::NmfDeviceChoice::parse)]
+    pub nmf_device: actiscope_train::nmf::NmfDeviceChoice,
 }
 
 /// The token from `--token`, `--token-file` or `ACTISCOPE_TOKEN`, in that order; empty means none.
@@ -197,6 +201,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token,
             host_policy: crate::guard::HostPolicy::for_bind(args.host, args.allow_host),
             max_sockets: args.max_sockets,
+            nmf_device: args.nmf_device,
         },
     );
     if args.default_run && !has_runs {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use actiscope_protocol::{PROTOCOL_VERSION, ServerInfo};
 use actiscope_store::Store;
+use actiscope_train::nmf::{NmfDeviceChoice, NmfPlacement};
 
 use crate::answers::AnswerCache;
 use crate::frontend::Frontend;
@@ -44,6 +45,8 @@ pub struct ServerOptions {
     pub host_policy: HostPolicy,
     /// Websockets open at once; more are closed at once with a reason.
     pub max_sockets: usize,
+    /// Where the NMF lens fits.
+    pub nmf_device: NmfDeviceChoice,
 }
 
 /// Websockets open at once by default.
@@ -58,6 +61,7 @@ impl Default for ServerOptions {
             token: None,
             host_policy: HostPolicy::loopback(),
             max_sockets: DEFAULT_MAX_SOCKETS,
+            nmf_device: NmfDeviceChoice::Auto,
         }
     }
 }
@@ -86,7 +90,10 @@ impl AppState {
                 host_policy: options.host_policy,
                 sockets: Arc::new(tokio::sync::Semaphore::new(options.max_sockets)),
                 max_sockets: options.max_sockets,
-                answers: Arc::new(AnswerCache::default()),
+                answers: Arc::new(
+                    AnswerCache::default()
+                        .with_nmf_placement(NmfPlacement::new(options.nmf_device)),
+                ),
             }),
         }
     }

@@ -26,8 +26,8 @@ pub struct NmfBenchArgs {
     /// Threads of the second comparison (the first runs both sides on one thread).
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Also time the same updates as dense tensor products on this burn device (`wgpu` for a
-    /// GPU, `flex`), through the release build of actiscope-train's `nmf_device` example.
+    /// Also time the NMF lens's device fit (the same updates as dense tensor products) on this
+    /// burn device (`wgpu` for a GPU, `flex`), through actiscope-train's `nmf_device` example.
     #[arg(long)]
     device: Option<String>,
 }
@@ -127,8 +127,8 @@ pub fn bench_nmf(args: &NmfBenchArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(device) = &args.device {
-        // The device version is a benchmark, not a product feature: the `nmf_device` example
-        // of actiscope-train (`MATRIX ROWS COLS RANK ROUNDS DEVICE`).
+        // The NMF lens's device fit, through actiscope-train's `nmf_device` example
+        // (`MATRIX ROWS COLS RANK ROUNDS DEVICE`).
         let nmf_device = build_release_example("actiscope-train", "nmf_device")?;
         let output = Command::new(&nmf_device)
             .arg(&matrix)

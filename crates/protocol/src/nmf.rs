@@ -73,6 +73,10 @@ pub struct NmfResult {
     pub rmse: f64,
     /// Image height and width when the inputs are images, for drawing latent images.
     pub image_shape: Option<(u32, u32)>,
+    /// Where the fit ran and why, in words: the device first (`CPU`, or the GPU's
+    /// description), then `; ` and the reason. Empty from servers that did not say.
+    #[serde(default)]
+    pub fitted_on: String,
 }
 
 /// Reconstruction error against rank, for one epoch.

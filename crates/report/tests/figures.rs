@@ -119,6 +119,7 @@ fn nmf(rank: u32) -> NmfResult {
         objective: vec![1.0],
         rmse: 0.1,
         image_shape: Some((4, 4)),
+        fitted_on: String::new(),
     }
 }
 

@@ -4,9 +4,9 @@
 //! [`coupled_nmf_on_device`] answers with the CPU fit's [`NmfFit`]: the problem is checked,
 //! weighted, stacked and seeded by `actiscope_analysis::nmf::DenseProblem` exactly as the CPU
 //! version does, the rounds run on the device, and the fit is finished on the host from the
-//! final factors (residuals in `f64`). Each round reads back the objective's terms (one
-//! number per instance and `rank²` more), added in `f64`, so the fit stops as the CPU fit
-//! does.
+//! final factors (residuals in `f64`). The objective's terms (one number per instance and
+//! `rank²` more per round) are read back every few rounds and added in `f64`, so the fit stops
+//! after the round the CPU fit would stop after, without a round trip to the device per round.
 //!
 //! [`NmfPlacement`] decides, per request, between that and the CPU version (sparse-aware, on
 //! the cores): the CPU when there is no GPU, when told so, or when the problem is too small
@@ -61,7 +61,23 @@ struct Rounds {
     objective: Vec<f64>,
 }
 
-/// Runs `options.max_iters` rounds (fewer when the objective stalls) on `device`.
+/// Rounds run between two reads of the objective: each read waits for the device, so reading
+/// once per round would put a round trip between every two rounds (a wgpu round trip costs
+/// tens of microseconds, as much as a round of a small fit on a fast GPU).
+const ROUNDS_PER_READ: usize = 16;
+
+/// One round's factors and objective terms, kept on the device until they are read.
+struct Round {
+    w: Tensor<2>,
+    f: Tensor<2>,
+    /// `[instances + rank²]`: each instance's share of `<Xᵀ W, F>`, then `WᵀW .* FᵀF`.
+    terms: Tensor<1>,
+}
+
+/// Runs `options.max_iters` rounds (fewer when the objective stalls) on `device`. The
+/// objective's terms are read back [`ROUNDS_PER_READ`] rounds at a time; the stall is found
+/// among them and the fit ends with the factors of the round it stalled at, as if each round
+/// had been read.
 fn rounds_on_device(
     problem: &DenseProblem,
     options: &NmfOptions,
@@ -86,7 +102,8 @@ fn rounds_on_device(
     // [rank, rank]
     let mut ftf = f.clone().transpose().matmul(f.clone());
     let mut objective: Vec<f64> = Vec::new();
-    for _ in 0..options.max_iters {
+    let mut pending: Vec<Round> = Vec::with_capacity(ROUNDS_PER_READ);
+    for round in 0..options.max_iters {
         // W <- W .* (X F) ./ (W FᵀF + eps): [features, instances] x [instances, rank].
         let numerator = x.clone().matmul(f.clone());
         let denominator = w.clone().matmul(ftf).add_scalar(epsilon);
@@ -101,30 +118,48 @@ fn rounds_on_device(
         // device, the terms' rounding would swamp a near-exact fit's small objective, so
         // each instance's share of the first and every cell of the second come back
         // (`instances + rank²` numbers) and are added in f64, as the CPU fit adds them.
+        pending.push(Round {
+            w: w.clone(),
+            f: f.clone(),
+            terms: Tensor::cat(
+                vec![
+                    (numerator * f.clone()).sum_dim(1).reshape([instances]),
+                    (wtw * ftf.clone()).reshape([rank * rank]),
+                ],
+                0,
+            ),
+        });
+        if pending.len() < ROUNDS_PER_READ && round + 1 < options.max_iters {
+            continue;
+        }
+        let rounds = std::mem::take(&mut pending);
         let terms = to_vec(Tensor::cat(
-            vec![
-                (numerator * f.clone()).sum_dim(1).reshape([instances]),
-                (wtw * ftf.clone()).reshape([rank * rank]),
-            ],
+            rounds.iter().map(|r| r.terms.clone()).collect(),
             0,
         ))?;
-        if terms.len() != instances + rank * rank {
+        let width = instances + rank * rank;
+        if terms.len() != rounds.len() * width {
             return Err(ReadbackError(format!(
                 "the objective's terms came back as {} numbers, not {}",
                 terms.len(),
-                instances + rank * rank
+                rounds.len() * width
             )));
         }
-        let (cross, fitted) = terms.split_at(instances);
         let sum = |values: &[f32]| values.iter().map(|&v| f64::from(v)).sum::<f64>();
-        let (cross, fitted) = (sum(cross), sum(fitted));
-        let value = (problem.norm_sq - 2.0 * cross + fitted).max(0.0);
-        let previous = objective.last().copied();
-        objective.push(value);
-        if let Some(previous) = previous
-            && (previous - value) <= options.tolerance * previous.abs()
-        {
-            break;
+        for (read, values) in rounds.iter().zip(terms.chunks_exact(width.max(1))) {
+            let (cross, fitted) = values.split_at(instances);
+            let value = (problem.norm_sq - 2.0 * sum(cross) + sum(fitted)).max(0.0);
+            let previous = objective.last().copied();
+            objective.push(value);
+            if let Some(previous) = previous
+                && (previous - value) <= options.tolerance * previous.abs()
+            {
+                return Ok(Rounds {
+                    w: to_vec(read.w.clone())?,
+                    f: to_vec(read.f.clone())?,
+                    objective,
+                });
+            }
         }
     }
     Ok(Rounds {

@@ -1,14 +1,16 @@
 //! The coupled NMF of one epoch's probe inputs and hidden layers, and RMSE against rank: which
-//! blocks take part, their weights, and the limits on what a request may ask for.
+//! blocks take part, their weights, the limits on what a request may ask for, and each fit
+//! run where the cache's [`NmfPlacement`] puts it (the cores, or a GPU), falling back to the
+//! cores when the GPU fails.
 
 use std::sync::Arc;
 
 use actiscope_analysis::Matrix;
 use actiscope_analysis::nmf::{
-    NmfBlockInput, NmfFit, NmfOptions, block_weights, coupled_nmf, image_block, rmse_by_rank,
-    root_mean_square,
+    NmfBlockInput, NmfFit, NmfOptions, block_weights, coupled_nmf, image_block, root_mean_square,
 };
 use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve};
+use actiscope_train::nmf::{MeasuredRounds, NmfPlace, NmfPlacement, coupled_nmf_on_device};
 use bytes::Bytes;
 
 use super::probe::load_probe;
@@ -132,7 +134,39 @@ fn options(params: &NmfParams, threads: usize) -> NmfOptions {
     }
 }
 
-fn nmf_result(epoch: u32, params: NmfParams, data: &NmfData, fit: NmfFit) -> NmfResult {
+/// The fit of `blocks`, where `placement` puts it; a GPU that fails hands the fit to the
+/// cores (logged, and said in the description). Returns the fit and where it ran and why.
+fn placed_fit(
+    placement: &NmfPlacement,
+    blocks: &[NmfBlockInput<'_>],
+    options: &NmfOptions,
+) -> Result<(NmfFit, String), AnswerError> {
+    let place = placement.place(blocks, options, &MeasuredRounds);
+    let failed = match &place {
+        NmfPlace::Cpu { .. } => None,
+        NmfPlace::Device { device, .. } => {
+            match coupled_nmf_on_device(blocks, options, &device.device) {
+                Ok(fit) => return Ok((fit, place.describe())),
+                Err(error) => Some(format!("{} failed ({error})", device.description)),
+            }
+        }
+    };
+    let fit = coupled_nmf(blocks, options).map_err(bad_request)?;
+    Ok(match failed {
+        None => (fit, place.describe()),
+        Some(why) => {
+            tracing::warn!("NMF fit moved to the CPU: {why}");
+            (fit, format!("CPU; {why}"))
+        }
+    })
+}
+
+fn nmf_result(
+    epoch: u32,
+    params: NmfParams,
+    data: &NmfData,
+    (fit, fitted_on): (NmfFit, String),
+) -> NmfResult {
     let blocks = data
         .names
         .iter()
@@ -154,6 +188,7 @@ fn nmf_result(epoch: u32, params: NmfParams, data: &NmfData, fit: NmfFit) -> Nmf
         objective: fit.objective,
         rmse: fit.rmse,
         image_shape: data.image_shape,
+        fitted_on,
     }
 }
 
@@ -169,9 +204,10 @@ pub async fn nmf_json(
     let key = format!("{run_id}/{epoch}/nmf/{params:?}");
     // The fit runs on as many threads as the cache has permits, and takes them all.
     let threads = cache.permits();
+    let placement = cache.nmf_placement();
     cached_threads(&cache, key, threads, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
-        let fit = coupled_nmf(&data.blocks(), &options(&params, threads)).map_err(bad_request)?;
+        let fit = placed_fit(&placement, &data.blocks(), &options(&params, threads))?;
         json(&nmf_result(epoch, params, &data, fit))
     })
     .await
@@ -200,14 +236,24 @@ pub async fn rmse_json(
     }
     let key = format!("{run_id}/{epoch}/rmse/{ranks:?}/{params:?}");
     let threads = cache.permits();
+    let placement = cache.nmf_placement();
     cached_threads(&cache, key, threads, move || {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
-        let ranks_usize: Vec<usize> = ranks.iter().map(|&r| r as usize).collect();
-        let points = rmse_by_rank(&data.blocks(), &ranks_usize, &options(&params, threads))
-            .map_err(bad_request)?
-            .into_iter()
-            .map(|(rank, rmse)| (u32::try_from(rank).unwrap_or(u32::MAX), rmse))
-            .collect();
+        let blocks = data.blocks();
+        let points = ranks
+            .iter()
+            .map(|&rank| {
+                let options = options(
+                    &NmfParams {
+                        rank,
+                        ..params.clone()
+                    },
+                    threads,
+                );
+                let (fit, _) = placed_fit(&placement, &blocks, &options)?;
+                Ok((rank, fit.rmse))
+            })
+            .collect::<Result<Vec<_>, AnswerError>>()?;
         json(&RmseCurve {
             epoch,
             points,

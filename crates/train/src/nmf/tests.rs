@@ -129,6 +129,36 @@ fn the_device_fit_stops_when_the_cpu_fit_stops_and_refuses_what_it_refuses() {
         cpu.iterations()
     );
     assert_eq!(ours.iterations(), cpu.iterations());
+    // It stalled between two reads of the objective: the factors are that round's.
+    assert_ne!(cpu.iterations() % ROUNDS_PER_READ, 0);
+    assert!(
+        close(ours.rmse, cpu.rmse, 1e-4),
+        "{} vs {}",
+        ours.rmse,
+        cpu.rmse
+    );
+    // Stopped early, while the factors still move: they are the stalled round's, not those
+    // of the round the objective was read at.
+    let early = NmfOptions {
+        tolerance: 0.02,
+        ..options
+    };
+    let cpu = coupled_nmf(&blocks, &early).unwrap();
+    let ours = coupled_nmf_on_device(&blocks, &early, &flex().device).unwrap();
+    assert!(
+        (2..ROUNDS_PER_READ).contains(&cpu.iterations()),
+        "{}",
+        cpu.iterations()
+    );
+    assert_eq!(ours.iterations(), cpu.iterations());
+    for (a, b) in ours
+        .instance_weights
+        .as_slice()
+        .iter()
+        .zip(cpu.instance_weights.as_slice())
+    {
+        assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+    }
     assert!(
         ours.objective
             .windows(2)

@@ -585,27 +585,29 @@ fn dense_rounds(problem: &DenseProblem, rounds: usize, epsilon: f64) -> (Vec<f32
         }
         g
     };
+    // target <- target .* (A other) ./ (target otherᵀother + eps), A `rows x inner` read
+    // through `a(row, k)`.
+    let update = |target: &[f64],
+                  other: &[f64],
+                  rows: usize,
+                  inner: usize,
+                  a: &dyn Fn(usize, usize) -> f64| {
+        let other_gram = gram(other, inner);
+        let mut next = target.to_vec();
+        for row in 0..rows {
+            for k in 0..r {
+                let numerator: f64 = (0..inner).map(|i| a(row, i) * other[i * r + k]).sum();
+                let denominator: f64 = (0..r)
+                    .map(|l| target[row * r + l] * other_gram[l * r + k])
+                    .sum();
+                next[row * r + k] = target[row * r + k] * numerator / (denominator + epsilon);
+            }
+        }
+        next
+    };
     for _ in 0..rounds {
-        let ftf = gram(&f, n);
-        let mut next = w.clone();
-        for i in 0..m {
-            for k in 0..r {
-                let numerator: f64 = (0..n).map(|j| xt(j, i) * f[j * r + k]).sum();
-                let denominator: f64 = (0..r).map(|l| w[i * r + l] * ftf[l * r + k]).sum();
-                next[i * r + k] = w[i * r + k] * numerator / (denominator + epsilon);
-            }
-        }
-        w = next;
-        let wtw = gram(&w, m);
-        let mut next = f.clone();
-        for j in 0..n {
-            for k in 0..r {
-                let numerator: f64 = (0..m).map(|i| xt(j, i) * w[i * r + k]).sum();
-                let denominator: f64 = (0..r).map(|l| f[j * r + l] * wtw[l * r + k]).sum();
-                next[j * r + k] = f[j * r + k] * numerator / (denominator + epsilon);
-            }
-        }
-        f = next;
+        w = update(&w, &f, m, n, &|i, j| xt(j, i));
+        f = update(&f, &w, n, m, &|j, i| xt(j, i));
     }
     (
         w.iter().map(|&v| v as f32).collect(),

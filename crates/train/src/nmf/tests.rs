@@ -44,6 +44,15 @@ fn close(a: f64, b: f64, relative: f64) -> bool {
     (a - b).abs() <= relative * b.abs().max(1e-12)
 }
 
+/// `data` as the one block of a fit.
+fn one_block<'a>(name: &'a str, data: &'a Matrix) -> [NmfBlockInput<'a>; 1] {
+    [NmfBlockInput {
+        name,
+        data,
+        weight: 1.0,
+    }]
+}
+
 /// The device fit and the CPU fit of two weighted blocks agree round by round.
 fn matches_the_cpu_fit(device: &Device) {
     let pixels = relu_like(50, 30, 1);
@@ -108,11 +117,7 @@ fn the_device_fit_stops_when_the_cpu_fit_stops_and_refuses_what_it_refuses() {
     // Not exactly low-rank, as activations are not: near an exact fit the objective tends to
     // 0 and the two fits' rounding, in different orders, moves the round it stalls at.
     let data = relu_like(60, 25, 4);
-    let blocks = [NmfBlockInput {
-        name: "layer 2",
-        data: &data,
-        weight: 1.0,
-    }];
+    let blocks = one_block("layer 2", &data);
     let options = NmfOptions {
         rank: 3,
         max_iters: 2000,
@@ -167,11 +172,7 @@ fn the_device_fit_stops_when_the_cpu_fit_stops_and_refuses_what_it_refuses() {
 
     let negative = Matrix::new(2, 2, vec![1.0, 0.0, -1.0, 2.0]).unwrap();
     let refused = coupled_nmf_on_device(
-        &[NmfBlockInput {
-            name: "layer 1",
-            data: &negative,
-            weight: 1.0,
-        }],
+        &one_block("layer 1", &negative),
         &NmfOptions::default(),
         &flex().device,
     )
@@ -240,13 +241,7 @@ fn fake_gpu() -> ChosenDevice {
 fn fits_go_where_the_timings_say_and_small_ones_stay_on_the_cpu() {
     let large = Matrix::new(1000, 1000, vec![0.5; 1000 * 1000]).unwrap();
     let small = Matrix::new(1000, 100, vec![0.5; 1000 * 100]).unwrap();
-    let blocks = |data| {
-        [NmfBlockInput {
-            name: "layer 1",
-            data,
-            weight: 1.0,
-        }]
-    };
+    let blocks = |data| one_block("layer 1", data);
     let options = NmfOptions {
         rank: 20,
         max_iters: 200,
@@ -318,11 +313,7 @@ fn fits_go_where_the_timings_say_and_small_ones_stay_on_the_cpu() {
 #[test]
 fn the_choice_overrides_the_timings_and_no_gpu_means_the_cpu() {
     let data = Matrix::new(1000, 1000, vec![0.5; 1000 * 1000]).unwrap();
-    let blocks = [NmfBlockInput {
-        name: "layer 1",
-        data: &data,
-        weight: 1.0,
-    }];
+    let blocks = one_block("layer 1", &data);
     let options = NmfOptions {
         rank: 20,
         ..NmfOptions::default()
@@ -363,11 +354,7 @@ fn the_choice_overrides_the_timings_and_no_gpu_means_the_cpu() {
 #[test]
 fn measured_rounds_time_a_real_fit() {
     let data = relu_like(80, 40, 3);
-    let blocks = [NmfBlockInput {
-        name: "layer 1",
-        data: &data,
-        weight: 1.0,
-    }];
+    let blocks = one_block("layer 1", &data);
     let options = NmfOptions {
         rank: 5,
         ..NmfOptions::default()

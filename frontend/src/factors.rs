@@ -379,7 +379,7 @@ pub fn FactorPanel(
                     " include input pixels"
                 </label>
                 <span id="nmf-status" class="note" data-loading=move || loading.get().to_string()
-                    title=move || result.get().map(|r| format!("fitted on {}", r.fitted_on)).unwrap_or_default()>
+                    title=move || result.get().filter(|r| !r.fitted_on.is_empty()).map(|r| format!("fitted on {}", r.fitted_on)).unwrap_or_default()>
                     {move || match (error.get(), result.get()) {
                         (Some(e), _) => format!("could not factorize: {e}"),
                         (None, Some(r)) => format!("epoch {}: rmse {:.4} after {} rounds{}; click a factor to select its top instances", r.epoch, r.rmse, r.objective.len(), fitted_where(&r.fitted_on)),

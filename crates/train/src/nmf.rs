@@ -5,16 +5,18 @@
 //! weighted, stacked and seeded by `actiscope_analysis::nmf::DenseProblem` exactly as the CPU
 //! version does, the rounds run on the device, and the fit is finished on the host from the
 //! final factors (residuals in `f64`). The objective's terms (one number per instance and
-//! `rank²` more per round) are read back every few rounds and added in `f64`, so the fit stops
-//! after the round the CPU fit would stop after, without a round trip to the device per round.
+//! `rank²` more per round) are read back every few rounds and added in `f64`: the fit stops by
+//! the CPU fit's rule, up to rounding, without a round trip to the device per round. A panic
+//! inside the device's runtime comes back as an error, not as a panic.
 //!
 //! [`NmfPlacement`] decides, per request, between that and the CPU version (sparse-aware, on
-//! the cores): the CPU when there is no GPU, when told so, or when the problem is too small
-//! for a GPU to gain (each round is a dozen kernel launches; on the H200 a 10,000 x 784 fit
-//! spent most of its time launching); otherwise whichever a few timed rounds on each predict
-//! to finish first, remembered for problems of about the same size.
+//! the cores): the CPU when told so, when the GPU failed before, when the problem is too small
+//! for a GPU to gain (each round is a dozen kernel launches), or when there is no GPU;
+//! otherwise whichever timed fits of one and five rounds on each side predict to finish
+//! first, remembered for problems of about the same size and density.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -36,19 +38,42 @@ pub enum DeviceNmfError {
     /// Reading a result back from the device failed.
     #[error(transparent)]
     Readback(#[from] ReadbackError),
+    /// The device's runtime panicked (some of its errors cannot be returned).
+    #[error("the device failed: {0}")]
+    Panicked(String),
 }
+
+/// A name `--nmf-device` does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown NMF device `{0}`: use auto, cpu or wgpu")]
+pub struct UnknownNmfDevice(pub String);
 
 /// The coupled factorization of `blocks` (see `actiscope_analysis::nmf`) with its update
 /// rounds on `device`: the same start, rounds, stopping rule and result as
-/// [`coupled_nmf`], up to `f32` rounding in a different order.
+/// [`coupled_nmf`], up to `f32` rounding in a different order (entries below `1e-30` become
+/// zero after each update, as on the CPU).
 pub fn coupled_nmf_on_device(
     blocks: &[NmfBlockInput<'_>],
     options: &NmfOptions,
     device: &Device,
 ) -> Result<NmfFit, DeviceNmfError> {
-    let problem = DenseProblem::new(blocks, options)?;
-    let rounds = rounds_on_device(&problem, options, device)?;
+    let mut problem = DenseProblem::new(blocks, options)?;
+    // The stacked data go to the device; the host keeps no second copy.
+    let transposed = std::mem::take(&mut problem.transposed);
+    let rounds = catch_unwind(AssertUnwindSafe(|| {
+        rounds_on_device(&problem, transposed, options, device)
+    }))
+    .map_err(|panic| DeviceNmfError::Panicked(panic_message(panic.as_ref())))??;
     Ok(problem.finish(blocks, &rounds.w, &rounds.f, rounds.objective)?)
+}
+
+/// The message a panic carried, or a placeholder.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// What the rounds leave.
@@ -80,15 +105,13 @@ struct Round {
 /// had been read.
 fn rounds_on_device(
     problem: &DenseProblem,
+    transposed: Vec<f32>,
     options: &NmfOptions,
     device: &Device,
 ) -> Result<Rounds, ReadbackError> {
     let (instances, features, rank) = (problem.instances, problem.features, problem.rank);
     // [instances, features]; X is its transpose, [features, instances].
-    let xt = Tensor::<2>::from_data(
-        TensorData::new(problem.transposed.clone(), [instances, features]),
-        device,
-    );
+    let xt = Tensor::<2>::from_data(TensorData::new(transposed, [instances, features]), device);
     let x = xt.clone().transpose();
     let mut w = Tensor::<2>::from_data(
         TensorData::new(problem.start_loadings.clone(), [features, rank]),
@@ -107,12 +130,12 @@ fn rounds_on_device(
         // W <- W .* (X F) ./ (W FᵀF + eps): [features, instances] x [instances, rank].
         let numerator = x.clone().matmul(f.clone());
         let denominator = w.clone().matmul(ftf).add_scalar(epsilon);
-        w = w * numerator / denominator;
+        w = flush_tiny(w * (numerator / denominator));
         let wtw = w.clone().transpose().matmul(w.clone());
         // F <- F .* (Xᵀ W) ./ (F WᵀW + eps): [instances, features] x [features, rank].
         let numerator = xt.clone().matmul(w.clone());
         let denominator = f.clone().matmul(wtw.clone()).add_scalar(epsilon);
-        f = f * numerator.clone() / denominator;
+        f = flush_tiny(f * (numerator.clone() / denominator));
         ftf = f.clone().transpose().matmul(f.clone());
         // ||X - W Fᵀ||² = ||X||² - 2 <Xᵀ W, F> + <WᵀW, FᵀF>. Summed whole in f32 on the
         // device, the terms' rounding would swamp a near-exact fit's small objective, so
@@ -169,6 +192,13 @@ fn rounds_on_device(
     })
 }
 
+/// `factor` with entries below `1e-30` set to zero, as the CPU update does (they would turn
+/// subnormal; below the smallest normal `f32` an entry is zero for every purpose).
+fn flush_tiny(factor: Tensor<2>) -> Tensor<2> {
+    let tiny = factor.clone().lower_elem(1e-30);
+    factor.mask_fill(tiny, 0.0)
+}
+
 /// Where NMF fits may run, as `actiscope serve --nmf-device` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NmfDeviceChoice {
@@ -183,14 +213,12 @@ pub enum NmfDeviceChoice {
 
 impl NmfDeviceChoice {
     /// `auto`, `cpu` or `wgpu`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, UnknownNmfDevice> {
         match text {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "wgpu" => Ok(Self::Wgpu),
-            other => Err(format!(
-                "unknown NMF device `{other}`: use auto, cpu or wgpu"
-            )),
+            other => Err(UnknownNmfDevice(other.to_owned())),
         }
     }
 }
@@ -222,11 +250,12 @@ impl NmfPlace {
     }
 }
 
-/// A dense problem below this many cells times factors (`instances x features x rank`) stays
-/// on the CPU without timing: a round is a dozen kernel launches whatever the size, and
-/// below it the CPU's sparse products finish a round in about the time of those launches
-/// (10,000 x 784 at rank 20, 1.6e8, took 0.41 s for 200 rounds on an H200 through wgpu, about
-/// as long as its launches; a fit a tenth that size cannot gain).
+/// A problem of at most this many cells times factors (`instances x features x rank`) stays
+/// on the CPU without timing. An estimate, not a measurement of this code: a round is a
+/// dozen kernel launches whatever the size, and issue 16's table (an H200, measured by the
+/// issue's author) has burn's dense updates on wgpu taking 0.41 s for 200 rounds of 10,000 x
+/// 784 at rank 20 (1.6e8) against 0.032 s for PyTorch CUDA, launch-bound at about 2 ms a
+/// round; the CPU's sparse rounds take about that long at a tenth of that size.
 pub const GPU_CELL_FACTORS_ABOVE: f64 = 1.6e7;
 
 /// Rounds timed on each side by [`MeasuredRounds`]: one round, then this many.
@@ -258,7 +287,7 @@ pub trait RoundTimer {
         device: Option<&ChosenDevice>,
         blocks: &[NmfBlockInput<'_>],
         options: &NmfOptions,
-    ) -> Result<FitCost, String>;
+    ) -> Result<FitCost, DeviceNmfError>;
 }
 
 /// Times real fits: one round and `1 + TIMED_ROUNDS` rounds (after an untimed warm-up
@@ -272,18 +301,18 @@ impl RoundTimer for MeasuredRounds {
         device: Option<&ChosenDevice>,
         blocks: &[NmfBlockInput<'_>],
         options: &NmfOptions,
-    ) -> Result<FitCost, String> {
-        let fit = |rounds: usize| -> Result<f64, String> {
+    ) -> Result<FitCost, DeviceNmfError> {
+        let fit = |rounds: usize| -> Result<f64, DeviceNmfError> {
+            // Exactly `rounds` rounds: no improvement is ever small enough to stop.
             let options = NmfOptions {
                 max_iters: rounds,
-                tolerance: 0.0,
+                tolerance: f64::NEG_INFINITY,
                 ..*options
             };
             let started = Instant::now();
             match device {
-                None => coupled_nmf(blocks, &options).map_err(|e| e.to_string())?,
-                Some(chosen) => coupled_nmf_on_device(blocks, &options, &chosen.device)
-                    .map_err(|e| e.to_string())?,
+                None => coupled_nmf(blocks, &options)?,
+                Some(chosen) => coupled_nmf_on_device(blocks, &options, &chosen.device)?,
             };
             Ok(started.elapsed().as_secs_f64())
         };
@@ -325,20 +354,33 @@ impl NmfSize {
     fn cell_factors(&self) -> f64 {
         self.instances as f64 * self.features as f64 * self.rank as f64
     }
-
-    /// Problems within a factor of two of each other share a bucket (and a timing).
-    fn bucket(&self) -> i32 {
-        self.cell_factors().max(1.0).log2().floor() as i32
-    }
 }
 
-/// Where NMF fits run in this process: the choice, the GPU found (looked for once), and the
-/// costs timed so far, by problem size.
+/// Which timing a problem shares: the power of two its cells times factors fall in, and the
+/// tenth its share of non-zeros falls in (the GPU's rounds cost by cells, the CPU's sparse
+/// ones by non-zeros).
+fn bucket(size: &NmfSize, blocks: &[NmfBlockInput<'_>]) -> (i32, u8) {
+    let (mut nonzeros, mut cells) = (0usize, 0usize);
+    for block in blocks {
+        let values = block.data.as_slice();
+        nonzeros += values.iter().filter(|&&v| v != 0.0).count();
+        cells += values.len();
+    }
+    let tenth = (10 * nonzeros / cells.max(1)).min(9);
+    (
+        size.cell_factors().max(1.0).log2().floor() as i32,
+        u8::try_from(tenth).unwrap_or(9),
+    )
+}
+
+/// Where NMF fits run in this process: the choice, the GPU found (looked for once), the costs
+/// timed so far (GPU, CPU) by [`bucket`], and why the GPU failed, once it has.
 #[derive(Debug, Default)]
 pub struct NmfPlacement {
     choice: NmfDeviceChoice,
     gpu: OnceLock<Result<ChosenDevice, String>>,
-    costs: Mutex<HashMap<i32, (FitCost, FitCost)>>,
+    costs: Mutex<HashMap<(i32, u8), (FitCost, FitCost)>>,
+    failed: Mutex<Option<String>>,
 }
 
 impl NmfPlacement {
@@ -372,8 +414,16 @@ impl NmfPlacement {
         })
     }
 
+    /// Remembers that the GPU failed a fit (`why`): later fits go to the CPU and say so.
+    pub fn gpu_failed(&self, why: String) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.get_or_insert(why);
+        }
+    }
+
     /// Where a fit of `blocks` with `options` runs. Under `auto`, a large enough problem is
-    /// timed on both sides once per size bucket (see [`RoundTimer`]).
+    /// timed on both sides once per [`bucket`] (see [`RoundTimer`]); the GPU is looked for
+    /// only then.
     pub fn place(
         &self,
         blocks: &[NmfBlockInput<'_>],
@@ -385,22 +435,13 @@ impl NmfPlacement {
                 why: "the server was told to fit on the CPU (--nmf-device cpu)".to_owned(),
             };
         }
-        let gpu = match self.gpu() {
-            Ok(gpu) => gpu.clone(),
-            Err(why) => {
-                return NmfPlace::Cpu {
-                    why: format!("no GPU to fit on ({why})"),
-                };
-            }
-        };
-        if self.choice == NmfDeviceChoice::Wgpu {
-            return NmfPlace::Device {
-                device: gpu,
-                why: "the server was told to fit on wgpu (--nmf-device wgpu)".to_owned(),
+        if let Some(why) = self.failed.lock().ok().and_then(|failed| failed.clone()) {
+            return NmfPlace::Cpu {
+                why: format!("the GPU failed an earlier fit: {why}"),
             };
         }
         let size = NmfSize::of(blocks, options.rank);
-        if size.cell_factors() < GPU_CELL_FACTORS_ABOVE {
+        if self.choice == NmfDeviceChoice::Auto && size.cell_factors() <= GPU_CELL_FACTORS_ABOVE {
             return NmfPlace::Cpu {
                 why: format!(
                     "too small to gain on the GPU ({} x {} at rank {}: {:.1e} cells x factors, \
@@ -412,32 +453,48 @@ impl NmfPlacement {
                 ),
             };
         }
+        let gpu = match self.gpu() {
+            Ok(gpu) => gpu.clone(),
+            Err(why) => {
+                return NmfPlace::Cpu {
+                    why: format!("no GPU to fit on: {why}"),
+                };
+            }
+        };
+        if self.choice == NmfDeviceChoice::Wgpu {
+            return NmfPlace::Device {
+                device: gpu,
+                why: "the server was told to fit on wgpu (--nmf-device wgpu)".to_owned(),
+            };
+        }
+        let key = bucket(&size, blocks);
         let known = self
             .costs
             .lock()
             .ok()
-            .and_then(|costs| costs.get(&size.bucket()).copied());
+            .and_then(|costs| costs.get(&key).copied());
         let (on_gpu, on_cpu) = match known {
             Some(costs) => costs,
             None => {
                 let on_gpu = match timer.cost(Some(&gpu), blocks, options) {
                     Ok(cost) => cost,
                     Err(error) => {
-                        return NmfPlace::Cpu {
-                            why: format!(
-                                "the GPU ({}) failed a timed fit: {error}",
-                                gpu.description
-                            ),
-                        };
+                        let why = format!("{} failed a timed fit ({error})", gpu.description);
+                        self.gpu_failed(why.clone());
+                        return NmfPlace::Cpu { why };
                     }
                 };
                 let on_cpu = match timer.cost(None, blocks, options) {
                     Ok(cost) => cost,
                     // The CPU fit refuses what the real fit will refuse, with the reason.
-                    Err(error) => return NmfPlace::Cpu { why: error },
+                    Err(error) => {
+                        return NmfPlace::Cpu {
+                            why: error.to_string(),
+                        };
+                    }
                 };
                 if let Ok(mut costs) = self.costs.lock() {
-                    costs.insert(size.bucket(), (on_gpu, on_cpu));
+                    costs.insert(key, (on_gpu, on_cpu));
                 }
                 (on_gpu, on_cpu)
             }
@@ -445,7 +502,9 @@ impl NmfPlacement {
         let rounds = options.max_iters;
         let (gpu_secs, cpu_secs) = (on_gpu.secs(rounds), on_cpu.secs(rounds));
         let times = format!(
-            "{rounds} rounds timed at about {gpu_secs:.2} s on the GPU and {cpu_secs:.2} s on the CPU"
+            "up to {rounds} rounds predicted from timed fits of 1 and {} rounds: about \
+             {gpu_secs:.2} s on the GPU against {cpu_secs:.2} s on the CPU",
+            1 + TIMED_ROUNDS
         );
         if gpu_secs < cpu_secs {
             NmfPlace::Device {

@@ -134,8 +134,9 @@ fn options(params: &NmfParams, threads: usize) -> NmfOptions {
     }
 }
 
-/// The fit of `blocks`, where `placement` puts it; a GPU that fails hands the fit to the
-/// cores (logged, and said in the description). Returns the fit and where it ran and why.
+/// The fit of `blocks`, where `placement` puts it; a GPU that fails hands this fit and every
+/// later one to the cores (logged once here, and said in each description). Returns the fit
+/// and where it ran and why.
 fn placed_fit(
     placement: &NmfPlacement,
     blocks: &[NmfBlockInput<'_>],
@@ -147,7 +148,11 @@ fn placed_fit(
         NmfPlace::Device { device, .. } => {
             match coupled_nmf_on_device(blocks, options, &device.device) {
                 Ok(fit) => return Ok((fit, place.describe())),
-                Err(error) => Some(format!("{} failed ({error})", device.description)),
+                Err(error) => {
+                    let why = format!("{} failed ({error})", device.description);
+                    placement.gpu_failed(why.clone());
+                    Some(why)
+                }
             }
         }
     };

@@ -31,6 +31,8 @@ pub struct DenseProblem {
     shape: Shape,
     /// `||X_i||²_F` of each weighted block.
     block_norm_sq: Vec<f64>,
+    /// Each block's weight.
+    weights: Vec<f32>,
 }
 
 impl DenseProblem {
@@ -75,13 +77,15 @@ impl DenseProblem {
             norm_sq: block_norm_sq.iter().sum(),
             shape,
             block_norm_sq,
+            weights: blocks.iter().map(|b| b.weight).collect(),
         })
     }
 
     /// The fit from the rounds' final `loadings` (`W`, row-major `features x rank`) and
     /// `instance_weights` (`F`, `instances x rank`) and the objective after each round, as
     /// [`coupled_nmf`](super::coupled_nmf) reports it. `blocks` must be the ones this problem
-    /// was made from; factors of the wrong size are refused.
+    /// was made from (blocks of other shapes or weights are refused, as are factors of the
+    /// wrong size).
     pub fn finish(
         &self,
         blocks: &[NmfBlockInput<'_>],
@@ -91,7 +95,17 @@ impl DenseProblem {
     ) -> Result<NmfFit, NmfError> {
         let wrong_size = loadings.len() != self.features * self.rank
             || instance_weights.len() != self.instances * self.rank;
-        if wrong_size || blocks.len() != self.shape.block_rows.len() {
+        let same_blocks = blocks.len() == self.shape.block_rows.len()
+            && blocks
+                .iter()
+                .zip(&self.shape.block_rows)
+                .zip(&self.weights)
+                .all(|((block, columns), &weight)| {
+                    block.data.rows() == self.instances
+                        && block.data.cols() == columns.len()
+                        && block.weight.to_bits() == weight.to_bits()
+                });
+        if wrong_size || !same_blocks {
             return Err(NmfError::FactorShape {
                 expected: (self.features, self.instances, self.rank),
                 loadings: loadings.len(),

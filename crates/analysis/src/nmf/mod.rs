@@ -95,10 +95,13 @@ pub enum NmfError {
         /// Features over all blocks.
         features: usize,
     },
-    /// Factors handed to [`DenseProblem::finish`] do not fit its problem.
+    /// Factors or blocks handed to [`DenseProblem::finish`] do not fit its problem.
     #[error(
-        "factors of {loadings} and {instance_weights} values do not fit {} features, {} \
-         instances and rank {}", expected.0, expected.1, expected.2
+        "factors of {loadings} and {instance_weights} values, or the blocks given, do not fit \
+         the problem of {} features, {} instances and rank {}",
+        expected.0,
+        expected.1,
+        expected.2
     )]
     FactorShape {
         /// Features, instances and rank of the problem.

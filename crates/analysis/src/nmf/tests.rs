@@ -699,6 +699,17 @@ fn a_dense_problem_stacks_draws_and_finishes_as_the_cpu_fit_does() {
         problem.finish(&blocks[..1], &w, &f, Vec::new()),
         Err(NmfError::FactorShape { .. })
     ));
+    // Blocks of another shape or weight, too (more instances would read past the stack).
+    let longer = random_matrix(41, 18, 11);
+    for other in [
+        [block("inputs", &longer), blocks[1]],
+        [block("inputs", &pixels), block("layer 1", &layer)],
+    ] {
+        assert!(matches!(
+            problem.finish(&other, &w, &f, Vec::new()),
+            Err(NmfError::FactorShape { .. })
+        ));
+    }
     // The CPU fit's own refusals.
     assert!(matches!(
         DenseProblem::new(

@@ -206,10 +206,10 @@ impl RoundTimer for Told {
         device: Option<&ChosenDevice>,
         _: &[NmfBlockInput<'_>],
         _: &NmfOptions,
-    ) -> Result<FitCost, String> {
+    ) -> Result<FitCost, DeviceNmfError> {
         self.asked.set(self.asked.get() + 1);
         match device {
-            Some(_) => self.gpu.clone(),
+            Some(_) => self.gpu.clone().map_err(DeviceNmfError::Panicked),
             None => Ok(self.cpu),
         }
     }
@@ -285,7 +285,7 @@ fn fits_go_where_the_timings_say_and_small_ones_stay_on_the_cpu() {
     );
     assert!(matches!(place, NmfPlace::Cpu { .. }), "{place:?}");
     assert!(
-        place.describe().contains("10 rounds timed"),
+        place.describe().contains("up to 10 rounds predicted"),
         "{}",
         place.describe()
     );
@@ -298,16 +298,55 @@ fn fits_go_where_the_timings_say_and_small_ones_stay_on_the_cpu() {
         gpu: Err("out of memory".to_owned()),
         ..told(0.001, 0.01)
     };
-    let place = NmfPlacement::with_gpu(NmfDeviceChoice::Auto, Ok(fake_gpu())).place(
-        &blocks(&large),
-        &options,
-        &failing,
-    );
+    let placement = NmfPlacement::with_gpu(NmfDeviceChoice::Auto, Ok(fake_gpu()));
+    let place = placement.place(&blocks(&large), &options, &failing);
     assert!(
         place.describe().contains("out of memory"),
         "{}",
         place.describe()
     );
+    // A failed GPU is not tried again, at any size.
+    let asked = failing.asked.get();
+    let bigger = Matrix::new(2000, 1000, vec![0.5; 2000 * 1000]).unwrap();
+    let place = placement.place(&blocks(&bigger), &options, &failing);
+    assert!(
+        place.describe().contains("failed an earlier fit"),
+        "{}",
+        place.describe()
+    );
+    assert_eq!(failing.asked.get(), asked);
+    // Nor when the real fit, not a timing, failed.
+    let placement = NmfPlacement::with_gpu(NmfDeviceChoice::Wgpu, Ok(fake_gpu()));
+    placement.gpu_failed("lost the device".to_owned());
+    let place = placement.place(&blocks(&large), &options, &failing);
+    assert!(
+        place
+            .describe()
+            .starts_with("CPU; the GPU failed an earlier fit: lost the device"),
+        "{}",
+        place.describe()
+    );
+}
+
+#[test]
+fn density_and_size_pick_the_timing_a_problem_shares() {
+    let options = NmfOptions {
+        rank: 20,
+        ..NmfOptions::default()
+    };
+    let dense = Matrix::new(1000, 1000, vec![0.5; 1000 * 1000]).unwrap();
+    let sparse = relu_like(1000, 1000, 5);
+    let bigger = Matrix::new(1000, 1500, vec![0.5; 1000 * 1500]).unwrap();
+    let placement = NmfPlacement::with_gpu(NmfDeviceChoice::Auto, Ok(fake_gpu()));
+    let timer = told(0.001, 0.01);
+    for (data, asked) in [(&dense, 2), (&dense, 2), (&sparse, 4), (&bigger, 4)] {
+        placement.place(&one_block("layer 1", data), &options, &timer);
+        assert_eq!(timer.asked.get(), asked);
+    }
+    // Twice the cells: another power of two, timed again.
+    let twice = Matrix::new(2000, 1000, vec![0.5; 2000 * 1000]).unwrap();
+    placement.place(&one_block("layer 1", &twice), &options, &timer);
+    assert_eq!(timer.asked.get(), 6);
 }
 
 #[test]
@@ -347,7 +386,8 @@ fn the_choice_overrides_the_timings_and_no_gpu_means_the_cpu() {
     assert!(
         NmfDeviceChoice::parse("cuda")
             .unwrap_err()
-            .contains("auto, cpu or wgpu")
+            .to_string()
+            .contains("`cuda`: use auto, cpu or wgpu")
     );
 }
 
@@ -361,7 +401,9 @@ fn measured_rounds_time_a_real_fit() {
     };
     for device in [None, Some(&flex())] {
         let cost = MeasuredRounds.cost(device, &blocks, &options).unwrap();
-        assert!(cost.round_secs >= 0.0 && cost.fixed_secs >= 0.0, "{cost:?}");
+        // Something was timed, and a round costs less than the whole of a fit's first one.
+        assert!(cost.secs(1) > 0.0, "{cost:?}");
+        assert!(cost.round_secs < cost.secs(1) + 1e-9, "{cost:?}");
         assert!(cost.secs(200) < 60.0, "{cost:?}");
     }
 }

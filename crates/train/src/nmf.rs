@@ -478,6 +478,12 @@ impl NmfPlacement {
             None => {
                 let on_gpu = match timer.cost(Some(&gpu), blocks, options) {
                     Ok(cost) => cost,
+                    // Refused input: the CPU fit refuses it too, with the reason.
+                    Err(DeviceNmfError::Nmf(error)) => {
+                        return NmfPlace::Cpu {
+                            why: error.to_string(),
+                        };
+                    }
                     Err(error) => {
                         let why = format!("{} failed a timed fit ({error})", gpu.description);
                         self.gpu_failed(why.clone());

@@ -10,7 +10,9 @@ use actiscope_analysis::nmf::{
     NmfBlockInput, NmfFit, NmfOptions, block_weights, coupled_nmf, image_block, root_mean_square,
 };
 use actiscope_protocol::nmf::{NmfBlock, NmfParams, NmfResult, RmseCurve};
-use actiscope_train::nmf::{MeasuredRounds, NmfPlace, NmfPlacement, coupled_nmf_on_device};
+use actiscope_train::nmf::{
+    DeviceNmfError, MeasuredRounds, NmfPlace, NmfPlacement, coupled_nmf_on_device,
+};
 use bytes::Bytes;
 
 use super::probe::load_probe;
@@ -148,6 +150,8 @@ fn placed_fit(
         NmfPlace::Device { device, .. } => {
             match coupled_nmf_on_device(blocks, options, &device.device) {
                 Ok(fit) => return Ok((fit, place.describe())),
+                // Refused input is the request's fault, not the GPU's: the CPU refuses it too.
+                Err(DeviceNmfError::Nmf(error)) => return Err(bad_request(error)),
                 Err(error) => {
                     let why = format!("{} failed ({error})", device.description);
                     placement.gpu_failed(why.clone());

@@ -305,7 +305,20 @@ fn fits_go_where_the_timings_say_and_small_ones_stay_on_the_cpu() {
         "{}",
         place.describe()
     );
+    // Input the fit refuses is not the GPU's failure.
+    let placement = NmfPlacement::with_gpu(NmfDeviceChoice::Auto, Ok(fake_gpu()));
+    let refused = Matrix::new(1000, 1000, vec![-0.5; 1000 * 1000]).unwrap();
+    let place = placement.place(&blocks(&refused), &options, &MeasuredRounds);
+    assert!(
+        place.describe().contains("NMF needs finite values >= 0"),
+        "{}",
+        place.describe()
+    );
+    let place = placement.place(&blocks(&large), &options, &told(0.001, 0.01));
+    assert!(matches!(place, NmfPlace::Device { .. }), "{place:?}");
     // A failed GPU is not tried again, at any size.
+    let placement = NmfPlacement::with_gpu(NmfDeviceChoice::Auto, Ok(fake_gpu()));
+    placement.place(&blocks(&large), &options, &failing);
     let asked = failing.asked.get();
     let bigger = Matrix::new(2000, 1000, vec![0.5; 2000 * 1000]).unwrap();
     let place = placement.place(&blocks(&bigger), &options, &failing);

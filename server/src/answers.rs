@@ -3,9 +3,10 @@
 //! of a core-count of permits and keep the JSON per (run, epoch, parameters).
 //!
 //! A request dropped while it waits for a permit (a user scrubbing past an epoch) never runs
-//! its work; one that started keeps its permits until it is done. Work that runs on several
-//! threads (NMF, similarity) takes one permit per thread, so the lenses together never run
-//! more threads than there are cores. The cache holds at most [`CACHE_BYTES`] of answers.
+//! its work; one that started keeps its permits until it is done, or until it gives back
+//! those it turned out not to need ([`Permits::keep_one`]: an NMF fit placed on a GPU). Work
+//! that runs on several threads (NMF, similarity) takes one permit per thread, so the lenses
+//! together never run more threads than there are cores. The cache holds at most [`CACHE_BYTES`] of answers.
 //! It also holds where NMF fits run ([`NmfPlacement`]: the cores or a GPU), the other
 //! resource answers are computed with.
 
@@ -238,14 +239,42 @@ pub async fn blocking_threads<T: Send + 'static>(
     threads: usize,
     work: impl FnOnce() -> Result<T, AnswerError> + Send + 'static,
 ) -> Result<T, AnswerError> {
+    blocking_permits(cache, threads, |_| work()).await
+}
+
+/// The permits a computation holds while it runs.
+#[derive(Debug)]
+pub struct Permits(tokio::sync::OwnedSemaphorePermit);
+
+impl Permits {
+    /// Permits held.
+    pub fn held(&self) -> usize {
+        self.0.num_permits()
+    }
+
+    /// Gives back all but one permit, for work that turned out to need one thread (an NMF fit
+    /// placed on a GPU): other answers may use the cores at once. The work must then run
+    /// on one thread.
+    pub fn keep_one(&mut self) {
+        let extra = self.0.num_permits().saturating_sub(1);
+        drop(self.0.split(extra));
+    }
+}
+
+/// [`blocking_threads`] for work that may give permits back while it runs ([`Permits`]).
+pub async fn blocking_permits<T: Send + 'static>(
+    cache: &AnswerCache,
+    threads: usize,
+    work: impl FnOnce(&mut Permits) -> Result<T, AnswerError> + Send + 'static,
+) -> Result<T, AnswerError> {
     let wanted = u32::try_from(threads.clamp(1, cache.permits)).unwrap_or(1);
     let permit = Arc::clone(&cache.workers)
         .acquire_many_owned(wanted)
         .await
         .map_err(|e| AnswerError::Worker(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        work()
+        let mut permits = Permits(permit);
+        work(&mut permits)
     })
     .await
     .map_err(|e| AnswerError::Worker(e.to_string()))?
@@ -268,10 +297,20 @@ pub async fn cached_threads(
     threads: usize,
     work: impl FnOnce() -> Result<Bytes, AnswerError> + Send + 'static,
 ) -> Result<Bytes, AnswerError> {
+    cached_permits(cache, key, threads, |_| work()).await
+}
+
+/// [`cached_threads`] for work that may give permits back while it runs ([`Permits`]).
+pub async fn cached_permits(
+    cache: &AnswerCache,
+    key: String,
+    threads: usize,
+    work: impl FnOnce(&mut Permits) -> Result<Bytes, AnswerError> + Send + 'static,
+) -> Result<Bytes, AnswerError> {
     if let Some(hit) = cache.answer(&key) {
         return Ok(hit);
     }
-    let answer = blocking_threads(cache, threads, work).await?;
+    let answer = blocking_permits(cache, threads, work).await?;
     cache.put_answer(key, answer.clone());
     Ok(answer)
 }
@@ -282,6 +321,32 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[tokio::test]
+    async fn work_that_keeps_one_permit_gives_the_others_back_at_once() {
+        let cache = Arc::new(AnswerCache::with_permits(4));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let held = Arc::clone(&cache);
+        let running = tokio::spawn(async move {
+            blocking_permits(&held, 4, move |permits| {
+                assert_eq!(permits.held(), 4);
+                permits.keep_one();
+                assert_eq!(permits.held(), 1);
+                let _ = release.send(());
+                // Runs on until the test has checked the cache's permits.
+                let _ = finished.recv_timeout(Duration::from_secs(10));
+                Ok(())
+            })
+            .await
+        });
+        released.await.unwrap();
+        // Three permits are free while the work still runs: three one-thread answers fit.
+        assert_eq!(cache.workers.available_permits(), 3);
+        done.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert_eq!(cache.workers.available_permits(), 4);
+    }
 
     #[tokio::test]
     async fn work_that_waited_for_a_permit_never_runs_once_its_request_is_gone() {

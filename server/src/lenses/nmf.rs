@@ -16,7 +16,7 @@ use actiscope_train::nmf::{
 use bytes::Bytes;
 
 use super::probe::load_probe;
-use crate::answers::{AnswerCache, AnswerError, cached_threads, json};
+use crate::answers::{AnswerCache, AnswerError, Permits, cached_permits, cached_threads, json};
 use crate::hub::Hub;
 
 /// Most factors an NMF request may ask for.
@@ -138,17 +138,24 @@ fn options(params: &NmfParams, threads: usize) -> NmfOptions {
 
 /// The fit of `blocks`, where `placement` puts it; a GPU that fails hands this fit and every
 /// later one to the cores (logged once here, and said in each description). Returns the fit
-/// and where it ran and why.
+/// and where it ran and why. With `permits`, a fit placed on the GPU gives all but one back
+/// to the cache while it runs (a fit that then falls back to the cores runs on one thread).
 fn placed_fit(
     placement: &NmfPlacement,
     blocks: &[NmfBlockInput<'_>],
     options: &NmfOptions,
+    permits: Option<&mut Permits>,
 ) -> Result<(NmfFit, String), AnswerError> {
     let place = placement.place(blocks, options, &MeasuredRounds);
+    let mut options = *options;
     let failed = match &place {
         NmfPlace::Cpu { .. } => None,
         NmfPlace::Device { device, .. } => {
-            match coupled_nmf_on_device(blocks, options, &device.device) {
+            if let Some(permits) = permits {
+                permits.keep_one();
+                options.threads = 1;
+            }
+            match coupled_nmf_on_device(blocks, &options, &device.device) {
                 Ok(fit) => return Ok((fit, place.describe())),
                 // Refused input is the request's fault, not the GPU's: the CPU refuses it too.
                 Err(DeviceNmfError::Nmf(error)) => return Err(bad_request(error)),
@@ -160,7 +167,7 @@ fn placed_fit(
             }
         }
     };
-    let fit = coupled_nmf(blocks, options).map_err(bad_request)?;
+    let fit = coupled_nmf(blocks, &options).map_err(bad_request)?;
     Ok(match failed {
         None => (fit, place.describe()),
         Some(why) => {
@@ -211,12 +218,18 @@ pub async fn nmf_json(
 ) -> Result<Bytes, AnswerError> {
     check_nmf_params(&params)?;
     let key = format!("{run_id}/{epoch}/nmf/{params:?}");
-    // The fit runs on as many threads as the cache has permits, and takes them all.
+    // The fit runs on as many threads as the cache has permits, and takes them all (a fit
+    // placed on a GPU gives all but one back).
     let threads = cache.permits();
     let placement = cache.nmf_placement();
-    cached_threads(&cache, key, threads, move || {
+    cached_permits(&cache, key, threads, move |permits| {
         let data = nmf_data(&hub, run_id, epoch, &params)?;
-        let fit = placed_fit(&placement, &data.blocks(), &options(&params, threads))?;
+        let fit = placed_fit(
+            &placement,
+            &data.blocks(),
+            &options(&params, threads),
+            Some(permits),
+        )?;
         json(&nmf_result(epoch, params, &data, fit))
     })
     .await
@@ -259,7 +272,8 @@ pub async fn rmse_json(
                     },
                     threads,
                 );
-                let (fit, _) = placed_fit(&placement, &blocks, &options)?;
+                // Each rank may go elsewhere, so the curve keeps its permits throughout.
+                let (fit, _) = placed_fit(&placement, &blocks, &options, None)?;
                 Ok((rank, fit.rmse))
             })
             .collect::<Result<Vec<_>, AnswerError>>()?;

@@ -157,20 +157,16 @@ async fn hello_ping_pong_and_garbage_over_a_real_socket() {
 async fn sockets_beyond_the_limit_are_closed_with_a_reason() {
     let store_dir = tempfile::tempdir().unwrap();
     let store = actiscope_store::Store::open(&store_dir.path().join("runs.db")).unwrap();
-    let state = actiscope_server::state::AppState::with_options(
+    let server = TestServer::start_with_options(
         store,
-        None,
         actiscope_server::state::ServerOptions {
             max_sockets: 1,
             ..Default::default()
         },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, actiscope_server::app::app(state)).await;
-    });
-    let url = format!("ws://{addr}/ws");
+    )
+    .await
+    .expect("server starts");
+    let url = server.ws_url();
     let (mut first, _) = tokio_tungstenite::connect_async(&url)
         .await
         .expect("connects");
@@ -208,7 +204,6 @@ async fn sockets_beyond_the_limit_are_closed_with_a_reason() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    task.abort();
 }
 
 #[tokio::test]

@@ -47,7 +47,12 @@ impl TestServer {
 
     /// Serves `state` on a free loopback port.
     async fn serve(state: AppState) -> std::io::Result<Self> {
-        let store_dir = tempfile::tempdir()?;
+        Self::serve_in(state, tempfile::tempdir()?).await
+    }
+
+    /// Serves `state` on a free loopback port, keeping `store_dir` (the store's folder, if it
+    /// is a file there) until the server is dropped.
+    async fn serve_in(state: AppState, store_dir: tempfile::TempDir) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let router = app(state);
@@ -70,22 +75,9 @@ impl TestServer {
         let store_dir = tempfile::tempdir()?;
         let store = actiscope_store::Store::open(&store_dir.path().join("runs.db"))
             .map_err(std::io::Error::other)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let (state, run_id) = state_with_run(store, dist, config).await?;
-        let router = app(state);
-        let task = tokio::spawn(async move {
-            // The test that owns the server fails on its own if serving stops early.
-            let _ = axum::serve(listener, router).await;
-        });
-        Ok((
-            Self {
-                addr,
-                task,
-                store_dir,
-            },
-            run_id,
-        ))
+        let server = Self::serve_in(state, store_dir).await?;
+        Ok((server, run_id))
     }
 
     /// `http://127.0.0.1:<port>` followed by `path`.
